@@ -1,0 +1,19 @@
+"""fastscratch: a feedforward neural network written from scratch in NumPy.
+
+    >>> from fastscratch import NeuralNetwork
+    >>> nn = NeuralNetwork(architecture=[784, 128, 64, 10], activation="relu")
+    >>> nn.fit(X_train, y_train, X_test, y_test, lr=0.1, epochs=500)   # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .backends import available_backends, load_backend
+from .history import History
+from .network import NeuralNetwork
+from .optimizers import SGD, Adam, Momentum, Optimizer
+from .schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
+
+__all__ = [
+    "NeuralNetwork", "History", "Optimizer", "SGD", "Momentum", "Adam", "Schedule", "Constant", "StepDecay",
+    "ExponentialDecay", "CosineDecay", "available_backends", "load_backend", "__version__",
+]

@@ -1,0 +1,147 @@
+"""Input checks with messages that name the argument and what was expected."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+# Rows per block when a check must look at every value: bounds the temporary
+# memory of a finiteness scan on inputs of any size.
+_SCAN_ROWS = 4096
+
+
+def check_positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_non_negative_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        expected = "a positive integer or None" if allow_none else "a positive integer"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_architecture(architecture: Any) -> list[int]:
+    if isinstance(architecture, (str, bytes)) or not hasattr(architecture, "__iter__"):
+        raise TypeError("architecture must be a list of layer sizes such as [784, 128, 64, 10], "
+                        f"got {type(architecture).__name__}")
+    sizes = list(architecture)
+    if len(sizes) < 2:
+        raise ValueError("architecture needs at least an input and an output size, "
+                         f"e.g. [784, 10]; got {sizes!r}")
+    for i, size in enumerate(sizes):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(f"architecture[{i}] must be an integer layer size, got {size!r}")
+        if size < 1:
+            raise ValueError(f"architecture[{i}] must be at least 1, got {size}")
+    if sizes[-1] < 2:
+        raise ValueError(f"the output layer (architecture[-1]) needs at least 2 classes, got {sizes[-1]}")
+    return [int(s) for s in sizes]
+
+
+def check_features(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
+    """``X`` as a C-contiguous ``(n_samples, n_features)`` array of ``dtype``, all finite.
+
+    Converts (one copy) only when ``X`` is not already such an array.
+    """
+    array = np.ascontiguousarray(check_feature_array(X, n_features, name), dtype=dtype)
+    check_finite(array, name)
+    return array
+
+
+def check_feature_array(X: Any, n_features: int, name: str = "X") -> np.ndarray:
+    """``X`` as an array of real numbers shaped ``(n_samples, n_features)``, not converted."""
+    if isinstance(X, np.ndarray):
+        array = X
+    else:
+        try:
+            array = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a numeric array, could not convert it: {exc}") from exc
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples")
+    if array.shape[1] != n_features:
+        raise ValueError(f"{name} has {array.shape[1]} features per sample but the network's input layer "
+                         f"(architecture[0]) expects {n_features}; shape {array.shape}")
+    return array
+
+
+def check_finite(array: np.ndarray, name: str, row_offset: int = 0) -> None:
+    """Raise ``ValueError`` naming the first non-finite entry of a 2-D float array.
+
+    ``row_offset`` is added to row numbers in the message (for chunks of a larger array).
+    """
+    # A float64 sum of the values is finite exactly when every value is, unless
+    # it overflows; it needs no temporary as large as the array.
+    if math.isfinite(float(np.sum(array, dtype=np.float64))):
+        return
+    for start in range(0, array.shape[0], _SCAN_ROWS):
+        block = array[start:start + _SCAN_ROWS]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            value = block[row, col]
+            raise ValueError(f"{name} contains non-finite values ({value} at row {row_offset + start + row}, "
+                             f"column {col}); remove or impute NaN/inf before training")
+
+
+def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Class labels as an ``intp`` vector of length ``n_samples`` in ``[0, n_classes)``.
+
+    Accepts integer labels ``(n_samples,)`` (integral floats too) or one-hot
+    rows ``(n_samples, n_classes)``.
+    """
+    array = np.asarray(y)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold integer class labels or one-hot rows, got dtype {array.dtype}")
+    if array.ndim == 2:
+        if array.shape[1] != n_classes:
+            raise ValueError(f"{name} looks one-hot with {array.shape[1]} columns, but the network has "
+                             f"{n_classes} output classes; shape {array.shape}")
+        if not np.all((array == 0) | (array == 1)) or not np.all(array.sum(axis=1) == 1):
+            raise ValueError(f"one-hot {name} must have exactly one 1 per row and zeros elsewhere")
+        array = array.argmax(axis=1)
+    elif array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D labels (n_samples,) or one-hot (n_samples, {n_classes}), "
+                         f"got shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise ValueError(f"{name} has {array.shape[0]} labels but X has {n_samples} samples")
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} contains NaN or infinite labels")
+        if not np.all(array == np.round(array)):
+            raise ValueError(f"{name} must hold integer class labels; got non-integer values such as "
+                             f"{array[array != np.round(array)][0]}")
+    if array.size and (array.min() < 0 or array.max() >= n_classes):
+        bad = array[(array < 0) | (array >= n_classes)][0]
+        raise ValueError(f"{name} has label {bad!r} out of range: labels must be in [0, {n_classes - 1}] "
+                         f"for a network with {n_classes} output classes")
+    return np.ascontiguousarray(array, dtype=np.intp)
+
+
+def check_pair(X_test: Any, y_test: Any) -> None:
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together (or both left out)")

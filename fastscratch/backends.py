@@ -1,0 +1,53 @@
+"""Choosing the kernel module that does the arithmetic.
+
+A backend is a module of ``fastscratch.kernels`` exposing the functions of
+``numpy_kernels`` with the same signatures.  ``"auto"`` takes Numba when its
+kernels can be imported and falls back to NumPy otherwise, so the library
+works without Numba installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+BACKENDS = ("numpy", "numba")
+_MODULES = {"numpy": "fastscratch.kernels.numpy_kernels", "numba": "fastscratch.kernels.numba_kernels"}
+
+
+def load_backend(name: str) -> ModuleType:
+    """Return the kernel module for ``name`` ("auto", "numpy" or "numba").
+
+    Raises ``ValueError`` for an unknown name and ``ImportError`` (naming the
+    ``numba`` extra) when Numba is asked for explicitly but unavailable.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {type(name).__name__}")
+    if name == "auto":
+        try:
+            return load_backend("numba")
+        except ImportError:
+            return load_backend("numpy")
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; expected one of 'auto', " + ", ".join(map(repr, BACKENDS)))
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        if name == "numpy":
+            raise
+        raise ImportError(
+            f"backend {name!r} is not available ({exc}); install it with "
+            "`pip install 'fastscratch[numba]'` or use backend='numpy'"
+        ) from exc
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can be loaded here, in preference order."""
+    found = []
+    for name in BACKENDS:
+        try:
+            load_backend(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return found

@@ -1,0 +1,383 @@
+"""``NeuralNetwork``: the from-scratch feedforward classifier.
+
+Hidden layers use ReLU, sigmoid or tanh; the output layer is a softmax trained
+with cross-entropy.  ``fit`` runs gradient descent (full batch by default, as in
+the tutorial, or mini-batches) with SGD, momentum or Adam; the arithmetic lives
+in the backend's kernels (see ``fastscratch.training`` for the formula-to-code
+map).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from os import PathLike
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import _validation as check
+from .backends import load_backend
+from .history import History
+from .optimizers import Optimizer, get_optimizer
+from .schedules import CosineDecay, Schedule, get_schedule
+from .training import NonFiniteLoss, Workspace, run_epoch
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+INITS = ("he", "xavier")
+DTYPES = ("float32", "float64")
+MONITORS = {"test_loss": "min", "test_accuracy": "max", "cost": "min", "train_accuracy": "max"}
+_MONITOR_COLUMN = {"test_loss": "test_cost", "test_accuracy": "test_accuracy", "cost": "cost",
+                   "train_accuracy": "train_accuracy"}
+PREDICT_BATCH = 8192  # rows per chunk in predict/evaluate: bounds their working memory
+
+
+def _activation_code(kernels, name: str) -> int:
+    return {"relu": kernels.RELU, "sigmoid": kernels.SIGMOID, "tanh": kernels.TANH}[name]
+
+
+class NeuralNetwork:
+    """A fully connected network with a softmax output, trained by backprop.
+
+    Parameters
+    ----------
+    architecture : layer sizes ``[n_features, hidden..., n_classes]``, e.g. ``[784, 128, 64, 10]``.
+    activation : hidden-layer activation, ``"relu"``, ``"sigmoid"`` or ``"tanh"``,
+        or a list with one name per hidden layer.
+    dtype : ``"float32"`` (default) or ``"float64"``.
+    seed : seed of the generator used for initialisation, shuffling and dropout;
+        the same seed gives bit-identical training.  ``None``: fresh entropy.
+    backend : ``"auto"`` (Numba if available, else NumPy), ``"numpy"`` or ``"numba"``.
+    init : ``"he"`` (normal, std ``sqrt(2 / n_in)``) or ``"xavier"`` (Glorot uniform).
+    dropout : fraction of each hidden layer's units dropped during training
+        (a number, or one per hidden layer); 0 disables it.
+
+    Attributes
+    ----------
+    weights : list of ``W[l]: (n_in, n_out)`` arrays; ``biases``: list of ``b[l]: (n_out,)``.
+    history : :class:`History` of every epoch trained so far.
+    """
+
+    def __init__(self, architecture: Sequence[int] = (784, 128, 64, 10),
+                 activation: str | Sequence[str] = "relu", dtype: str = "float32", seed: int | None = None,
+                 backend: str = "auto", init: str = "he", dropout: float | Sequence[float] = 0.0) -> None:
+        self.architecture = check.check_architecture(architecture)
+        n_hidden = len(self.architecture) - 2
+        self.activations = self._check_activations(activation, n_hidden)
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        self.dtype = np.dtype(str(dtype))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self.backend = backend
+        self.kernels = load_backend(backend)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+        self.init = init
+        self.dropout = self._check_dropout(dropout, n_hidden)
+        self.rng = np.random.default_rng(self.seed)
+        self.weights, self.biases = self._initial_parameters()
+        self.history = History()
+        self.optimizer: Optimizer | None = None
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _check_activations(activation: Any, n_hidden: int) -> list[str]:
+        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(names) != n_hidden:
+            raise ValueError(f"activation lists {len(names)} names but the network has {n_hidden} hidden layers")
+        for name in names:
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+        return names
+
+    @staticmethod
+    def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
+        rates = [dropout] * n_hidden if isinstance(dropout, (int, float)) else list(dropout)
+        if len(rates) != n_hidden:
+            raise ValueError(f"dropout lists {len(rates)} rates but the network has {n_hidden} hidden layers")
+        for rate in rates:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"dropout rates must be numbers in [0, 1), got {rate!r}")
+        return [float(r) for r in rates]
+
+    def _initial_parameters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        weights, biases = [], []
+        for n_in, n_out in zip(self.architecture[:-1], self.architecture[1:]):
+            # drawn in float64 and rounded, so float32 and float64 nets start alike
+            if self.init == "he":
+                W = self.rng.standard_normal((n_in, n_out)) * math.sqrt(2.0 / n_in)
+            else:
+                limit = math.sqrt(6.0 / (n_in + n_out))
+                W = self.rng.uniform(-limit, limit, (n_in, n_out))
+            weights.append(np.ascontiguousarray(W, dtype=self.dtype))
+            biases.append(np.zeros(n_out, dtype=self.dtype))
+        return weights, biases
+
+    @property
+    def n_features(self) -> int:
+        return self.architecture[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.architecture[-1]
+
+    @property
+    def epochs_trained(self) -> int:
+        return len(self.history)
+
+    def _codes(self) -> list[int]:
+        return [_activation_code(self.kernels, a) for a in self.activations] + [self.kernels.IDENTITY]
+
+    def _params(self) -> list[np.ndarray]:
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    def __repr__(self) -> str:
+        return (f"NeuralNetwork(architecture={self.architecture}, activation={self.activations}, "
+                f"dtype='{self.dtype}', backend='{self.kernels.NAME}', epochs_trained={self.epochs_trained})")
+
+    # tutorial-style aliases of the history
+    @property
+    def costs(self) -> list[float]:
+        return self.history.cost
+
+    @property
+    def train_accuracies(self) -> list[float]:
+        return self.history.train_accuracy
+
+    @property
+    def test_accuracies(self) -> list[float]:
+        return self.history.test_accuracy
+
+    # --------------------------------------------------------------- training
+    def fit(self, X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, lr: float = 0.1,
+            epochs: int = 500, batch_size: int | None = None, optimizer: str | Optimizer = "sgd",
+            shuffle: bool = True, verbose: bool = True, log_every: int = 100,
+            lr_schedule: str | Schedule | None = None, weight_decay: float = 0.0,
+            early_stopping: int | None = None, monitor: str = "test_loss", min_delta: float = 0.0,
+            restore_best: bool = True, log: Callable[[str], None] | None = None) -> History:
+        """Train by gradient descent; return the :class:`History` (all epochs so far).
+
+        X_train: (n_samples, n_features) ; y_train: (n_samples,) integer labels in
+        ``[0, n_classes)`` or (n_samples, n_classes) one-hot.  ``X_test``/``y_test``
+        likewise, evaluated after every epoch.
+
+        - ``batch_size=None``: full-batch gradient descent (the tutorial); an int: mini-batches,
+          reshuffled every epoch when ``shuffle``.
+        - ``optimizer``: ``"sgd"``, ``"momentum"``, ``"adam"`` or an optimizer object.  Calling
+          ``fit`` again continues from the current weights, and from the optimizer's state when
+          the same optimizer configuration is asked for.
+        - ``lr_schedule``: ``None``, ``"step"``, ``"exponential"``, ``"cosine"`` or a schedule object.
+        - ``weight_decay``: L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not biases).
+        - ``early_stopping``: patience in epochs on ``monitor`` (``"test_loss"``, ``"test_accuracy"``,
+          ``"cost"``, ``"train_accuracy"``); with ``restore_best`` the best epoch's weights are kept.
+        - ``verbose``: print the tutorial's epoch lines every ``log_every`` epochs and a summary
+          (through ``log``, default ``print`` to stdout).
+
+        Raises ``FloatingPointError`` naming the epoch and batch if the loss becomes NaN or
+        infinite; the weights are then the last finite ones.
+        """
+        X_train = check.check_features(X_train, self.n_features, self.dtype, "X_train")
+        y_train = check.check_labels(y_train, X_train.shape[0], self.n_classes, "y_train")
+        check.check_pair(X_test, y_test)
+        if X_test is not None:
+            X_test = check.check_features(X_test, self.n_features, self.dtype, "X_test")
+            y_test = check.check_labels(y_test, X_test.shape[0], self.n_classes, "y_test")
+        lr = check.check_positive_number("lr", lr)
+        epochs = check.check_positive_int("epochs", epochs)
+        batch_size = check.check_positive_int("batch_size", batch_size, allow_none=True)
+        log_every = check.check_positive_int("log_every", log_every)
+        weight_decay = check.check_non_negative_number("weight_decay", weight_decay)
+        min_delta = check.check_non_negative_number("min_delta", min_delta)
+        early_stopping = check.check_positive_int("early_stopping", early_stopping, allow_none=True)
+        if monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
+        if early_stopping is not None and monitor.startswith("test") and X_test is None:
+            raise ValueError(f"early_stopping on {monitor!r} needs X_test and y_test")
+        schedule = get_schedule(lr_schedule)
+        if isinstance(schedule, CosineDecay) and schedule.total_epochs is None:
+            schedule = CosineDecay(self.epochs_trained + epochs, schedule.min_lr)
+        opt = get_optimizer(optimizer)
+        if self.optimizer is not None and not isinstance(optimizer, Optimizer) and self.optimizer.same_config(opt):
+            opt = self.optimizer  # resume: keep momentum / Adam moments and the step count
+        params = self._params()
+        opt.bind(params)
+        self.optimizer = opt
+        say = log if log is not None else (lambda line: print(line, file=sys.stdout, flush=True))
+
+        n = X_train.shape[0]
+        full_batch = batch_size is None or batch_size >= n
+        batch = n if full_batch else batch_size
+        workspace = Workspace(self.kernels, self.architecture, batch, self.dtype,
+                              keep_probs=[1.0 - r for r in self.dropout], gather=shuffle and not full_batch)
+        weight_decays = [weight_decay, 0.0] * len(self.weights)
+        codes = self._codes()
+        best_value, best_params, best_epoch, waited = None, None, 0, 0
+        sign = 1.0 if MONITORS[monitor] == "min" else -1.0
+        first_epoch = self.epochs_trained
+        started = time.perf_counter()
+
+        for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
+            epoch_lr = schedule(lr, epoch - 1)
+            # unshuffled or full-batch epochs read X_train in place: no gather
+            order = self.rng.permutation(n) if shuffle and not full_batch else None
+            snapshot = [p.copy() for p in params]
+            t0 = time.perf_counter()
+            try:
+                loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
+                                                codes, opt, epoch_lr, weight_decays, self.rng)
+            except NonFiniteLoss as exc:
+                self._stop_on_divergence(epoch, exc.batch, exc.loss, snapshot, params, epoch_lr)
+            seconds = time.perf_counter() - t0
+            if not all(np.isfinite(p).all() for p in params):
+                self._stop_on_divergence(epoch, -(-n // batch), math.inf, snapshot, params, epoch_lr)
+
+            cost = loss_sum / n
+            if weight_decay:
+                cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
+            test_cost, test_acc = self._evaluate(X_test, y_test, checked=True) if X_test is not None else (math.nan, math.nan)
+            self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
+                                test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
+                                samples_per_second=n / seconds if seconds > 0 else math.inf)
+            if verbose and (epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs):
+                say(self._epoch_line(-1))
+
+            if early_stopping is not None:
+                value = getattr(self.history, _MONITOR_COLUMN[monitor])[-1]
+                if best_value is None or sign * (best_value - value) > min_delta:
+                    best_value, best_epoch, waited = value, epoch, 0
+                    if restore_best:
+                        best_params = [p.copy() for p in params]
+                else:
+                    waited += 1
+                    if waited >= early_stopping:
+                        if verbose:
+                            say(self._epoch_line(-1))
+                            say(f"Early stopping at epoch {epoch}: {monitor} has not improved for "
+                                f"{early_stopping} epochs (best {best_value:.4f} at epoch {best_epoch}).")
+                        break
+        if best_params is not None:
+            for p, best in zip(params, best_params):
+                np.copyto(p, best)
+            if verbose and best_epoch != self.epochs_trained:
+                say(f"Restored the weights of epoch {best_epoch}.")
+        if verbose:
+            self._summary(say, time.perf_counter() - started, n * (self.epochs_trained - first_epoch))
+        return self.history
+
+    def _epoch_line(self, index: int) -> str:
+        h = self.history
+        line = f"Epoch {h.epoch[index]:4d} | Cost: {h.cost[index]:.4f} | Train Acc: {h.train_accuracy[index]:.4f}"
+        if not math.isnan(h.test_accuracy[index]):
+            line += f" | Test Acc: {h.test_accuracy[index]:.4f}"
+        return line
+
+    def _summary(self, say: Callable[[str], None], seconds: float, samples: int) -> None:
+        h = self.history
+        say("Training completed!")
+        line = f"Final Cost: {h.cost[-1]:.4f} | Final Train Acc: {h.train_accuracy[-1]:.4f}"
+        if not math.isnan(h.test_accuracy[-1]):
+            line += f" | Final Test Acc: {h.test_accuracy[-1]:.4f}"
+        say(line)
+        say(f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
+            f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
+
+    def _stop_on_divergence(self, epoch: int, batch: int, loss: float, snapshot: list[np.ndarray],
+                            params: list[np.ndarray], lr: float) -> None:
+        if all(np.isfinite(p).all() for p in params):
+            kept = f"the weights after batch {batch - 1} of that epoch (the last finite ones) are kept"
+        else:
+            for p, good in zip(params, snapshot):
+                np.copyto(p, good)
+            kept = f"the weights from the end of epoch {epoch - 1} (the last finite ones) are restored"
+        raise FloatingPointError(
+            f"training diverged at epoch {epoch}, batch {batch}: the loss is {loss}; {kept}. "
+            f"Try a smaller learning rate than lr={lr:g}.")
+
+    # -------------------------------------------------------------- inference
+    def _forward_chunks(self, X: np.ndarray, batch_size: int, checked: bool = False):
+        """Yield ``(start, workspace, logits_view)`` for chunks of ``X``; memory is bounded by
+        ``batch_size``.  ``checked``: X is known to be finite and of the model's dtype."""
+        batch = min(batch_size, X.shape[0])
+        ws = Workspace(self.kernels, self.architecture, batch, self.dtype, training=False, gather=False)
+        codes = self._codes()
+        for start in range(0, X.shape[0], batch):
+            chunk = X[start:start + batch]
+            if not checked:
+                # each chunk is converted and checked on its own, so a large float64 or
+                # integer input is never copied whole
+                chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+                check.check_finite(chunk, "X", row_offset=start)
+            yield start, ws, ws.forward(chunk, self.weights, self.biases, codes)
+
+    def predict_proba(self, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+        """Class probabilities, ``(n_samples, n_classes)`` in the model's dtype.
+
+        X: (n_samples, n_features).  Computed ``batch_size`` rows at a time.
+        """
+        X = check.check_feature_array(X, self.n_features)
+        batch_size = check.check_positive_int("batch_size", batch_size)
+        out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
+        for start, ws, logits in self._forward_chunks(X, batch_size):
+            rows = out[start:start + logits.shape[0]]
+            self.kernels.softmax(logits, rows, ws.row_scratch[0, : logits.shape[0]])
+        return out
+
+    def predict(self, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+        """Predicted class labels ``(n_samples,)`` int: the argmax of the output layer."""
+        X = check.check_feature_array(X, self.n_features)
+        batch_size = check.check_positive_int("batch_size", batch_size)
+        out = np.empty(X.shape[0], dtype=np.intp)
+        for start, _, logits in self._forward_chunks(X, batch_size):
+            np.argmax(logits, axis=1, out=out[start:start + logits.shape[0]])
+        return out
+
+    def evaluate(self, X: Any, y: Any, batch_size: int = PREDICT_BATCH) -> tuple[float, float]:
+        """``(mean cross-entropy loss, accuracy)`` on ``X: (n, n_features)``, ``y`` labels or one-hot."""
+        X = check.check_feature_array(X, self.n_features)
+        y = check.check_labels(y, X.shape[0], self.n_classes, "y")
+        batch_size = check.check_positive_int("batch_size", batch_size)
+        return self._evaluate(X, y, batch_size)
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = PREDICT_BATCH,
+                  checked: bool = False) -> tuple[float, float]:
+        loss_total, correct = 0.0, 0
+        for start, ws, logits in self._forward_chunks(X, batch_size, checked):
+            m = logits.shape[0]
+            loss_sum, n_correct = self.kernels.softmax_cross_entropy_grad(
+                logits, y[start:start + m], logits, 1.0, ws.row_scratch[:, :m], ws.index_scratch[:, :m])
+            loss_total += loss_sum
+            correct += n_correct
+        return loss_total / X.shape[0], correct / X.shape[0]
+
+    def accuracy(self, X: Any, y: Any) -> float:
+        """Fraction of samples whose predicted class equals the label."""
+        return self.evaluate(X, y)[1]
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path: str | PathLike) -> None:
+        """Write the model (weights, optimizer state, RNG state, history) to ``path`` (.npz).
+
+        Atomic: written to a temporary file beside ``path``, then renamed.
+        """
+        from .persistence import save_model
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | PathLike) -> "NeuralNetwork":
+        """Read a model written by :meth:`save` (never unpickles); ``ValueError`` if it is invalid."""
+        from .persistence import load_model
+        return load_model(path)
+
+    # ------------------------------------------------------------------ plots
+    def plot_cost(self, path: str | PathLike | None = None):
+        """Training cost per epoch as a matplotlib Figure; saved as PNG when ``path`` is given."""
+        from .plots import plot_cost
+        return plot_cost(self.history, path)
+
+    def plot_accuracies(self, path: str | PathLike | None = None):
+        """Train and test accuracy per epoch as a matplotlib Figure; saved as PNG when ``path`` is given."""
+        from .plots import plot_accuracies
+        return plot_accuracies(self.history, path)

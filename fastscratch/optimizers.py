@@ -1,0 +1,143 @@
+"""Optimizers: the update rule applied to every parameter after backprop.
+
+An optimizer object holds its hyperparameters and, once bound to a network's
+parameters, one state array per parameter and kind (velocity; Adam's first and
+second moments) plus a scratch array per parameter so updates allocate nothing.
+The arithmetic itself is a backend kernel (``sgd_update``, ``momentum_update``,
+``adam_update``).  The learning rate is not part of the optimizer: ``fit``
+passes it each step, so schedules can change it.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+
+class Optimizer:
+    """Base class.  Subclasses list their state kinds in ``state_names``."""
+
+    name: str = ""
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.state: dict[str, list[np.ndarray]] = {}
+        self.scratch: list[np.ndarray] = []
+        self.iterations = 0
+
+    # -- configuration -------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """Hyperparameters as a JSON-able dict (``name`` included)."""
+        return {"name": self.name}
+
+    def same_config(self, other: "Optimizer") -> bool:
+        return self.config() == other.config()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    # -- state ---------------------------------------------------------
+    def bind(self, params: list[np.ndarray]) -> None:
+        """Allocate zeroed state for ``params`` unless state of those shapes exists."""
+        shapes = [p.shape for p in params]
+        dtype = params[0].dtype
+        have = self.state.get(self.state_names[0]) if self.state_names else None
+        if have is None or [a.shape for a in have] != shapes or have[0].dtype != dtype:
+            self.state = {k: [np.zeros_like(p) for p in params] for k in self.state_names}
+            self.iterations = 0
+        if [s.shape for s in self.scratch] != shapes or (self.scratch and self.scratch[0].dtype != dtype):
+            self.scratch = [np.empty_like(p) for p in params]
+
+    def step(self, kernels: ModuleType, params: list[np.ndarray], grads: list[np.ndarray], lr: float,
+             weight_decays: list[float]) -> None:
+        """Update ``params`` in place from ``grads`` (which are consumed)."""
+        self.iterations += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            self._update(kernels, i, p, g, lr, weight_decays[i])
+
+    def _update(self, kernels: ModuleType, i: int, p: np.ndarray, g: np.ndarray, lr: float,
+                weight_decay: float) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Plain gradient descent, the tutorial's rule: ``W -= lr * dW``."""
+
+    name = "sgd"
+
+    def _update(self, kernels, i, p, g, lr, weight_decay):
+        kernels.sgd_update(p, g, lr, weight_decay, self.scratch[i])
+
+
+class Momentum(Optimizer):
+    """SGD with (optionally Nesterov) momentum, Keras' convention.
+
+    ``v = momentum * v - lr * g; W += v`` (Nesterov: ``W += momentum * v - lr * g``).
+    """
+
+    name = "momentum"
+    state_names = ("velocity",)
+
+    def __init__(self, momentum: float = 0.9, nesterov: bool = False) -> None:
+        super().__init__()
+        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
+            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def config(self):
+        return {"name": self.name, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _update(self, kernels, i, p, g, lr, weight_decay):
+        kernels.momentum_update(p, g, self.state["velocity"][i], lr, self.momentum, self.nesterov,
+                                weight_decay, self.scratch[i])
+
+
+class Adam(Optimizer):
+    """Adam with Keras' defaults and bias-correction convention (``eps`` added to ``sqrt(v)``)."""
+
+    name = "adam"
+    state_names = ("m", "v")
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7) -> None:
+        super().__init__()
+        for label, value in (("beta1", beta1), ("beta2", beta2)):
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                raise ValueError(f"{label} must be a number in [0, 1), got {value!r}")
+        if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a positive number, got {eps!r}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def config(self):
+        return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _update(self, kernels, i, p, g, lr, weight_decay):
+        kernels.adam_update(p, g, self.state["m"][i], self.state["v"][i], lr, self.beta1, self.beta2,
+                            self.eps, self.iterations, weight_decay, self.scratch[i])
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def get_optimizer(spec: "str | Optimizer | dict[str, Any]") -> Optimizer:
+    """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"adam"``), an
+    ``Optimizer`` instance (returned as is) or a config dict as ``config()`` makes."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+        return OPTIMIZERS[name](**spec)
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {spec!r}; expected one of {sorted(OPTIMIZERS)} "
+                             "or an Optimizer instance")
+        return OPTIMIZERS[key]()
+    raise TypeError(f"optimizer must be a name or an Optimizer instance, got {type(spec).__name__}")

@@ -1,0 +1,154 @@
+"""The training step: forward pass, backprop and the buffers they write into.
+
+A :class:`Workspace` owns every array one batch size needs (activations,
+deltas, gradients, dropout masks, kernel scratch), allocated once, so the
+step loop allocates nothing.  The arithmetic is done by the backend's kernels.
+
+The math is the tutorial's, transposed for row-major storage (one sample per
+row):
+
+=====================================  ==========================================
+tutorial (column per sample)           here (row per sample)
+=====================================  ==========================================
+``Z[l] = W[l] A[l-1] + b[l]``          ``Z[l] = A[l-1] @ W[l] + b[l]``
+``A[l] = g(Z[l])``                     ``A[l] = g(Z[l])`` (``bias_activation``)
+``dZ[L] = (A[L] - Y) / m``             ``softmax_cross_entropy_grad(scale=1/m)``
+``dW[l] = dZ[l] A[l-1]^T``             ``dW[l] = A[l-1].T @ dZ[l]``
+``db[l] = sum over samples of dZ[l]``  ``column_sum(dZ[l])``
+``dZ[l-1] = W[l]^T dZ[l] * g'(Z)``     ``dZ[l-1] = (dZ[l] @ W[l].T) * g'(Z)``
+=====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+
+class NonFiniteLoss(ArithmeticError):
+    """Raised inside the step loop when a batch's loss is NaN or infinite."""
+
+    def __init__(self, batch: int, loss: float) -> None:
+        super().__init__(f"loss is {loss} at batch {batch}")
+        self.batch, self.loss = batch, loss
+
+
+class Workspace:
+    """Buffers for running batches of at most ``batch_size`` rows through a network.
+
+    ``training=False`` allocates only what the forward pass needs.  Row
+    ``[:n]`` views of these buffers serve a last, smaller batch.
+    """
+
+    def __init__(self, kernels: ModuleType, sizes: list[int], batch_size: int, dtype: np.dtype,
+                 keep_probs: list[float] | None = None, training: bool = True, gather: bool = True) -> None:
+        self.kernels = kernels
+        self.batch_size = batch_size
+        n_layers = len(sizes) - 1
+        self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
+        empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
+        self.x = empty(batch_size, sizes[0]) if gather else None
+        self.y = np.empty(batch_size, dtype=np.intp) if gather and training else None
+        # activations of every layer; the last holds the logits, then their gradient
+        self.acts = [empty(batch_size, n) for n in sizes[1:]]
+        self.row_scratch = empty(2, batch_size)
+        self.index_scratch = np.empty((2, batch_size), dtype=np.intp)
+        dropping = [training and k < 1.0 for k in self.keep_probs]
+        self.masks = [empty(batch_size, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
+        self.dropped = [empty(batch_size, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
+        if training:
+            self.deltas = [empty(batch_size, n) for n in sizes[1:-1]]
+            self.grad_W = [empty(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+            self.grad_b = [empty(n) for n in sizes[1:]]
+            # interleaved like the parameter list [W0, b0, W1, b1, ...]
+            self.grads = [g for pair in zip(self.grad_W, self.grad_b) for g in pair]
+
+    def forward(self, x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
+                codes: list[int], rng: np.random.Generator | None = None) -> np.ndarray:
+        """Run ``x: (n, n_in)`` through the layers; return the logits view ``(n, n_out)``.
+
+        With ``rng`` given, dropout is applied on hidden layers whose keep
+        probability is below 1 (training); without it, never (inference).
+        """
+        k = self.kernels
+        n = x.shape[0]
+        layer_input = x
+        last = len(weights) - 1
+        for layer, (W, b, code) in enumerate(zip(weights, biases, codes)):
+            out = self.acts[layer][:n]
+            k.matmul(layer_input, W, out)
+            k.bias_activation(out, b, code, out)
+            if layer < last and rng is not None and self.masks[layer] is not None:
+                mask = self.masks[layer][:n]
+                rng.random(out=mask)
+                k.dropout_mask(mask, self.keep_probs[layer])
+                k.multiply_into(out, mask, self.dropped[layer][:n])
+                out = self.dropped[layer][:n]
+            layer_input = out
+        return layer_input
+
+    def forward_backward(self, x: np.ndarray, y: np.ndarray, weights: list[np.ndarray],
+                         biases: list[np.ndarray], codes: list[int],
+                         rng: np.random.Generator) -> tuple[float, int]:
+        """Forward and backward pass of one batch; fills ``grad_W`` / ``grad_b``.
+
+        x: (n, n_in) ; y: (n,) intp labels.  Gradients are of the *mean* loss
+        over the batch.  Returns ``(loss_sum, n_correct)`` of the batch.
+        """
+        k = self.kernels
+        n = x.shape[0]
+        logits = self.forward(x, weights, biases, codes, rng)
+        loss_sum, n_correct = k.softmax_cross_entropy_grad(
+            logits, y, logits, 1.0 / n, self.row_scratch[:, :n], self.index_scratch[:, :n])
+        delta = logits
+        for layer in range(len(weights) - 1, -1, -1):
+            if layer == 0:
+                layer_input = x
+            elif self.dropped[layer - 1] is not None:
+                layer_input = self.dropped[layer - 1][:n]
+            else:
+                layer_input = self.acts[layer - 1][:n]
+            k.matmul(layer_input.T, delta, self.grad_W[layer])
+            k.column_sum(delta, self.grad_b[layer])
+            if layer > 0:
+                previous = self.deltas[layer - 1][:n]
+                k.matmul(delta, weights[layer].T, previous)
+                if self.masks[layer - 1] is not None:
+                    k.multiply_into(previous, self.masks[layer - 1][:n], previous)
+                k.activation_backward(previous, self.acts[layer - 1][:n], codes[layer - 1])
+                delta = previous
+        return loss_sum, n_correct
+
+
+def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+              weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
+              lr: float, weight_decays: list[float], rng: np.random.Generator) -> tuple[float, int]:
+    """One pass over ``X: (n, n_in)``, ``y: (n,)`` in batches of ``ws.batch_size``.
+
+    ``order`` is the sample permutation (``None``: the rows as they are, used
+    for full-batch training, which needs no gather).  Each batch: forward,
+    backward, optimizer update.  Returns ``(loss_sum, n_correct)`` over the
+    epoch; raises :class:`NonFiniteLoss` before updating on a batch whose loss
+    is not finite.
+    """
+    params = [p for pair in zip(weights, biases) for p in pair]
+    n = X.shape[0]
+    batch = ws.batch_size
+    loss_total, correct_total = 0.0, 0
+    for index, start in enumerate(range(0, n, batch)):
+        stop = min(start + batch, n)
+        if order is None:
+            xb, yb = X[start:stop], y[start:stop]
+        else:
+            rows = order[start:stop]
+            xb, yb = ws.x[: stop - start], ws.y[: stop - start]
+            ws.kernels.gather_rows(X, rows, xb)
+            ws.kernels.gather_rows(y, rows, yb)
+        loss_sum, n_correct = ws.forward_backward(xb, yb, weights, biases, codes, rng)
+        if not np.isfinite(loss_sum):
+            raise NonFiniteLoss(index + 1, loss_sum)
+        optimizer.step(ws.kernels, params, ws.grads, lr, weight_decays)
+        loss_total += loss_sum
+        correct_total += n_correct
+    return loss_total, correct_total

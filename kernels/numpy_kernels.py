@@ -1,0 +1,267 @@
+"""Reference compute kernels in plain NumPy.
+
+Every kernel works in place or through ``out=`` arguments so that a training
+step allocates no arrays: the buffers come from the caller's workspace.  The
+Numba backend (``numba_kernels.py``) implements the same functions with the
+same signatures; the NumPy versions are the definition of what they compute.
+
+Storage is row-major: a batch is ``(batch, n_features)``, weights are
+``W: (n_in, n_out)`` and biases ``b: (n_out,)``, so the tutorial's column-major
+``Z = W A + b`` is written here as ``Z = A @ W + b``.
+
+Activations are passed as integer codes (``IDENTITY``, ``RELU``, ``SIGMOID``,
+``TANH``) rather than strings so that jitted kernels can take them too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NAME = "numpy"
+
+IDENTITY = 0
+RELU = 1
+SIGMOID = 2
+TANH = 3
+
+
+def gather_rows(source: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+    """Copy ``source[indices]`` into ``out`` without a temporary.
+
+    source: (n, ...) ; indices: (k,) intp, all valid ; out: (k, ...) same dtype.
+    """
+    # mode="clip" skips the buffered bounds check that mode="raise" performs
+    # (which allocates a temporary the size of ``out``); indices are valid.
+    np.take(source, indices, axis=0, out=out, mode="clip")
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b`` through BLAS.
+
+    ``a`` and ``b`` may be transposed views (``x.T``); NumPy hands the
+    transpose to BLAS as a flag instead of copying.
+    """
+    np.matmul(a, b, out=out)
+
+
+def bias_activation(z: np.ndarray, b: np.ndarray, activation: int, out: np.ndarray) -> None:
+    """``out = f(z + b)``, the layer's forward pass after its matrix product.
+
+    z: (batch, n_out) ; b: (n_out,) ; out: (batch, n_out), may be ``z`` itself.
+    """
+    np.add(z, b, out=out)
+    if activation == RELU:
+        np.maximum(out, 0, out=out)
+    elif activation == SIGMOID:
+        # 1 / (1 + exp(-x)); exp overflows to inf for x < -88 (float32), and
+        # 1 / inf = 0 is the right limit, so the overflow warning is silenced.
+        np.negative(out, out=out)
+        with np.errstate(over="ignore"):
+            np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
+    elif activation == TANH:
+        np.tanh(out, out=out)
+    elif activation != IDENTITY:
+        raise ValueError(f"unknown activation code {activation}")
+
+
+def activation_backward(delta: np.ndarray, a: np.ndarray, activation: int) -> None:
+    """``delta *= f'(z)``, with ``f'`` written in terms of the output ``a = f(z)``.
+
+    delta: (batch, n) ; a: (batch, n) the layer's activations.  ``a`` is used
+    as scratch and is overwritten: by the time the backward pass reaches a
+    layer, its activations have already served the weight gradient.
+
+    relu: f' = 1 where a > 0 ; sigmoid: f' = a (1 - a) ; tanh: f' = 1 - a^2.
+    """
+    if activation == RELU:
+        np.sign(a, out=a)  # a >= 0, so sign(a) is exactly the 0/1 mask
+        delta *= a
+    elif activation == SIGMOID:
+        delta *= a
+        np.subtract(1, a, out=a)
+        delta *= a
+    elif activation == TANH:
+        np.multiply(a, a, out=a)
+        np.subtract(1, a, out=a)
+        delta *= a
+    elif activation != IDENTITY:
+        raise ValueError(f"unknown activation code {activation}")
+
+
+def softmax_cross_entropy_grad(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    grad: np.ndarray,
+    scale: float,
+    row_scratch: np.ndarray,
+    index_scratch: np.ndarray,
+) -> tuple[float, int]:
+    """Softmax, cross-entropy loss and its gradient in one kernel.
+
+    logits: (batch, n_classes) ; labels: (batch,) intp in [0, n_classes)
+    grad: (batch, n_classes) output, may be ``logits`` itself:
+        ``grad = scale * (softmax(logits) - onehot(labels))``
+        (``scale = 1/m`` gives the tutorial's ``dZ = (A - Y) / m``)
+    row_scratch: (2, batch) float, index_scratch: (2, batch) intp: scratch.
+
+    Returns ``(loss_sum, n_correct)``: the summed (not averaged) loss
+    ``-sum log softmax(logits)[i, labels[i]]`` and how many rows' argmax equals
+    the label.  The loss uses log-sum-exp, so it stays finite for any finite
+    logits.
+    """
+    batch, n_classes = logits.shape
+    row_max, picked = row_scratch[0], row_scratch[1]
+    flat_index, predicted = index_scratch[0], index_scratch[1]
+
+    np.argmax(logits, axis=1, out=predicted)
+    np.equal(predicted, labels, out=predicted)
+    n_correct = int(np.count_nonzero(predicted))
+
+    np.max(logits, axis=1, out=row_max)
+    np.subtract(logits, row_max[:, None], out=grad)  # shifted logits, max 0
+    # position of each row's true class in the flattened matrix
+    np.multiply(_row_offsets(batch), n_classes, out=flat_index)
+    flat_index += labels
+    flat_grad = grad.reshape(-1)
+    np.take(flat_grad, flat_index, out=picked, mode="clip")  # shifted true logit
+
+    np.exp(grad, out=grad)
+    np.sum(grad, axis=1, out=row_max)  # sum of exp, reusing the buffer
+    np.divide(grad, row_max[:, None], out=grad)  # softmax probabilities
+    np.log(row_max, out=row_max)
+    loss_sum = float(np.sum(row_max, dtype=np.float64) - np.sum(picked, dtype=np.float64))
+
+    np.take(flat_grad, flat_index, out=picked, mode="clip")
+    picked -= 1
+    np.put(flat_grad, flat_index, picked, mode="clip")
+    grad *= scale
+    return loss_sum, n_correct
+
+
+def softmax(logits: np.ndarray, out: np.ndarray, row_scratch: np.ndarray) -> None:
+    """Row-wise softmax probabilities (prediction).
+
+    logits: (batch, n_classes) ; out: same shape, may be ``logits`` ;
+    row_scratch: (batch,) float scratch.
+    """
+    np.max(logits, axis=1, out=row_scratch)
+    np.subtract(logits, row_scratch[:, None], out=out)
+    np.exp(out, out=out)
+    np.sum(out, axis=1, out=row_scratch)
+    np.divide(out, row_scratch[:, None], out=out)
+
+
+_ROW_OFFSETS = np.arange(0, dtype=np.intp)
+
+
+def _row_offsets(batch: int) -> np.ndarray:
+    """``arange(batch)``, cached so that the training loop does not allocate it."""
+    global _ROW_OFFSETS
+    if _ROW_OFFSETS.shape[0] < batch:
+        _ROW_OFFSETS = np.arange(max(batch, 2 * _ROW_OFFSETS.shape[0]), dtype=np.intp)
+    return _ROW_OFFSETS[:batch]
+
+
+def column_sum(delta: np.ndarray, out: np.ndarray) -> None:
+    """``out = delta.sum(axis=0)``: the bias gradient.  delta: (batch, n) ; out: (n,)."""
+    np.sum(delta, axis=0, out=out)
+
+
+def dropout_mask(uniform: np.ndarray, keep_prob: float) -> None:
+    """Turn uniform draws in [0, 1) into inverted-dropout scale factors, in place.
+
+    Each entry becomes ``1 / keep_prob`` where the draw is below ``keep_prob``
+    (the unit is kept) and ``0`` elsewhere, so the expected activation is
+    unchanged and no rescaling is needed at prediction time.
+    """
+    np.less(uniform, keep_prob, out=uniform)
+    uniform *= 1.0 / keep_prob
+
+
+def multiply_into(a: np.ndarray, factors: np.ndarray, out: np.ndarray) -> None:
+    """``out = a * factors`` elementwise (dropout forward and backward)."""
+    np.multiply(a, factors, out=out)
+
+
+def sgd_update(
+    param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float, scratch: np.ndarray
+) -> None:
+    """Plain gradient descent: ``param -= lr * (grad + weight_decay * param)``.
+
+    ``grad`` is consumed (overwritten); ``scratch`` has ``param``'s shape.
+    """
+    if weight_decay:
+        np.multiply(param, weight_decay, out=scratch)
+        grad += scratch
+    grad *= lr
+    param -= grad
+
+
+def momentum_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    velocity: np.ndarray,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    scratch: np.ndarray,
+) -> None:
+    """SGD with momentum, in Keras' convention.
+
+    ``v = momentum * v - lr * g`` then ``param += v``, or with Nesterov
+    ``param += momentum * v - lr * g``.  ``grad`` is consumed.
+    """
+    if weight_decay:
+        np.multiply(param, weight_decay, out=scratch)
+        grad += scratch
+    grad *= lr
+    velocity *= momentum
+    velocity -= grad
+    if nesterov:
+        param -= grad
+        np.multiply(velocity, momentum, out=scratch)
+        param += scratch
+    else:
+        param += velocity
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+    weight_decay: float,
+    scratch: np.ndarray,
+) -> None:
+    """Adam, in Keras' convention (the bias correction folded into the step size).
+
+    ``step`` counts from 1.  With ``alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t)``:
+    ``m += (g - m)(1 - beta1)``, ``v += (g^2 - v)(1 - beta2)``,
+    ``param -= alpha * m / (sqrt(v) + eps)``.  ``grad`` is consumed.
+    """
+    if weight_decay:
+        np.multiply(param, weight_decay, out=scratch)
+        grad += scratch
+    alpha = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    np.subtract(grad, m, out=scratch)
+    scratch *= 1.0 - beta1
+    m += scratch
+    np.multiply(grad, grad, out=scratch)
+    scratch -= v
+    scratch *= 1.0 - beta2
+    v += scratch
+    np.sqrt(v, out=scratch)
+    scratch += eps
+    np.divide(m, scratch, out=scratch)
+    scratch *= alpha
+    param -= scratch
