@@ -37,6 +37,24 @@ def _activation_code(kernels, name: str) -> int:
     return {"relu": kernels.RELU, "sigmoid": kernels.SIGMOID, "tanh": kernels.TANH}[name]
 
 
+class _Snapshot:
+    """A copy of a list of arrays (parameters and optimizer state) and the step count."""
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self.arrays = [np.empty_like(a) for a in arrays]
+        self.iterations = 0
+
+    def take(self, arrays: list[np.ndarray], iterations: int) -> None:
+        for saved, a in zip(self.arrays, arrays):
+            np.copyto(saved, a)
+        self.iterations = iterations
+
+    def put_back(self, arrays: list[np.ndarray]) -> int:
+        for a, saved in zip(arrays, self.arrays):
+            np.copyto(a, saved)
+        return self.iterations
+
+
 class NeuralNetwork:
     """A fully connected network with a softmax output, trained by backprop.
 
@@ -217,22 +235,35 @@ class NeuralNetwork:
         best_value, best_params, best_epoch, waited = None, None, 0, 0
         sign = 1.0 if MONITORS[monitor] == "min" else -1.0
         first_epoch = self.epochs_trained
+        # parameters and optimizer state, snapshotted at each epoch start (see below)
+        tracked = params + [a for kind in opt.state_names for a in opt.state[kind]]
+        epoch_start = _Snapshot(tracked)
+        previous_start = _Snapshot(tracked)
         started = time.perf_counter()
 
         for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
             epoch_lr = schedule(lr, epoch - 1)
             # unshuffled or full-batch epochs read X_train in place: no gather
             order = self.rng.permutation(n) if shuffle and not full_batch else None
-            snapshot = [p.copy() for p in params]
+            # The weights at the start of this epoch and of the previous one: when a
+            # batch's loss is not finite, the newest of them that gave a finite loss on
+            # its epoch's first batch is restored (no per-step copies needed).
+            previous_start, epoch_start = epoch_start, previous_start
+            epoch_start.take(tracked, opt.iterations)
             t0 = time.perf_counter()
             try:
-                loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
-                                                codes, opt, epoch_lr, weight_decays, self.rng)
+                # overflow shows up as a non-finite loss, which stops training with
+                # a clear error below; NumPy's warnings along the way would be noise
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights,
+                                                    self.biases, codes, opt, epoch_lr, weight_decays, self.rng)
             except NonFiniteLoss as exc:
-                self._stop_on_divergence(epoch, exc.batch, exc.loss, snapshot, params, epoch_lr)
+                self._stop_on_divergence(epoch, exc.batch, exc.loss, epoch_start, previous_start,
+                                         first_epoch, tracked, epoch_lr)
             seconds = time.perf_counter() - t0
             if not all(np.isfinite(p).all() for p in params):
-                self._stop_on_divergence(epoch, -(-n // batch), math.inf, snapshot, params, epoch_lr)
+                self._stop_on_divergence(epoch, -(-n // batch), math.inf, epoch_start, previous_start,
+                                         first_epoch, tracked, epoch_lr)
 
             cost = loss_sum / n
             if weight_decay:
@@ -284,17 +315,23 @@ class NeuralNetwork:
         say(f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
             f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
 
-    def _stop_on_divergence(self, epoch: int, batch: int, loss: float, snapshot: list[np.ndarray],
-                            params: list[np.ndarray], lr: float) -> None:
-        if all(np.isfinite(p).all() for p in params):
-            kept = f"the weights after batch {batch - 1} of that epoch (the last finite ones) are kept"
-        else:
-            for p, good in zip(params, snapshot):
-                np.copyto(p, good)
-            kept = f"the weights from the end of epoch {epoch - 1} (the last finite ones) are restored"
+    def _stop_on_divergence(self, epoch: int, batch: int, loss: float, epoch_start: "_Snapshot",
+                            previous_start: "_Snapshot", first_epoch: int, tracked: list[np.ndarray],
+                            lr: float) -> None:
+        if batch > 1:  # this epoch's first batch had a finite loss with its starting weights
+            restore, good_epoch = epoch_start, epoch
+        elif epoch > first_epoch + 1:  # the starting weights failed at once: go one epoch further back
+            restore, good_epoch = previous_start, epoch - 1
+            self.history.truncate(len(self.history) - 1)  # that epoch's result is undone
+        else:  # failed on the first batch of this fit: nothing has been updated
+            restore, good_epoch = None, epoch
+        if restore is not None:
+            self.optimizer.iterations = restore.put_back(tracked)
+        what = "restored to" if restore is not None else "left as they were at"
         raise FloatingPointError(
-            f"training diverged at epoch {epoch}, batch {batch}: the loss is {loss}; {kept}. "
-            f"Try a smaller learning rate than lr={lr:g}.")
+            f"training diverged at epoch {epoch}, batch {batch}: the loss is {loss}. The weights and optimizer "
+            f"state are {what} the start of epoch {good_epoch}, the last ones known to give a finite loss. "
+            f"Try a smaller learning rate than lr={lr:g} or check the inputs for extreme values.")
 
     # -------------------------------------------------------------- inference
     def _forward_chunks(self, X: np.ndarray, batch_size: int, checked: bool = False):

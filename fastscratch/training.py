@@ -81,7 +81,7 @@ class Workspace:
             k.bias_activation(out, b, code, out)
             if layer < last and rng is not None and self.masks[layer] is not None:
                 mask = self.masks[layer][:n]
-                rng.random(out=mask)
+                rng.random(out=mask, dtype=mask.dtype)
                 k.dropout_mask(mask, self.keep_probs[layer])
                 k.multiply_into(out, mask, self.dropped[layer][:n])
                 out = self.dropped[layer][:n]

@@ -1,0 +1,35 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# CI gets more examples; a local run stays quick.  The profile is chosen by
+# HYPOTHESIS_PROFILE (default: "ci" under CI=true, else "dev").
+settings.register_profile("dev", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits scaled to [0, 1], split 80/20 stratified: (X_train, y_train, X_test, y_test)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        (X / 16.0).astype(np.float32), y, test_size=0.2, random_state=0, stratify=y)
+    return X_train, y_train, X_test, y_test
+
+
+@pytest.fixture
+def blobs():
+    """A small, easy 3-class problem: (X, y) with 4 features, 120 samples."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 3, (3, 4))
+    y = np.repeat(np.arange(3), 40)
+    X = (centers[y] + rng.normal(0, 1, (120, 4))).astype(np.float32)
+    return X, y

@@ -1,0 +1,263 @@
+"""Training behaviour of NeuralNetwork: convergence, determinism, options, divergence."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastscratch import Adam, CosineDecay, ExponentialDecay, Momentum, NeuralNetwork, StepDecay
+
+
+def test_full_batch_sgd_learns_digits(digits):
+    """The tutorial's recipe: full-batch gradient descent, lr=0.1."""
+    X_train, y_train, X_test, y_test = digits
+    nn = NeuralNetwork([64, 128, 64, 10], activation="relu", seed=1)
+    history = nn.fit(X_train, y_train, X_test, y_test, lr=0.1, epochs=500, verbose=False)
+    assert len(history) == 500
+    assert history.cost[-1] < history.cost[0] / 5
+    assert nn.accuracy(X_test, y_test) > 0.90
+    assert history.test_accuracy[-1] == nn.accuracy(X_test, y_test)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_other_activations_learn(digits, activation):
+    X_train, y_train, X_test, y_test = digits
+    nn = NeuralNetwork([64, 32, 10], activation=activation, seed=0, init="xavier")
+    nn.fit(X_train, y_train, lr=0.5, epochs=30, batch_size=32, verbose=False)
+    assert nn.accuracy(X_test, y_test) > 0.85
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", Momentum(0.9, nesterov=True), Adam(beta1=0.8)])
+def test_minibatch_optimizers_learn(digits, optimizer):
+    X_train, y_train, X_test, y_test = digits
+    lr = 0.005 if (optimizer == "adam" or isinstance(optimizer, Adam)) else 0.05
+    nn = NeuralNetwork([64, 64, 10], seed=0)
+    nn.fit(X_train, y_train, X_test, y_test, lr=lr, epochs=10, batch_size=64, optimizer=optimizer,
+           verbose=False)
+    assert nn.history.test_accuracy[-1] > 0.9
+
+
+def test_epoch_lines_and_summary(digits, capsys):
+    X_train, y_train, X_test, y_test = digits
+    nn = NeuralNetwork([64, 16, 10], seed=0)
+    nn.fit(X_train, y_train, X_test, y_test, lr=0.1, epochs=200, log_every=100)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:10] for line in lines[:3]] == ["Epoch    1", "Epoch  100", "Epoch  200"]
+    h = nn.history
+    assert lines[1] == (f"Epoch  100 | Cost: {h.cost[99]:.4f} | Train Acc: {h.train_accuracy[99]:.4f} "
+                        f"| Test Acc: {h.test_accuracy[99]:.4f}")
+    assert lines[3] == "Training completed!"
+    assert lines[4].startswith(f"Final Cost: {h.cost[-1]:.4f}")
+
+
+def test_verbose_false_prints_nothing(blobs, capsys):
+    X, y = blobs
+    NeuralNetwork([4, 5, 3], seed=0).fit(X, y, epochs=3, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_same_seed_gives_bit_identical_training(digits):
+    X_train, y_train, X_test, y_test = digits
+
+    def train():
+        nn = NeuralNetwork([64, 32, 16, 10], seed=7, dropout=0.2)
+        nn.fit(X_train, y_train, X_test, y_test, lr=0.05, epochs=3, batch_size=50, optimizer="adam",
+               verbose=False)
+        return nn
+
+    a, b = train(), train()
+    for wa, wb in zip(a._params(), b._params()):
+        np.testing.assert_array_equal(wa, wb)
+    assert a.history.cost == b.history.cost
+    c = NeuralNetwork([64, 32, 16, 10], seed=8, dropout=0.2)
+    assert not np.array_equal(c.weights[0], a.weights[0])
+
+
+def test_fit_twice_continues_like_one_long_fit(blobs):
+    """Epochs, shuffling, dropout and Adam's state carry over between fit calls."""
+    X, y = blobs
+    one = NeuralNetwork([4, 8, 3], seed=3, dropout=0.1)
+    one.fit(X, y, lr=0.01, epochs=6, batch_size=16, optimizer="adam", lr_schedule=StepDecay(2, 0.5),
+            verbose=False)
+    two = NeuralNetwork([4, 8, 3], seed=3, dropout=0.1)
+    for _ in range(3):
+        two.fit(X, y, lr=0.01, epochs=2, batch_size=16, optimizer="adam", lr_schedule=StepDecay(2, 0.5),
+                verbose=False)
+    for a, b in zip(one._params(), two._params()):
+        np.testing.assert_array_equal(a, b)
+    assert two.history.epoch == [1, 2, 3, 4, 5, 6]
+    assert two.optimizer.iterations == 6 * math.ceil(120 / 16)
+
+
+def test_one_hot_labels_train_like_integer_labels(blobs):
+    X, y = blobs
+    a = NeuralNetwork([4, 6, 3], seed=0)
+    a.fit(X, y, epochs=5, batch_size=32, verbose=False)
+    b = NeuralNetwork([4, 6, 3], seed=0)
+    b.fit(X, np.eye(3)[y], epochs=5, batch_size=32, verbose=False)
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+    assert a.accuracy(X, y) == b.accuracy(X, np.eye(3)[y])
+
+
+def test_float64_network(blobs):
+    X, y = blobs
+    nn = NeuralNetwork([4, 6, 3], dtype="float64", seed=0)
+    nn.fit(X, y, epochs=50, verbose=False)
+    assert nn.weights[0].dtype == np.float64
+    assert nn.predict_proba(X).dtype == np.float64
+    assert nn.accuracy(X, y) > 0.9
+
+
+def test_predict_proba_rows_and_predict_agree(digits):
+    X_train, y_train, X_test, _ = digits
+    nn = NeuralNetwork([64, 16, 10], seed=0)
+    nn.fit(X_train, y_train, epochs=3, batch_size=64, verbose=False)
+    proba = nn.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(nn.predict(X_test), proba.argmax(axis=1))
+
+
+def test_chunked_prediction_equals_one_chunk(digits):
+    X_train, y_train, X_test, y_test = digits
+    nn = NeuralNetwork([64, 16, 10], seed=0)
+    nn.fit(X_train, y_train, epochs=2, batch_size=64, verbose=False)
+    whole = nn.predict_proba(X_test, batch_size=len(X_test))
+    np.testing.assert_allclose(nn.predict_proba(X_test, batch_size=7), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(nn.predict(X_test, batch_size=13), whole.argmax(axis=1))
+    loss_a, acc_a = nn.evaluate(X_test, y_test, batch_size=11)
+    loss_b, acc_b = nn.evaluate(X_test, y_test)
+    assert acc_a == acc_b and math.isclose(loss_a, loss_b, rel_tol=1e-6)
+
+
+def test_predict_accepts_lists_and_other_dtypes(blobs):
+    X, y = blobs
+    nn = NeuralNetwork([4, 6, 3], seed=0)
+    nn.fit(X, y, epochs=5, verbose=False)
+    np.testing.assert_array_equal(nn.predict(X.tolist()), nn.predict(X))
+    np.testing.assert_array_equal(nn.predict(X.astype(np.float64)), nn.predict(X))
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    (StepDecay(step_size=2, factor=0.5), [0.1, 0.1, 0.05, 0.05, 0.025]),
+    (ExponentialDecay(rate=0.5), [0.1, 0.05, 0.025, 0.0125, 0.00625]),
+    (CosineDecay(total_epochs=4), [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05,
+                                   0.1 * (1 + math.cos(3 * math.pi / 4)) / 2, 0.0]),
+    ("cosine", [0.1, 0.1 * (1 + math.cos(math.pi / 5)) / 2, 0.1 * (1 + math.cos(2 * math.pi / 5)) / 2,
+                0.1 * (1 + math.cos(3 * math.pi / 5)) / 2, 0.1 * (1 + math.cos(4 * math.pi / 5)) / 2]),
+])
+def test_lr_schedules(blobs, schedule, expected):
+    X, y = blobs
+    nn = NeuralNetwork([4, 6, 3], seed=0)
+    nn.fit(X, y, lr=0.1, epochs=5, lr_schedule=schedule, verbose=False)
+    np.testing.assert_allclose(nn.history.lr, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_weight_decay_shrinks_weights_and_is_in_the_cost(blobs):
+    X, y = blobs
+    plain = NeuralNetwork([4, 16, 3], seed=0)
+    plain.fit(X, y, lr=0.1, epochs=100, verbose=False)
+    decayed = NeuralNetwork([4, 16, 3], seed=0)
+    decayed.fit(X, y, lr=0.1, epochs=100, weight_decay=0.05, verbose=False)
+    norm = lambda nn: sum(float(np.sum(W.astype(np.float64) ** 2)) for W in nn.weights)  # noqa: E731
+    assert norm(decayed) < 0.8 * norm(plain)
+    data_loss, _ = decayed.evaluate(X, y)
+    # the epoch cost is measured before the epoch's update; the last one is close to the final loss
+    assert decayed.history.cost[-1] > data_loss + 0.5 * 0.05 * norm(decayed) * 0.9
+
+
+def test_dropout_trains_and_prediction_is_deterministic(digits):
+    X_train, y_train, X_test, y_test = digits
+    nn = NeuralNetwork([64, 64, 10], seed=0, dropout=0.3)
+    nn.fit(X_train, y_train, lr=0.05, epochs=15, batch_size=32, verbose=False)
+    assert nn.accuracy(X_test, y_test) > 0.9
+    np.testing.assert_array_equal(nn.predict_proba(X_test), nn.predict_proba(X_test))
+
+
+def test_early_stopping_restores_best_epoch(digits, capsys):
+    X_train, y_train, X_test, y_test = digits
+    nn = NeuralNetwork([64, 64, 10], seed=0)
+    nn.fit(X_train, y_train, X_test, y_test, lr=0.05, epochs=500, batch_size=16, early_stopping=3,
+           monitor="test_loss")
+    h = nn.history
+    assert len(h) < 500
+    best = int(np.argmin(h.test_cost))
+    assert len(h) - 1 - best == 3  # stopped after 3 epochs without improvement
+    loss, _ = nn.evaluate(X_test, y_test)
+    assert math.isclose(loss, h.test_cost[best], rel_tol=1e-6)
+    out = capsys.readouterr().out
+    assert "Early stopping at epoch" in out and f"Restored the weights of epoch {best + 1}" in out
+
+
+def test_early_stopping_on_accuracy_without_restore(blobs):
+    X, y = blobs
+    nn = NeuralNetwork([4, 8, 3], seed=0)
+    nn.fit(X, y, lr=0.1, epochs=1000, early_stopping=5, monitor="train_accuracy", restore_best=False,
+           verbose=False)
+    assert len(nn.history) < 1000
+
+
+def test_divergence_restores_the_last_finite_weights(digits):
+    """lr so large that one update overflows the weights to inf: the next batch's
+    loss is NaN, and the weights from the start of the epoch come back."""
+    X_train, y_train, _, _ = digits
+    nn = NeuralNetwork([64, 64, 10], seed=0)
+    start = [p.copy() for p in nn._params()]
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2: the loss is nan") as info:
+        nn.fit(X_train, y_train, lr=1e38, epochs=20, batch_size=32, verbose=False)
+    assert "lr=1e+38" in str(info.value) and "restored to the start of epoch 1" in str(info.value)
+    for p, q in zip(nn._params(), start):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_overflowing_inputs_leave_the_trained_weights(digits):
+    X_train, y_train, _, _ = digits
+    nn = NeuralNetwork([64, 64, 10], seed=0)
+    nn.fit(X_train, y_train, lr=0.1, epochs=1, batch_size=32, verbose=False)
+    trained = [p.copy() for p in nn._params()]
+    with pytest.raises(FloatingPointError, match=r"epoch 2, batch \d+: the loss is (nan|inf)") as info:
+        nn.fit(X_train * 1e38, y_train, lr=0.1, epochs=3, batch_size=32, verbose=False)
+    assert "the start of epoch 2" in str(info.value)
+    for p, q in zip(nn._params(), trained):
+        np.testing.assert_array_equal(p, q)
+    assert len(nn.history) == 1
+
+
+def test_full_batch_divergence_goes_back_one_epoch(blobs):
+    """Full batch: every epoch is one batch, so the weights that fail were made by the
+    previous epoch's update; those from that epoch's start come back."""
+    X, y = blobs
+    nn = NeuralNetwork([4, 8, 3], seed=0)
+    nn.fit(X, y, lr=0.1, epochs=2, verbose=False)
+    good = [p.copy() for p in nn._params()]
+    with pytest.raises(FloatingPointError, match=r"epoch 4, batch 1: .* restored to the start of epoch 3"):
+        nn.fit(X, y, lr=1e38, epochs=5, optimizer="momentum", verbose=False)
+    assert all(np.isfinite(v).all() for v in nn.optimizer.state["velocity"])
+    assert nn.optimizer.iterations == 0
+    for p, q in zip(nn._params(), good):
+        np.testing.assert_array_equal(p, q)
+    assert nn.epochs_trained == 2
+
+
+def test_uint8_images_are_accepted(blobs):
+    X, y = blobs
+    images = np.clip(X * 20 + 128, 0, 255).astype(np.uint8)
+    nn = NeuralNetwork([4, 6, 3], seed=0)
+    nn.fit(images / 255.0, y, epochs=5, verbose=False)
+    assert nn.predict(images / 255.0).shape == (120,)
+
+
+def test_backend_auto_works_without_numba():
+    from fastscratch import available_backends, load_backend
+    assert "numpy" in available_backends()
+    assert load_backend("auto").NAME in available_backends()
+    assert NeuralNetwork([3, 2], backend="numpy").kernels.NAME == "numpy"
+
+
+def test_repr_and_aliases(blobs):
+    X, y = blobs
+    nn = NeuralNetwork([4, 6, 3], seed=0)
+    nn.fit(X, y, epochs=2, verbose=False)
+    assert "architecture=[4, 6, 3]" in repr(nn) and "epochs_trained=2" in repr(nn)
+    assert nn.costs == nn.history.cost and nn.test_accuracies == nn.history.test_accuracy
+    assert nn.train_accuracies == nn.history.train_accuracy
