@@ -134,10 +134,10 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.
             raise ValueError(f"{name} contains NaN or infinite labels")
         if not np.all(array == np.round(array)):
             raise ValueError(f"{name} must hold integer class labels; got non-integer values such as "
-                             f"{array[array != np.round(array)][0]}")
+                             f"{array[array != np.round(array)][0].item()}")
     if array.size and (array.min() < 0 or array.max() >= n_classes):
-        bad = array[(array < 0) | (array >= n_classes)][0]
-        raise ValueError(f"{name} has label {bad!r} out of range: labels must be in [0, {n_classes - 1}] "
+        bad = array[(array < 0) | (array >= n_classes)][0].item()
+        raise ValueError(f"{name} has label {bad} out of range: labels must be in [0, {n_classes - 1}] "
                          f"for a network with {n_classes} output classes")
     return np.ascontiguousarray(array, dtype=np.intp)
 

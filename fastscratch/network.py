@@ -252,11 +252,8 @@ class NeuralNetwork:
             epoch_start.take(tracked, opt.iterations)
             t0 = time.perf_counter()
             try:
-                # overflow shows up as a non-finite loss, which stops training with
-                # a clear error below; NumPy's warnings along the way would be noise
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights,
-                                                    self.biases, codes, opt, epoch_lr, weight_decays, self.rng)
+                loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
+                                                codes, opt, epoch_lr, weight_decays, self.rng)
             except NonFiniteLoss as exc:
                 self._stop_on_divergence(epoch, exc.batch, exc.loss, epoch_start, previous_start,
                                          first_epoch, tracked, epoch_lr)

@@ -1,0 +1,187 @@
+"""save/load: exact round trips, resumable training, and refusal of bad files."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from fastscratch import NeuralNetwork
+from fastscratch.persistence import FORMAT_VERSION
+
+
+@pytest.fixture
+def trained(blobs):
+    X, y = blobs
+    nn = NeuralNetwork([4, 8, 6, 3], activation=["tanh", "relu"], seed=5, dropout=[0.1, 0.0])
+    nn.fit(X, y, X, y, lr=0.01, epochs=4, batch_size=16, optimizer="adam", verbose=False)
+    return nn
+
+
+def test_round_trip_is_exact(trained, blobs, tmp_path):
+    X, y = blobs
+    path = tmp_path / "model.npz"
+    trained.save(path)
+    loaded = NeuralNetwork.load(path)
+    for a, b in zip(trained._params(), loaded._params()):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    np.testing.assert_array_equal(loaded.predict_proba(X), trained.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), trained.predict(X))
+    assert loaded.architecture == trained.architecture and loaded.activations == trained.activations
+    assert loaded.dropout == trained.dropout and loaded.dtype == trained.dtype
+    assert loaded.history.to_dict() == trained.history.to_dict()
+    assert loaded.optimizer.config() == trained.optimizer.config()
+    assert loaded.optimizer.iterations == trained.optimizer.iterations
+    for kind in ("m", "v"):
+        for a, b in zip(trained.optimizer.state[kind], loaded.optimizer.state[kind]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_resuming_from_a_file_equals_training_straight_through(blobs, tmp_path):
+    X, y = blobs
+    straight = NeuralNetwork([4, 8, 3], seed=11, dropout=0.2)
+    straight.fit(X, y, lr=0.01, epochs=6, batch_size=16, optimizer="momentum", verbose=False)
+
+    first = NeuralNetwork([4, 8, 3], seed=11, dropout=0.2)
+    first.fit(X, y, lr=0.01, epochs=3, batch_size=16, optimizer="momentum", verbose=False)
+    first.save(tmp_path / "half.npz")
+    resumed = NeuralNetwork.load(tmp_path / "half.npz")
+    resumed.fit(X, y, lr=0.01, epochs=3, batch_size=16, optimizer="momentum", verbose=False)
+
+    for a, b in zip(straight._params(), resumed._params()):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.history.epoch == list(range(1, 7))
+    assert resumed.history.cost == straight.history.cost
+
+
+def test_untrained_and_float64_models_round_trip(tmp_path):
+    nn = NeuralNetwork([3, 2], dtype="float64", seed=1)
+    nn.save(tmp_path / "m.npz")
+    loaded = NeuralNetwork.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.weights[0], nn.weights[0])
+    assert loaded.optimizer is None and len(loaded.history) == 0
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(trained, tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    trained.save(path)
+    good = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        args[0].write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        trained.save(path)
+    assert path.read_bytes() == good  # the previous file is intact
+    assert os.listdir(tmp_path) == ["model.npz"]  # and no temporary is left behind
+
+
+def _rewrite(path, out, change_meta=None, change_arrays=None):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
+        meta = json.loads(str(npz["metadata"]))
+    if change_meta:
+        change_meta(meta)
+    if change_arrays:
+        change_arrays(arrays)
+    np.savez(out, metadata=np.array(json.dumps(meta)), **arrays)
+    return out
+
+
+@pytest.mark.parametrize("change_meta, change_arrays, pattern", [
+    (lambda m: m.update(format_version=FORMAT_VERSION + 1), None, "format version 2 is not supported"),
+    (lambda m: m.update(format="something-else"), None, "not a fastscratch model file"),
+    (lambda m: m.pop("architecture"), None, r"metadata lacks \['architecture'\]"),
+    (lambda m: m.update(architecture=[4, 9, 6, 3]), None, "arrays? W0 has shape"),
+    (lambda m: m.update(architecture=[4, 8, 3]), None, "activation lists 2 names but the network has 1"),
+    (lambda m: m.update(architecture=[4, 8, 3], activations=["relu"], dropout=[0.0]), None,
+     "unexpected arrays"),
+    (lambda m: m.update(activations=["swish", "relu"]), None, "unknown activation 'swish'"),
+    (lambda m: m.update(dtype="float64"), None, "has dtype float32, expected float64"),
+    (lambda m: m.update(optimizer={"config": {"name": "lbfgs"}, "iterations": 1}), None, "unknown optimizer"),
+    (lambda m: m.update(history={"epoch": [1]}), None, "history must have exactly the keys"),
+    (None, lambda a: a.update(W0=a["W0"] + np.float32(1e-3)), "checksum mismatch"),
+    (None, lambda a: a.pop("b1"), r"arrays missing: \['b1'\]"),
+    (None, lambda a: a.update(extra=np.zeros(3)), r"unexpected arrays: \['extra'\]"),
+    (None, lambda a: a.update(W0=a["W0"].astype(np.float64)), "has dtype float64"),
+])
+def test_tampered_files_are_refused(trained, tmp_path, change_meta, change_arrays, pattern):
+    path = tmp_path / "model.npz"
+    trained.save(path)
+    bad = _rewrite(path, tmp_path / "bad.npz", change_meta, change_arrays)
+    with pytest.raises(ValueError, match=pattern) as info:
+        NeuralNetwork.load(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_non_finite_weights_are_refused(trained, tmp_path):
+    """Even with a matching checksum (someone re-signed the file), NaN weights are rejected."""
+    from fastscratch.persistence import _array_digest
+
+    trained.save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
+        meta = json.loads(str(npz["metadata"]))
+    arrays["W1"][0, 0] = np.nan
+    meta["sha256"] = _array_digest(arrays)
+    np.savez(tmp_path / "nan.npz", metadata=np.array(json.dumps(meta)), **arrays)
+    with pytest.raises(ValueError, match="array W1 holds NaN or infinite values"):
+        NeuralNetwork.load(tmp_path / "nan.npz")
+
+
+@pytest.mark.parametrize("content, pattern", [
+    (b"", "not a fastscratch model file"),
+    (b"garbage bytes that are not a zip archive at all", "not a fastscratch model file"),
+    (b"PK\x03\x04truncated", "not a fastscratch model file"),
+])
+def test_garbage_files_are_refused(tmp_path, content, pattern):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=pattern):
+        NeuralNetwork.load(path)
+
+
+def test_a_pickle_is_never_unpickled(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.npz"
+    path.write_bytes(pickle.dumps({"W0": [1, 2, 3]}))
+    with pytest.raises(ValueError, match="not a fastscratch model file"):
+        NeuralNetwork.load(path)
+
+
+def test_npz_without_metadata_or_bad_json(tmp_path):
+    np.savez(tmp_path / "plain.npz", W0=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="no metadata entry"):
+        NeuralNetwork.load(tmp_path / "plain.npz")
+    np.savez(tmp_path / "json.npz", metadata=np.array("{not json"))
+    with pytest.raises(ValueError, match="metadata is not valid JSON"):
+        NeuralNetwork.load(tmp_path / "json.npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="a single .npy array"):
+        NeuralNetwork.load(tmp_path / "single.npy")
+
+
+def test_truncated_model_file_is_refused(trained, tmp_path):
+    path = tmp_path / "model.npz"
+    trained.save(path)
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.npz"):
+        NeuralNetwork.load(tmp_path / "cut.npz")
+
+
+def test_missing_file_is_a_file_not_found_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        NeuralNetwork.load(tmp_path / "nope.npz")
+
+
+def test_model_file_is_a_plain_npz(trained, tmp_path):
+    """Other tools can read it: a zip of .npy arrays plus JSON metadata."""
+    trained.save(tmp_path / "m.npz")
+    names = zipfile.ZipFile(tmp_path / "m.npz").namelist()
+    assert "metadata.npy" in names and "W0.npy" in names and "opt.m.0.npy" in names

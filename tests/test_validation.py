@@ -1,0 +1,157 @@
+"""Bad input gets a TypeError/ValueError whose message names the problem."""
+
+import numpy as np
+import pytest
+
+from fastscratch import NeuralNetwork
+
+
+@pytest.fixture
+def net():
+    return NeuralNetwork([4, 5, 3], seed=0)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(10, 4)).astype(np.float32), rng.integers(0, 3, 10)
+
+
+# ---- constructor ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(architecture=[4]), ValueError, "at least an input and an output"),
+    (dict(architecture="784,10"), TypeError, "list of layer sizes"),
+    (dict(architecture=[4, 0, 3]), ValueError, r"architecture\[1\] must be at least 1"),
+    (dict(architecture=[4, 2.5, 3]), TypeError, r"architecture\[1\] must be an integer"),
+    (dict(architecture=[4, 1]), ValueError, "at least 2 classes"),
+    (dict(architecture=[4, 5, 3], activation="softplus"), ValueError, "unknown activation 'softplus'"),
+    (dict(architecture=[4, 5, 6, 3], activation=["relu"]), ValueError, "2 hidden layers"),
+    (dict(architecture=[4, 3], dtype="float16"), ValueError, "dtype must be one of"),
+    (dict(architecture=[4, 3], backend="cuda"), ValueError, "unknown backend 'cuda'"),
+    (dict(architecture=[4, 3], init="zeros"), ValueError, "unknown init 'zeros'"),
+    (dict(architecture=[4, 5, 3], dropout=1.0), ValueError, r"dropout rates must be numbers in \[0, 1\)"),
+    (dict(architecture=[4, 3], seed=-1), ValueError, "seed must be a non-negative integer"),
+])
+def test_bad_constructor_arguments(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        NeuralNetwork(**kwargs)
+
+
+# ---- fit -----------------------------------------------------------------------------
+
+def _nan_at(X, row, col):
+    X = X.copy()
+    X[row, col] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("change, error, pattern", [
+    (lambda X, y: (X[:, :3], y), ValueError, r"X_train has 3 features .* expects 4"),
+    (lambda X, y: (X.ravel(), y), ValueError, r"X_train must be 2-D"),
+    (lambda X, y: (X[:0], y[:0]), ValueError, "X_train is empty"),
+    (lambda X, y: (_nan_at(X, 7, 2), y), ValueError, r"X_train contains non-finite values \(nan at row 7, column 2\)"),
+    (lambda X, y: (np.where(X > 1, np.inf, X), y), ValueError, "X_train contains non-finite values"),
+    (lambda X, y: (X.astype(str), y), TypeError, "X_train must hold real numbers"),
+    (lambda X, y: (X, y[:9]), ValueError, "y_train has 9 labels but X has 10 samples"),
+    (lambda X, y: (X, np.where(y == 0, 3, y)), ValueError, r"label 3 out of range: labels must be in \[0, 2\]"),
+    (lambda X, y: (X, y - 1), ValueError, "label -1 out of range"),
+    (lambda X, y: (X, y + 0.5), ValueError, "must hold integer class labels"),
+    (lambda X, y: (X, y.astype(str)), TypeError, "y_train must hold integer class labels"),
+    (lambda X, y: (X, np.eye(4)[y]), ValueError, "one-hot with 4 columns"),
+    (lambda X, y: (X, np.eye(3)[y] * 2), ValueError, "exactly one 1 per row"),
+    (lambda X, y: (X, y[:, None, None]), ValueError, "y_train must be 1-D labels"),
+])
+def test_bad_training_data(net, data, change, error, pattern):
+    X, y = change(*data)
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(lr=0), ValueError, "lr must be a positive finite number"),
+    (dict(lr=-0.1), ValueError, "lr must be a positive"),
+    (dict(lr=float("nan")), ValueError, "lr must be a positive finite"),
+    (dict(lr="0.1"), TypeError, "lr must be a number"),
+    (dict(epochs=0), ValueError, "epochs must be a positive integer"),
+    (dict(epochs=2.0), TypeError, "epochs must be a positive integer"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(optimizer="rmsprop"), ValueError, "unknown optimizer 'rmsprop'"),
+    (dict(optimizer=3), TypeError, "optimizer must be a name"),
+    (dict(lr_schedule="linear"), ValueError, "unknown lr_schedule 'linear'"),
+    (dict(weight_decay=-1), ValueError, "weight_decay must be a non-negative"),
+    (dict(early_stopping=0), ValueError, "early_stopping must be a positive integer"),
+    (dict(early_stopping=3), ValueError, "early_stopping on 'test_loss' needs X_test"),
+    (dict(monitor="f1"), ValueError, "unknown monitor 'f1'"),
+    (dict(log_every=0), ValueError, "log_every must be a positive integer"),
+])
+def test_bad_training_options(net, data, kwargs, error, pattern):
+    X, y = data
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, **{"epochs": 1, "verbose": False, **kwargs})
+
+
+def test_test_data_must_come_in_pairs_and_be_valid(net, data):
+    X, y = data
+    with pytest.raises(ValueError, match="X_test and y_test must be given together"):
+        net.fit(X, y, X, None, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="X_test has 5 features"):
+        net.fit(X, y, np.ones((3, 5)), [0, 1, 2], epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="y_test has label 7 out of range"):
+        net.fit(X, y, X[:2], [0, 7], epochs=1, verbose=False)
+
+
+def test_failed_validation_changes_nothing(net, data):
+    X, y = data
+    before = [p.copy() for p in net._params()]
+    with pytest.raises(ValueError):
+        net.fit(X, y, X, np.full(10, 9), epochs=3, verbose=False)
+    for p, q in zip(net._params(), before):
+        np.testing.assert_array_equal(p, q)
+    assert len(net.history) == 0
+
+
+# ---- prediction ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_bad_prediction_input(net, method):
+    predict = getattr(net, method)
+    with pytest.raises(ValueError, match=r"X has 5 features per sample .* expects 4"):
+        predict(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="X is empty"):
+        predict(np.ones((0, 4)))
+    with pytest.raises(ValueError, match=r"X contains non-finite values \(inf at row 9000, column 1\)"):
+        X = np.ones((9001, 4))
+        X[9000, 1] = np.inf
+        predict(X)
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        predict([["a", "b", "c", "d"]])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        predict(np.ones((2, 4)), batch_size=0)
+
+
+def test_bad_evaluation_labels(net):
+    with pytest.raises(ValueError, match="y has 1 labels but X has 2 samples"):
+        net.evaluate(np.ones((2, 4)), [0])
+    with pytest.raises(ValueError, match="label 5 out of range"):
+        net.accuracy(np.ones((2, 4)), [0, 5])
+
+
+def test_bad_optimizer_and_schedule_hyperparameters():
+    from fastscratch import Adam, CosineDecay, Momentum, StepDecay
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\)"):
+        Momentum(momentum=1.0)
+    with pytest.raises(ValueError, match="beta2 must be"):
+        Adam(beta2=1.5)
+    with pytest.raises(ValueError, match="eps must be a positive"):
+        Adam(eps=0)
+    with pytest.raises(ValueError, match="step_size must be a positive integer"):
+        StepDecay(step_size=0)
+    with pytest.raises(ValueError, match="min_lr must be a non-negative"):
+        CosineDecay(10, min_lr=-1)
+
+
+def test_plotting_an_untrained_model_says_so(net):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="has not been trained yet"):
+        net.plot_cost()
