@@ -64,6 +64,8 @@ def save_model(net, path: str | PathLike) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, metadata=np.array(json.dumps(metadata)), **arrays)
             f.flush()
@@ -75,6 +77,12 @@ def save_model(net, path: str | PathLike) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class _Invalid(ValueError):

@@ -64,6 +64,15 @@ def test_untrained_and_float64_models_round_trip(tmp_path):
     assert loaded.optimizer is None and len(loaded.history) == 0
 
 
+def test_saved_file_gets_the_usual_permissions(trained, tmp_path):
+    mask = os.umask(0o022)
+    try:
+        trained.save(tmp_path / "m.npz")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+
+
 def test_save_is_atomic_and_leaves_no_temp_files(trained, tmp_path, monkeypatch):
     path = tmp_path / "model.npz"
     trained.save(path)

@@ -1,0 +1,22 @@
+# The two set-up commands: `make run` (the main job) and `make test` (the suite).
+# Each creates .venv and installs the package with what it needs on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test clean
+
+run: $(VENV)/.installed
+	$(BIN)/python examples/tutorial.py --out out
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis
