@@ -142,6 +142,28 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.
     return np.ascontiguousarray(array, dtype=np.intp)
 
 
+def resolve_named(spec: Any, registry: dict[str, type], base: type, label: str) -> Any:
+    """An instance of ``base`` from an instance (returned as is), a registered name,
+    or a config dict ``{"name": ..., **settings}``; ``label`` names the argument."""
+    if isinstance(spec, base):
+        return spec
+    if isinstance(spec, dict):
+        settings = dict(spec)
+        name = settings.pop("name", None)
+    elif isinstance(spec, str):
+        name, settings = spec.lower(), {}
+    else:
+        raise TypeError(f"{label} must be a name or a {base.__name__} instance, got {type(spec).__name__}")
+    if name not in registry:
+        shown = spec if isinstance(spec, str) else name
+        raise ValueError(f"unknown {label} {shown!r}; expected one of {sorted(registry)} "
+                         f"or a {base.__name__} instance")
+    try:
+        return registry[name](**settings)
+    except TypeError as exc:  # unknown or missing settings in a config dict
+        raise ValueError(f"invalid {label} settings {settings!r}: {exc}") from None
+
+
 def check_pair(X_test: Any, y_test: Any) -> None:
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together (or both left out)")

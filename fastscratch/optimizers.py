@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import resolve_named
+
 
 class Optimizer:
     """Base class.  Subclasses list their state kinds in ``state_names``."""
@@ -126,18 +128,4 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "ada
 def get_optimizer(spec: "str | Optimizer | dict[str, Any]") -> Optimizer:
     """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"adam"``), an
     ``Optimizer`` instance (returned as is) or a config dict as ``config()`` makes."""
-    if isinstance(spec, Optimizer):
-        return spec
-    if isinstance(spec, dict):
-        spec = dict(spec)
-        name = spec.pop("name", None)
-        if name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
-        return OPTIMIZERS[name](**spec)
-    if isinstance(spec, str):
-        key = spec.lower()
-        if key not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {spec!r}; expected one of {sorted(OPTIMIZERS)} "
-                             "or an Optimizer instance")
-        return OPTIMIZERS[key]()
-    raise TypeError(f"optimizer must be a name or an Optimizer instance, got {type(spec).__name__}")
+    return resolve_named(spec, OPTIMIZERS, Optimizer, "optimizer")

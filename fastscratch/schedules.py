@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._validation import resolve_named
+
 
 class Schedule:
     name = ""
@@ -98,17 +100,4 @@ def get_schedule(spec: "str | Schedule | dict[str, Any] | None") -> Schedule:
     """A schedule from ``None`` (constant), a name, a ``Schedule`` or a ``config()`` dict."""
     if spec is None:
         return Constant()
-    if isinstance(spec, Schedule):
-        return spec
-    if isinstance(spec, dict):
-        spec = dict(spec)
-        name = spec.pop("name", None)
-        if name not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {name!r}; expected one of {sorted(SCHEDULES)}")
-        return SCHEDULES[name](**spec)
-    if isinstance(spec, str):
-        if spec not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {spec!r}; expected one of {sorted(SCHEDULES)} "
-                             "or a Schedule instance")
-        return SCHEDULES[spec]()
-    raise TypeError(f"lr_schedule must be a name or a Schedule instance, got {type(spec).__name__}")
+    return resolve_named(spec, SCHEDULES, Schedule, "lr_schedule")
