@@ -195,7 +195,9 @@ class NeuralNetwork:
           (through ``log``, default ``print`` to stdout).
 
         Raises ``FloatingPointError`` naming the epoch and batch if the loss becomes NaN or
-        infinite; the weights are then the last finite ones.
+        infinite; the weights and optimizer state then go back to the latest epoch start known
+        to give a finite loss.  Invalid arguments raise ``ValueError``/``TypeError`` before
+        anything is changed.
         """
         X_train = check.check_features(X_train, self.n_features, self.dtype, "X_train")
         y_train = check.check_labels(y_train, X_train.shape[0], self.n_classes, "y_train")
@@ -269,7 +271,8 @@ class NeuralNetwork:
             self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
                                 test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
                                 samples_per_second=n / seconds if seconds > 0 else math.inf)
-            if verbose and (epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs):
+            logged = epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs
+            if verbose and logged:
                 say(self._epoch_line(-1))
 
             if early_stopping is not None:
@@ -282,7 +285,8 @@ class NeuralNetwork:
                     waited += 1
                     if waited >= early_stopping:
                         if verbose:
-                            say(self._epoch_line(-1))
+                            if not logged:
+                                say(self._epoch_line(-1))
                             say(f"Early stopping at epoch {epoch}: {monitor} has not improved for "
                                 f"{early_stopping} epochs (best {best_value:.4f} at epoch {best_epoch}).")
                         break
