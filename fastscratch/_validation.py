@@ -63,8 +63,15 @@ def check_features(X: Any, n_features: int, dtype: np.dtype, name: str = "X") ->
 
     Converts (one copy) only when ``X`` is not already such an array.
     """
-    array = np.ascontiguousarray(check_feature_array(X, n_features, name), dtype=dtype)
-    check_finite(array, name)
+    return convert_finite(check_feature_array(X, n_features, name), dtype, name)
+
+
+def convert_finite(source: np.ndarray, dtype: np.dtype, name: str, row_offset: int = 0) -> np.ndarray:
+    """``source`` as a C-contiguous array of ``dtype``; ``ValueError`` if any value is
+    NaN or infinite, or too large to be represented in ``dtype``."""
+    with np.errstate(over="ignore"):  # overflow to inf is reported below, by position
+        array = np.ascontiguousarray(source, dtype=dtype)
+    check_finite(array, name, row_offset, source=source)
     return array
 
 
@@ -89,10 +96,12 @@ def check_feature_array(X: Any, n_features: int, name: str = "X") -> np.ndarray:
     return array
 
 
-def check_finite(array: np.ndarray, name: str, row_offset: int = 0) -> None:
+def check_finite(array: np.ndarray, name: str, row_offset: int = 0, source: np.ndarray | None = None) -> None:
     """Raise ``ValueError`` naming the first non-finite entry of a 2-D float array.
 
-    ``row_offset`` is added to row numbers in the message (for chunks of a larger array).
+    ``row_offset`` is added to row numbers in the message (for chunks of a larger
+    array); ``source`` is what ``array`` was converted from, to tell an overflow
+    in the conversion from a NaN or inf in the data.
     """
     # A float64 sum of the values is finite exactly when every value is, unless
     # it overflows; it needs no temporary as large as the array.
@@ -103,9 +112,12 @@ def check_finite(array: np.ndarray, name: str, row_offset: int = 0) -> None:
         bad = ~np.isfinite(block)
         if bad.any():
             row, col = map(int, np.argwhere(bad)[0])
-            value = block[row, col]
-            raise ValueError(f"{name} contains non-finite values ({value} at row {row_offset + start + row}, "
-                             f"column {col}); remove or impute NaN/inf before training")
+            where = f"row {row_offset + start + row}, column {col}"
+            if source is not None and np.isfinite(source[start + row, col]):
+                raise ValueError(f"{name} has a value too large for {array.dtype} "
+                                 f"({source[start + row, col]} at {where}); rescale the inputs")
+            raise ValueError(f"{name} contains non-finite values ({block[row, col]} at {where}); "
+                             "remove or impute NaN/inf before training")
 
 
 def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:

@@ -58,7 +58,7 @@ class History:
             conv = int if key == "epoch" else float
             try:
                 getattr(out, key).extend(math.nan if v is None else conv(v) for v in data[key])
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise ValueError(f"history column {key!r} holds a non-number") from exc
         return out
 

@@ -10,6 +10,7 @@ map).
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 from os import PathLike
@@ -80,30 +81,38 @@ class NeuralNetwork:
     def __init__(self, architecture: Sequence[int] = (784, 128, 64, 10),
                  activation: str | Sequence[str] = "relu", dtype: str = "float32", seed: int | None = None,
                  backend: str = "auto", init: str = "he", dropout: float | Sequence[float] = 0.0) -> None:
+        self._configure(architecture, activation, dtype, seed, backend, init, dropout)
+        self.weights, self.biases = self._initial_parameters()
+
+    def _configure(self, architecture: Any, activation: Any, dtype: Any, seed: Any, backend: Any, init: Any,
+                   dropout: Any) -> None:
+        """Validate and set everything but the parameters (``load`` supplies those from a file)."""
         self.architecture = check.check_architecture(architecture)
         n_hidden = len(self.architecture) - 2
         self.activations = self._check_activations(activation, n_hidden)
-        if str(dtype) not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        self.dtype = np.dtype(str(dtype))
+        self.dtype = self._check_dtype(dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self.backend = backend
         self.kernels = load_backend(backend)
-        if init not in INITS:
+        if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
         self.init = init
         self.dropout = self._check_dropout(dropout, n_hidden)
         self.rng = np.random.default_rng(self.seed)
-        self.weights, self.biases = self._initial_parameters()
         self.history = History()
         self.optimizer: Optimizer | None = None
 
     # ------------------------------------------------------------------ setup
     @staticmethod
     def _check_activations(activation: Any, n_hidden: int) -> list[str]:
-        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if isinstance(activation, str):
+            names = [activation] * n_hidden
+        elif isinstance(activation, (list, tuple)):
+            names = list(activation)
+        else:
+            raise TypeError(f"activation must be a name or a list of names, got {activation!r}")
         if len(names) != n_hidden:
             raise ValueError(f"activation lists {len(names)} names but the network has {n_hidden} hidden layers")
         for name in names:
@@ -112,12 +121,30 @@ class NeuralNetwork:
         return names
 
     @staticmethod
+    def _check_dtype(dtype: Any) -> np.dtype:
+        """``"float32"``/``"float64"`` or the NumPy type or dtype of either."""
+        name = dtype
+        if isinstance(dtype, (np.dtype, type)):
+            try:
+                name = np.dtype(dtype).name
+            except TypeError:
+                pass
+        if not isinstance(name, str) or name not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        return np.dtype(name)
+
+    @staticmethod
     def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
-        rates = [dropout] * n_hidden if isinstance(dropout, (int, float)) else list(dropout)
+        if isinstance(dropout, numbers.Real):
+            rates = [dropout] * n_hidden
+        elif isinstance(dropout, (list, tuple, np.ndarray)):
+            rates = list(dropout)
+        else:
+            raise TypeError(f"dropout must be a number or one number per hidden layer, got {dropout!r}")
         if len(rates) != n_hidden:
             raise ValueError(f"dropout lists {len(rates)} rates but the network has {n_hidden} hidden layers")
         for rate in rates:
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
                 raise ValueError(f"dropout rates must be numbers in [0, 1), got {rate!r}")
         return [float(r) for r in rates]
 
@@ -187,7 +214,8 @@ class NeuralNetwork:
         - ``optimizer``: ``"sgd"``, ``"momentum"``, ``"adam"`` or an optimizer object.  Calling
           ``fit`` again continues from the current weights, and from the optimizer's state when
           the same optimizer configuration is asked for.
-        - ``lr_schedule``: ``None``, ``"step"``, ``"exponential"``, ``"cosine"`` or a schedule object.
+        - ``lr_schedule``: ``None``, ``"step"``, ``"exponential"``, ``"cosine"`` or a schedule object,
+          called with the model's epoch count (so a resumed fit continues the schedule).
         - ``weight_decay``: L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not biases).
         - ``early_stopping``: patience in epochs on ``monitor`` (``"test_loss"``, ``"test_accuracy"``,
           ``"cost"``, ``"train_accuracy"``); with ``restore_best`` the best epoch's weights are kept.
@@ -212,8 +240,10 @@ class NeuralNetwork:
         weight_decay = check.check_non_negative_number("weight_decay", weight_decay)
         min_delta = check.check_non_negative_number("min_delta", min_delta)
         early_stopping = check.check_positive_int("early_stopping", early_stopping, allow_none=True)
-        if monitor not in MONITORS:
+        if not isinstance(monitor, str) or monitor not in MONITORS:
             raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
+        if log is not None and not callable(log):
+            raise TypeError(f"log must be a callable taking one string, got {type(log).__name__}")
         if early_stopping is not None and monitor.startswith("test") and X_test is None:
             raise ValueError(f"early_stopping on {monitor!r} needs X_test and y_test")
         schedule = get_schedule(lr_schedule)
@@ -234,7 +264,7 @@ class NeuralNetwork:
                               keep_probs=[1.0 - r for r in self.dropout], gather=shuffle and not full_batch)
         weight_decays = [weight_decay, 0.0] * len(self.weights)
         codes = self._codes()
-        best_value, best_params, best_epoch, waited = None, None, 0, 0
+        best_value, best, best_epoch, waited = None, None, 0, 0
         sign = 1.0 if MONITORS[monitor] == "min" else -1.0
         first_epoch = self.epochs_trained
         # parameters and optimizer state, snapshotted at each epoch start (see below)
@@ -257,12 +287,13 @@ class NeuralNetwork:
                 loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
                                                 codes, opt, epoch_lr, weight_decays, self.rng)
             except NonFiniteLoss as exc:
-                self._stop_on_divergence(epoch, exc.batch, exc.loss, epoch_start, previous_start,
-                                         first_epoch, tracked, epoch_lr)
+                self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
+                                         epoch_start, previous_start, first_epoch, tracked, epoch_lr)
             seconds = time.perf_counter() - t0
             if not all(np.isfinite(p).all() for p in params):
-                self._stop_on_divergence(epoch, -(-n // batch), math.inf, epoch_start, previous_start,
-                                         first_epoch, tracked, epoch_lr)
+                # every batch's loss was finite, so this epoch's starting weights are good
+                self._stop_on_divergence(epoch, "its last update made the weights non-finite", True,
+                                         epoch_start, previous_start, first_epoch, tracked, epoch_lr)
 
             cost = loss_sum / n
             if weight_decay:
@@ -280,7 +311,8 @@ class NeuralNetwork:
                 if best_value is None or sign * (best_value - value) > min_delta:
                     best_value, best_epoch, waited = value, epoch, 0
                     if restore_best:
-                        best_params = [p.copy() for p in params]
+                        best = best or _Snapshot(tracked)
+                        best.take(tracked, opt.iterations)
                 else:
                     waited += 1
                     if waited >= early_stopping:
@@ -290,13 +322,16 @@ class NeuralNetwork:
                             say(f"Early stopping at epoch {epoch}: {monitor} has not improved for "
                                 f"{early_stopping} epochs (best {best_value:.4f} at epoch {best_epoch}).")
                         break
-        if best_params is not None:
-            for p, best in zip(params, best_params):
-                np.copyto(p, best)
-            if verbose and best_epoch != self.epochs_trained:
-                say(f"Restored the weights of epoch {best_epoch}.")
+        summary_index = -1
+        if best is not None and best_epoch != self.epochs_trained:
+            # the history keeps every epoch run; weights and optimizer state are the best one's
+            opt.iterations = best.put_back(tracked)
+            summary_index = best_epoch - 1
+            if verbose:
+                say(f"Restored the weights and optimizer state of epoch {best_epoch}.")
         if verbose:
-            self._summary(say, time.perf_counter() - started, n * (self.epochs_trained - first_epoch))
+            self._summary(say, time.perf_counter() - started, n * (self.epochs_trained - first_epoch),
+                          summary_index)
         return self.history
 
     def _epoch_line(self, index: int) -> str:
@@ -306,32 +341,41 @@ class NeuralNetwork:
             line += f" | Test Acc: {h.test_accuracy[index]:.4f}"
         return line
 
-    def _summary(self, say: Callable[[str], None], seconds: float, samples: int) -> None:
+    def _summary(self, say: Callable[[str], None], seconds: float, samples: int, index: int = -1) -> None:
+        """The closing lines; ``index`` picks the history entry the model's weights come from."""
         h = self.history
         say("Training completed!")
-        line = f"Final Cost: {h.cost[-1]:.4f} | Final Train Acc: {h.train_accuracy[-1]:.4f}"
-        if not math.isnan(h.test_accuracy[-1]):
-            line += f" | Final Test Acc: {h.test_accuracy[-1]:.4f}"
+        line = f"Final Cost: {h.cost[index]:.4f} | Final Train Acc: {h.train_accuracy[index]:.4f}"
+        if not math.isnan(h.test_accuracy[index]):
+            line += f" | Final Test Acc: {h.test_accuracy[index]:.4f}"
+        if index != -1:
+            line += f" (epoch {h.epoch[index]})"
         say(line)
         say(f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
             f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
 
-    def _stop_on_divergence(self, epoch: int, batch: int, loss: float, epoch_start: "_Snapshot",
+    def _stop_on_divergence(self, epoch: int, what: str, epoch_start_is_good: bool, epoch_start: "_Snapshot",
                             previous_start: "_Snapshot", first_epoch: int, tracked: list[np.ndarray],
                             lr: float) -> None:
-        if batch > 1:  # this epoch's first batch had a finite loss with its starting weights
+        """Put back the newest snapshot known to give a finite loss, then raise.
+
+        ``epoch_start_is_good``: this epoch's starting weights gave a finite loss (on
+        its first batch).  Otherwise they came from the previous epoch's last update,
+        and that epoch's start is the good state.
+        """
+        if epoch_start_is_good:
             restore, good_epoch = epoch_start, epoch
-        elif epoch > first_epoch + 1:  # the starting weights failed at once: go one epoch further back
+        elif epoch > first_epoch + 1:
             restore, good_epoch = previous_start, epoch - 1
             self.history.truncate(len(self.history) - 1)  # that epoch's result is undone
         else:  # failed on the first batch of this fit: nothing has been updated
             restore, good_epoch = None, epoch
         if restore is not None:
             self.optimizer.iterations = restore.put_back(tracked)
-        what = "restored to" if restore is not None else "left as they were at"
+        state = "restored to" if restore is not None else "left as they were at"
         raise FloatingPointError(
-            f"training diverged at epoch {epoch}, batch {batch}: the loss is {loss}. The weights and optimizer "
-            f"state are {what} the start of epoch {good_epoch}, the last ones known to give a finite loss. "
+            f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are {state} "
+            f"the start of epoch {good_epoch}, the last ones known to give a finite loss. "
             f"Try a smaller learning rate than lr={lr:g} or check the inputs for extreme values.")
 
     # -------------------------------------------------------------- inference
@@ -346,8 +390,7 @@ class NeuralNetwork:
             if not checked:
                 # each chunk is converted and checked on its own, so a large float64 or
                 # integer input is never copied whole
-                chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
-                check.check_finite(chunk, "X", row_offset=start)
+                chunk = check.convert_finite(chunk, self.dtype, "X", row_offset=start)
             yield start, ws, ws.forward(chunk, self.weights, self.biases, codes)
 
     def predict_proba(self, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:

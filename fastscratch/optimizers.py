@@ -29,6 +29,7 @@ class Optimizer:
         self.state: dict[str, list[np.ndarray]] = {}
         self.scratch: list[np.ndarray] = []
         self.iterations = 0
+        self._layout: tuple | None = None
 
     # -- configuration -------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -44,15 +45,14 @@ class Optimizer:
 
     # -- state ---------------------------------------------------------
     def bind(self, params: list[np.ndarray]) -> None:
-        """Allocate zeroed state for ``params`` unless state of those shapes exists."""
-        shapes = [p.shape for p in params]
-        dtype = params[0].dtype
-        have = self.state.get(self.state_names[0]) if self.state_names else None
-        if have is None or [a.shape for a in have] != shapes or have[0].dtype != dtype:
+        """Prepare state for ``params``: kept (with the step count) when it was made for
+        arrays of the same shapes and dtype, else allocated afresh (zeros, step 0)."""
+        layout = ([p.shape for p in params], params[0].dtype)
+        if layout != self._layout:
             self.state = {k: [np.zeros_like(p) for p in params] for k in self.state_names}
-            self.iterations = 0
-        if [s.shape for s in self.scratch] != shapes or (self.scratch and self.scratch[0].dtype != dtype):
             self.scratch = [np.empty_like(p) for p in params]
+            self.iterations = 0
+            self._layout = layout
 
     def step(self, kernels: ModuleType, params: list[np.ndarray], grads: list[np.ndarray], lr: float,
              weight_decays: list[float]) -> None:

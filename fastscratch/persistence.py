@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import zipfile
+import zlib
 from os import PathLike
 from typing import Any
 
@@ -62,10 +63,11 @@ def save_model(net, path: str | PathLike) -> None:
         "history": net.history.to_dict(), "sha256": _array_digest(arrays),
     }
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never write through someone else's file; mode 0o666 minus the umask,
+    # the permissions a plain open() gives (mkstemp's would be private 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        # mkstemp creates the file private (0600); give it the mode a plain open() would
-        os.chmod(tmp, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, metadata=np.array(json.dumps(metadata)), **arrays)
             f.flush()
@@ -77,12 +79,6 @@ def save_model(net, path: str | PathLike) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class _Invalid(ValueError):
@@ -99,14 +95,58 @@ def load_model(path: str | PathLike):
 
     Raises ``ValueError`` naming the file and the problem for anything that is
     not a valid, unmodified fastscratch model file of a supported version.
+    Every array's header is checked against the architecture before the array
+    is read, so a file cannot make this allocate more than its model needs.
     """
     path = os.fspath(path)
     try:
         return _load(path)
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{path}: not a fastscratch model file (not a readable .npz archive: {exc})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OverflowError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a fastscratch model file, or a damaged one ({type(exc).__name__}: {exc})") from None
+
+
+# A deflated entry expands at most ~1032-fold; an entry claiming more is lying.
+_MAX_DEFLATE_RATIO = 1032
+_MAX_ITERATIONS = 2**53  # beyond this, step counts stop being exact as floats
+
+
+def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, dtype: np.dtype | None,
+                kind: str | None = None) -> np.ndarray:
+    """Read ``name.npy`` from the archive after checking its header: the shape and
+    dtype must be the expected ones (or, for ``kind``, the dtype kind), and the
+    data size must fit the entry's sizes in the archive."""
+    info = zf.getinfo(name + ".npy")
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise _Invalid(f"array {name} uses unsupported .npy format version {version}")
+        except ValueError as exc:
+            raise _Invalid(f"array {name} has an unreadable .npy header ({exc})") from None
+        found_shape, fortran_order, found_dtype = header
+        if shape is not None:
+            _require(found_shape == shape, f"array {name} has shape {found_shape}, expected {shape}")
+        if dtype is not None:
+            _require(found_dtype == dtype, f"array {name} has dtype {found_dtype}, expected {dtype}")
+        if kind is not None:
+            _require(found_dtype.kind == kind and found_shape == (), f"{name} entry is not a string")
+        _require(not fortran_order and not found_dtype.hasobject, f"array {name} has an unsupported layout")
+        nbytes = int(np.prod(found_shape, dtype=object)) * found_dtype.itemsize
+        limit = info.file_size if info.compress_type == zipfile.ZIP_STORED else \
+            min(info.file_size, _MAX_DEFLATE_RATIO * info.compress_size + 1024)
+        _require(nbytes <= limit, f"array {name} claims {nbytes} bytes, more than its archive entry holds")
+        array = np.empty(found_shape, dtype=found_dtype)
+        view = memoryview(array).cast("B") if nbytes else memoryview(b"")
+        got = f.readinto(view) if nbytes else 0
+        _require(got == nbytes, f"array {name} is truncated ({got} of {nbytes} bytes)")
+        _require(f.read(1) == b"", f"array {name} has trailing bytes")
+    return array
 
 
 def _load(path: str):
@@ -121,12 +161,12 @@ def _load(path: str):
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise _Invalid("not a fastscratch model file (a single .npy array, not an .npz archive)")
     with loaded as npz:
-        _require("metadata" in npz.files, "not a fastscratch model file (no metadata entry)")
-        try:
-            raw = npz["metadata"]
-        except ValueError as exc:
-            raise _Invalid(f"unreadable metadata entry ({exc})") from None
-        _require(raw.dtype.kind == "U" and raw.shape == (), "metadata entry is not a JSON string")
+        zf = npz.zip
+        entries = zf.namelist()
+        _require(all(e.endswith(".npy") for e in entries),
+                 "not a fastscratch model file (archive holds entries other than .npy arrays)")
+        _require("metadata.npy" in entries, "not a fastscratch model file (no metadata entry)")
+        raw = _read_entry(zf, "metadata", None, None, kind="U")
         try:
             meta = json.loads(str(raw))
         except json.JSONDecodeError as exc:
@@ -140,71 +180,66 @@ def _load(path: str):
         missing = [k for k in ("architecture", "activations", "dtype", "init", "dropout", "backend", "seed",
                                "optimizer", "rng_state", "history", "sha256") if k not in meta]
         _require(not missing, f"metadata lacks {missing}")
+
+        # Configure (and so validate) the network without drawing initial weights:
+        # the arrays come from the file, once their headers have been checked.
+        net = NeuralNetwork.__new__(NeuralNetwork)
         try:
-            net = NeuralNetwork(meta["architecture"], activation=meta["activations"], dtype=meta["dtype"],
-                                seed=meta["seed"], backend="numpy", init=meta["init"], dropout=meta["dropout"])
+            net._configure(meta["architecture"], meta["activations"], meta["dtype"], meta["seed"], "numpy",
+                           meta["init"], meta["dropout"])
         except (TypeError, ValueError) as exc:
             raise _Invalid(f"metadata describes an invalid network ({exc})") from None
 
-        expected = {}
-        for i, (W, b) in enumerate(zip(net.weights, net.biases)):
-            expected[f"W{i}"], expected[f"b{i}"] = W.shape, b.shape
+        sizes = net.architecture
+        expected: dict[str, tuple[int, ...]] = {}
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            expected[f"W{i}"], expected[f"b{i}"] = (n_in, n_out), (n_out,)
+        param_shapes = list(expected.values())
         optimizer = None
         if meta["optimizer"] is not None:
             spec = meta["optimizer"]
+            iterations = spec.get("iterations") if isinstance(spec, dict) else None
             _require(isinstance(spec, dict) and isinstance(spec.get("config"), dict)
-                     and isinstance(spec.get("iterations"), int) and spec["iterations"] >= 0,
+                     and isinstance(iterations, int) and 0 <= iterations <= _MAX_ITERATIONS,
                      "optimizer metadata is malformed")
             try:
                 optimizer = get_optimizer(spec["config"])
             except (TypeError, ValueError) as exc:
                 raise _Invalid(f"optimizer metadata is invalid ({exc})") from None
             for kind in optimizer.state_names:
-                for i, p in enumerate(net._params()):
-                    expected[f"opt.{kind}.{i}"] = p.shape
-        present = set(npz.files) - {"metadata"}
+                for i, shape in enumerate(param_shapes):
+                    expected[f"opt.{kind}.{i}"] = shape
+        present = {e[: -len(".npy")] for e in entries} - {"metadata"}
         _require(not set(expected) - present, f"arrays missing: {sorted(set(expected) - present)}")
         _require(not present - set(expected), f"unexpected arrays: {sorted(present - set(expected))}")
 
-        arrays = {}
-        for name, shape in expected.items():
-            # the archive's own size of each entry is checked before reading it,
-            # so a lying entry cannot make us allocate more than the model needs
-            size = npz.zip.getinfo(name + ".npy").file_size
-            _require(size <= int(np.prod(shape)) * net.dtype.itemsize + 4096,
-                     f"array {name} is larger than the architecture allows")
-            try:
-                array = npz[name]
-            except ValueError as exc:
-                raise _Invalid(f"array {name} is unreadable ({exc})") from None
-            _require(array.shape == shape, f"array {name} has shape {array.shape}, expected {shape}")
-            _require(array.dtype == net.dtype, f"array {name} has dtype {array.dtype}, expected {net.dtype}")
-            arrays[name] = array
+        arrays = {name: _read_entry(zf, name, shape, net.dtype) for name, shape in expected.items()}
         _require(_array_digest(arrays) == meta["sha256"],
                  "checksum mismatch: the arrays do not match the metadata's SHA-256 (file modified or corrupt)")
         for name, array in arrays.items():
             _require(bool(np.isfinite(array).all()), f"array {name} holds NaN or infinite values")
 
-    net.backend = meta["backend"] if isinstance(meta["backend"], str) else "auto"
+    from .backends import load_backend
+    backend = meta["backend"]
     try:
-        from .backends import load_backend
-        net.kernels = load_backend(net.backend)
-    except (ImportError, ValueError):
+        net.kernels = load_backend(backend)
+        net.backend = backend
+    except (ImportError, TypeError, ValueError):  # saved where another backend existed
         net.backend = "auto"
         net.kernels = load_backend("auto")
-    for i in range(len(net.weights)):
-        net.weights[i] = np.ascontiguousarray(arrays[f"W{i}"])
-        net.biases[i] = np.ascontiguousarray(arrays[f"b{i}"])
+    net.weights = [arrays[f"W{i}"] for i in range(len(sizes) - 1)]
+    net.biases = [arrays[f"b{i}"] for i in range(len(sizes) - 1)]
+    net.optimizer = None
     if optimizer is not None:
-        optimizer.bind(net._params())
+        params = net._params()
+        optimizer.bind(params)
         for kind in optimizer.state_names:
-            optimizer.state[kind] = [np.ascontiguousarray(arrays[f"opt.{kind}.{i}"])
-                                     for i in range(len(net._params()))]
+            optimizer.state[kind] = [arrays[f"opt.{kind}.{i}"] for i in range(len(params))]
         optimizer.iterations = meta["optimizer"]["iterations"]
         net.optimizer = optimizer
     try:
         net.rng.bit_generator.state = meta["rng_state"]
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise _Invalid(f"generator state is invalid ({exc})") from None
     try:
         net.history = History.from_dict(meta["history"])

@@ -72,7 +72,9 @@ class ExponentialDecay(Schedule):
 class CosineDecay(Schedule):
     """Cosine annealing from ``base_lr`` to ``min_lr`` over ``total_epochs``, then ``min_lr``.
 
-    ``total_epochs=None`` takes the ``epochs`` of the ``fit`` call it is used in.
+    ``total_epochs=None`` ends the annealing with the ``fit`` call it is used in: at the
+    model's epoch count by then (epochs already trained + ``epochs``).  When training
+    in several ``fit`` calls, pass ``total_epochs`` so every call follows one curve.
     """
 
     name = "cosine"

@@ -21,6 +21,7 @@ tutorial (column per sample)           here (row per sample)
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 
 import numpy as np
@@ -157,7 +158,7 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
                     ws.kernels.gather_rows(X, rows, xb)
                     ws.kernels.gather_rows(y, rows, yb)
                 loss_sum, n_correct = ws.forward_backward(xb, yb, weights, biases, codes, rng)
-                if not np.isfinite(loss_sum):
+                if not math.isfinite(loss_sum):
                     raise NonFiniteLoss(index + 1, loss_sum)
                 optimizer.step(ws.kernels, params, ws.grads, lr, weight_decays)
                 loss_total += loss_sum

@@ -1,7 +1,10 @@
 """Reference compute kernels in plain NumPy.
 
 Every kernel works in place or through ``out=`` arguments so that a training
-step allocates no arrays: the buffers come from the caller's workspace.  The
+step allocates no arrays: the buffers come from the caller's workspace.  They
+call ufuncs and array methods (``np.add.reduce``, ``a.take``) rather than
+NumPy's Python-level wrappers (``np.sum``, ``np.take``), which build keyword
+dicts and other small objects on every call.  The
 Numba backend (``numba_kernels.py``) implements the same functions with the
 same signatures; the NumPy versions are the definition of what they compute.
 
@@ -34,7 +37,7 @@ def gather_rows(source: np.ndarray, indices: np.ndarray, out: np.ndarray) -> Non
     """
     # mode="clip" skips the buffered bounds check that mode="raise" performs
     # (which allocates a temporary the size of ``out``); indices are valid.
-    np.take(source, indices, axis=0, out=out, mode="clip")
+    source.take(indices, axis=0, out=out, mode="clip")
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -114,30 +117,32 @@ def softmax_cross_entropy_grad(
     logits.
     """
     batch, n_classes = logits.shape
+    if not grad.flags.c_contiguous:  # the flat indexing below needs a view, not a copy
+        raise ValueError("softmax_cross_entropy_grad needs a C-contiguous grad array")
     row_max, picked = row_scratch[0], row_scratch[1]
     flat_index, predicted = index_scratch[0], index_scratch[1]
 
-    np.argmax(logits, axis=1, out=predicted)
-    np.equal(predicted, labels, out=predicted)
-    n_correct = int(np.count_nonzero(predicted))
+    logits.argmax(axis=1, out=predicted)
+    np.subtract(predicted, labels, out=predicted)  # 0 where the prediction is right
+    n_correct = batch - int(np.count_nonzero(predicted))
 
-    np.max(logits, axis=1, out=row_max)
+    np.maximum.reduce(logits, axis=1, out=row_max)
     np.subtract(logits, row_max[:, None], out=grad)  # shifted logits, max 0
     # position of each row's true class in the flattened matrix
     np.multiply(_row_offsets(batch), n_classes, out=flat_index)
     flat_index += labels
     flat_grad = grad.reshape(-1)
-    np.take(flat_grad, flat_index, out=picked, mode="clip")  # shifted true logit
+    flat_grad.take(flat_index, out=picked, mode="clip")  # shifted true logit
 
     np.exp(grad, out=grad)
-    np.sum(grad, axis=1, out=row_max)  # sum of exp, reusing the buffer
+    np.add.reduce(grad, axis=1, out=row_max)  # sum of exp, reusing the buffer
     np.divide(grad, row_max[:, None], out=grad)  # softmax probabilities
     np.log(row_max, out=row_max)
-    loss_sum = float(np.sum(row_max, dtype=np.float64) - np.sum(picked, dtype=np.float64))
+    loss_sum = float(np.add.reduce(row_max, dtype=np.float64) - np.add.reduce(picked, dtype=np.float64))
 
-    np.take(flat_grad, flat_index, out=picked, mode="clip")
+    flat_grad.take(flat_index, out=picked, mode="clip")
     picked -= 1
-    np.put(flat_grad, flat_index, picked, mode="clip")
+    flat_grad.put(flat_index, picked, mode="clip")
     grad *= scale
     return loss_sum, n_correct
 
@@ -148,10 +153,10 @@ def softmax(logits: np.ndarray, out: np.ndarray, row_scratch: np.ndarray) -> Non
     logits: (batch, n_classes) ; out: same shape, may be ``logits`` ;
     row_scratch: (batch,) float scratch.
     """
-    np.max(logits, axis=1, out=row_scratch)
+    np.maximum.reduce(logits, axis=1, out=row_scratch)
     np.subtract(logits, row_scratch[:, None], out=out)
     np.exp(out, out=out)
-    np.sum(out, axis=1, out=row_scratch)
+    np.add.reduce(out, axis=1, out=row_scratch)
     np.divide(out, row_scratch[:, None], out=out)
 
 
@@ -159,16 +164,22 @@ _ROW_OFFSETS = np.arange(0, dtype=np.intp)
 
 
 def _row_offsets(batch: int) -> np.ndarray:
-    """``arange(batch)``, cached so that the training loop does not allocate it."""
+    """``arange(batch)``, cached so that the training loop does not allocate it.
+
+    Read once into a local, so a thread that grows the cache meanwhile cannot
+    hand this one a shorter array.
+    """
     global _ROW_OFFSETS
-    if _ROW_OFFSETS.shape[0] < batch:
-        _ROW_OFFSETS = np.arange(max(batch, 2 * _ROW_OFFSETS.shape[0]), dtype=np.intp)
-    return _ROW_OFFSETS[:batch]
+    offsets = _ROW_OFFSETS
+    if offsets.shape[0] < batch:
+        offsets = np.arange(max(batch, 2 * offsets.shape[0]), dtype=np.intp)
+        _ROW_OFFSETS = offsets
+    return offsets[:batch]
 
 
 def column_sum(delta: np.ndarray, out: np.ndarray) -> None:
     """``out = delta.sum(axis=0)``: the bias gradient.  delta: (batch, n) ; out: (n,)."""
-    np.sum(delta, axis=0, out=out)
+    np.add.reduce(delta, axis=0, out=out)
 
 
 def dropout_mask(uniform: np.ndarray, keep_prob: float) -> None:

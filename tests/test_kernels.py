@@ -174,3 +174,10 @@ def test_adam_update_matches_textbook_form(pg, lr, wd):
         K.adam_update(p, g.copy(), m, v, lr, b1, b2, eps, t, wd, np.empty_like(p))
     np.testing.assert_allclose(p, ref_p, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(m, ref_m, rtol=1e-10, atol=1e-14)
+
+
+def test_softmax_kernel_refuses_a_grad_it_cannot_write_in_place():
+    logits = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.softmax_cross_entropy_grad(logits, np.zeros(4, np.intp), np.zeros((4, 3), np.float32, order="F"),
+                                     1.0, np.empty((2, 4), np.float32), np.empty((2, 4), np.intp))

@@ -185,8 +185,11 @@ def test_early_stopping_restores_best_epoch(digits, capsys):
     assert len(h) - 1 - best == 3  # stopped after 3 epochs without improvement
     loss, _ = nn.evaluate(X_test, y_test)
     assert math.isclose(loss, h.test_cost[best], rel_tol=1e-6)
+    assert nn.optimizer.iterations == (best + 1) * math.ceil(len(X_train) / 16)  # the best epoch's state
     out = capsys.readouterr().out
-    assert "Early stopping at epoch" in out and f"Restored the weights of epoch {best + 1}" in out
+    assert "Early stopping at epoch" in out
+    assert f"Restored the weights and optimizer state of epoch {best + 1}" in out
+    assert f"Final Test Acc: {h.test_accuracy[best]:.4f} (epoch {best + 1})" in out
 
 
 def test_early_stopping_on_accuracy_without_restore(blobs):
@@ -221,6 +224,27 @@ def test_overflowing_inputs_leave_the_trained_weights(digits):
     for p, q in zip(nn._params(), trained):
         np.testing.assert_array_equal(p, q)
     assert len(nn.history) == 1
+
+
+def test_an_update_that_overflows_the_weights_is_undone(blobs):
+    """Full batch, first epoch: the loss was finite, but the update made the weights inf."""
+    X, y = blobs
+    nn = NeuralNetwork([4, 8, 3], seed=0)
+    start = [p.copy() for p in nn._params()]
+    with pytest.raises(FloatingPointError, match=r"epoch 1, its last update made the weights non-finite"):
+        nn.fit(X * 1e18, y, lr=1e38, epochs=3, verbose=False)
+    for p, q in zip(nn._params(), start):
+        np.testing.assert_array_equal(p, q)
+    nn.fit(X, y, lr=0.1, epochs=20, verbose=False)  # and the model still trains
+    assert nn.accuracy(X, y) > 0.9
+
+
+def test_sgd_step_count_continues_across_fits(blobs):
+    X, y = blobs
+    nn = NeuralNetwork([4, 8, 3], seed=0)
+    nn.fit(X, y, epochs=2, batch_size=40, verbose=False)
+    nn.fit(X, y, epochs=2, batch_size=40, verbose=False)
+    assert nn.optimizer.iterations == 12
 
 
 def test_full_batch_divergence_goes_back_one_epoch(blobs):

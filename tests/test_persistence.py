@@ -194,3 +194,88 @@ def test_model_file_is_a_plain_npz(trained, tmp_path):
     trained.save(tmp_path / "m.npz")
     names = zipfile.ZipFile(tmp_path / "m.npz").namelist()
     assert "metadata.npy" in names and "W0.npy" in names and "opt.m.0.npy" in names
+
+
+def _craft(path, meta, arrays, raw_entries=None):
+    """Write an .npz by hand: arrays as .npy entries, plus raw (name, bytes) entries."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in {"metadata": np.array(json.dumps(meta)), **arrays}.items():
+            with zf.open(name + ".npy", "w") as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+        for name, data in raw_entries or []:
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.fixture
+def parts(trained, tmp_path):
+    trained.save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
+        meta = json.loads(str(npz["metadata"]))
+    return meta, arrays
+
+
+@pytest.mark.parametrize("change, pattern", [
+    (lambda m: m["rng_state"].update(has_uint32=10**30), "generator state is invalid"),
+    (lambda m: m["rng_state"]["state"].update(state=-1), "generator state is invalid"),
+    (lambda m: m.update(rng_state="PCG64"), "generator state is invalid"),
+    (lambda m: m["history"].update(epoch=[1e400] * len(m["history"]["epoch"])), "history column 'epoch'"),
+    (lambda m: m["optimizer"].update(iterations=10**400), "optimizer metadata is malformed"),
+    (lambda m: m.update(architecture=[200000, 8, 6, 200000]), r"array W0 has shape \(4, 8\), expected \(200000, 8\)"),
+    (lambda m: m.update(seed=1.5), "seed must be a non-negative integer"),
+    (lambda m: m.update(dropout="lots"), "dropout must be a number"),
+])
+def test_crafted_metadata_gives_value_errors(parts, tmp_path, change, pattern):
+    meta, arrays = parts
+    change(meta)
+    path = _craft(tmp_path / "crafted.npz", meta, arrays)
+    with pytest.raises(ValueError, match=pattern):
+        NeuralNetwork.load(path)
+
+
+def test_deeply_nested_json_is_refused(parts, tmp_path):
+    _, arrays = parts
+    path = tmp_path / "deep.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        with zf.open("metadata.npy", "w") as f:
+            np.lib.format.write_array(f, np.array("[" * 100000 + "]" * 100000))
+    with pytest.raises(ValueError, match="deep.npz"):
+        NeuralNetwork.load(path)
+
+
+def test_entries_that_are_not_npy_are_refused(parts, tmp_path):
+    meta, arrays = parts
+    path = _craft(tmp_path / "x.npz", meta, arrays, raw_entries=[("W9", b"1234")])
+    with pytest.raises(ValueError, match="entries other than .npy arrays"):
+        NeuralNetwork.load(path)
+
+
+def test_a_lying_array_header_is_refused_before_allocating(parts, tmp_path):
+    """An entry whose .npy header claims 2**40 elements in a few bytes."""
+    import tracemalloc
+
+    meta, arrays = parts
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
+    buffer = __import__("io").BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    arrays.pop("W0")
+    path = _craft(tmp_path / "lying.npz", meta, arrays, raw_entries=[("W0.npy", buffer.getvalue() + b"\0" * 64)])
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"array W0 has shape \(1099511627776,\)"):
+            NeuralNetwork.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_header_matching_the_architecture_but_data_missing(parts, tmp_path):
+    meta, arrays = parts
+    W0 = arrays.pop("W0")
+    buffer = __import__("io").BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, np.lib.format.header_data_from_array_1_0(W0))
+    path = _craft(tmp_path / "short.npz", meta, arrays, raw_entries=[("W0.npy", buffer.getvalue() + b"\0" * 8)])
+    with pytest.raises(ValueError, match=r"array W0 is truncated \(8 of 128 bytes\)"):
+        NeuralNetwork.load(path)

@@ -155,3 +155,48 @@ def test_plotting_an_untrained_model_says_so(net):
     pytest.importorskip("matplotlib")
     with pytest.raises(ValueError, match="has not been trained yet"):
         net.plot_cost()
+
+
+def test_values_too_large_for_float32_are_named(net, data):
+    X, y = data
+    X = X.astype(np.float64)
+    X[3, 1] = 1e39
+    with pytest.raises(ValueError, match=r"X_train has a value too large for float32 \(1e\+39 at row 3, column 1\)"):
+        net.fit(X, y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"X has a value too large for float32 \(1e\+39 at row 3, column 1\)"):
+        net.predict(X)
+
+
+def test_log_must_be_callable_and_is_checked_before_training(net, data):
+    X, y = data
+    with pytest.raises(TypeError, match="log must be a callable"):
+        net.fit(X, y, epochs=1, log=5)
+    assert len(net.history) == 0
+
+
+def test_odd_but_valid_argument_types(data):
+    X, y = data
+    nn = NeuralNetwork([4, 5, 3], seed=0, dropout=np.float32(0.25), dtype=np.float64, activation=("tanh",))
+    assert nn.dropout == [0.25] and nn.dtype == np.float64
+    lines = []
+    nn.fit(X, y, epochs=2, lr=np.float32(0.1), batch_size=np.int64(4), log=lines.append)
+    assert lines[0].startswith("Epoch    1")
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(monitor=["test_loss"]), ValueError, "unknown monitor"),
+    (dict(optimizer={"name": "adam", "beta9": 0.5}), ValueError, "invalid optimizer settings"),
+])
+def test_more_bad_options(net, data, kwargs, error, pattern):
+    X, y = data
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, X, y, epochs=1, verbose=False, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(activation=5), "activation must be a name or a list"),
+    (dict(dropout="0.1"), "dropout must be a number or one number per hidden layer"),
+])
+def test_bad_constructor_types(kwargs, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        NeuralNetwork([4, 5, 3], **kwargs)
