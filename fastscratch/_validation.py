@@ -29,15 +29,20 @@ def check_non_negative_number(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
+def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        expected = "a positive integer or None" if allow_none else "a positive integer"
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_optional_positive_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer or None, got {type(value).__name__}")
+    return check_positive_int(name, value)
 
 
 def check_architecture(architecture: Any) -> list[int]:

@@ -235,11 +235,11 @@ class NeuralNetwork:
             y_test = check.check_labels(y_test, X_test.shape[0], self.n_classes, "y_test")
         lr = check.check_positive_number("lr", lr)
         epochs = check.check_positive_int("epochs", epochs)
-        batch_size = check.check_positive_int("batch_size", batch_size, allow_none=True)
+        batch_size = check.check_optional_positive_int("batch_size", batch_size)
         log_every = check.check_positive_int("log_every", log_every)
         weight_decay = check.check_non_negative_number("weight_decay", weight_decay)
         min_delta = check.check_non_negative_number("min_delta", min_delta)
-        early_stopping = check.check_positive_int("early_stopping", early_stopping, allow_none=True)
+        early_stopping = check.check_optional_positive_int("early_stopping", early_stopping)
         if not isinstance(monitor, str) or monitor not in MONITORS:
             raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
         if log is not None and not callable(log):
@@ -399,9 +399,9 @@ class NeuralNetwork:
         X: (n_samples, n_features).  Computed ``batch_size`` rows at a time.
         """
         X = check.check_feature_array(X, self.n_features)
-        batch_size = check.check_positive_int("batch_size", batch_size)
+        batch_rows = check.check_positive_int("batch_size", batch_size)
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        for start, ws, logits in self._forward_chunks(X, batch_size):
+        for start, ws, logits in self._forward_chunks(X, batch_rows):
             rows = out[start:start + logits.shape[0]]
             self.kernels.softmax(logits, rows, ws.row_scratch[0, : logits.shape[0]])
         return out
@@ -409,9 +409,9 @@ class NeuralNetwork:
     def predict(self, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Predicted class labels ``(n_samples,)`` int: the argmax of the output layer."""
         X = check.check_feature_array(X, self.n_features)
-        batch_size = check.check_positive_int("batch_size", batch_size)
+        batch_rows = check.check_positive_int("batch_size", batch_size)
         out = np.empty(X.shape[0], dtype=np.intp)
-        for start, _, logits in self._forward_chunks(X, batch_size):
+        for start, _, logits in self._forward_chunks(X, batch_rows):
             np.argmax(logits, axis=1, out=out[start:start + logits.shape[0]])
         return out
 
@@ -419,8 +419,8 @@ class NeuralNetwork:
         """``(mean cross-entropy loss, accuracy)`` on ``X: (n, n_features)``, ``y`` labels or one-hot."""
         X = check.check_feature_array(X, self.n_features)
         y = check.check_labels(y, X.shape[0], self.n_classes, "y")
-        batch_size = check.check_positive_int("batch_size", batch_size)
-        return self._evaluate(X, y, batch_size)
+        batch_rows = check.check_positive_int("batch_size", batch_size)
+        return self._evaluate(X, y, batch_rows)
 
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = PREDICT_BATCH,
                   checked: bool = False) -> tuple[float, float]:

@@ -285,3 +285,26 @@ def test_repr_and_aliases(blobs):
     assert "architecture=[4, 6, 3]" in repr(nn) and "epochs_trained=2" in repr(nn)
     assert nn.costs == nn.history.cost and nn.test_accuracies == nn.history.test_accuracy
     assert nn.train_accuracies == nn.history.train_accuracy
+
+
+def test_numba_backend_missing_says_how_to_get_it(monkeypatch):
+    import sys
+
+    from fastscratch import load_backend
+    monkeypatch.setitem(sys.modules, "fastscratch.kernels.numba_kernels", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'fastscratch\[numba\]'"):
+        NeuralNetwork([3, 2], backend="numba")
+    assert load_backend("auto").NAME == "numpy"
+
+
+def test_predict_from_many_threads_matches_sequential(digits):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X_train, y_train, X_test, _ = digits
+    nn = NeuralNetwork([64, 32, 10], seed=0)
+    nn.fit(X_train, y_train, epochs=2, batch_size=64, verbose=False)
+    expected = nn.predict_proba(X_test, batch_size=50)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: nn.predict_proba(X_test, batch_size=50), range(32)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
