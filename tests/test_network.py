@@ -308,3 +308,23 @@ def test_predict_from_many_threads_matches_sequential(digits):
         results = list(pool.map(lambda _: nn.predict_proba(X_test, batch_size=50), range(32)))
     for result in results:
         np.testing.assert_array_equal(result, expected)
+
+
+def test_prediction_memory_is_bounded_by_the_chunk_not_the_input():
+    """predict on 100,000 float64 rows: the input is converted chunk by chunk, never
+    whole (that alone would be a 25.6 MB float32 copy)."""
+    import tracemalloc
+
+    nn = NeuralNetwork([64, 128, 64, 10], seed=0)
+    X = np.random.default_rng(0).random((100_000, 64))
+    nn.predict(X[:10])  # warm-up
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        labels = nn.predict(X, batch_size=4096)
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+    chunk = 4096 * (64 + 128 + 64 + 10 + 2) * 4 + 4096 * 64 * 8  # float32 buffers + one float64 scan block
+    assert labels.shape == (100_000,)
+    assert peak < labels.nbytes + 2 * chunk, peak
