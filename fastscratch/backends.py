@@ -35,7 +35,10 @@ def load_backend(name: str) -> ModuleType:
     except ImportError as exc:
         if name == "numpy":
             raise
-        raise ImportError(
+        if getattr(exc, "name", None) == _MODULES[name]:  # the kernel module itself is absent
+            raise ImportError(f"backend {name!r} is not part of this fastscratch installation; "
+                              "use backend='numpy' or 'auto'") from exc
+        raise ImportError(  # its kernels are here but Numba (or SciPy) is not
             f"backend {name!r} is not available ({exc}); install it with "
             "`pip install 'fastscratch[numba]'` or use backend='numpy'"
         ) from exc

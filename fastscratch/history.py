@@ -15,8 +15,9 @@ class History:
     """One entry per epoch, in lists of equal length.
 
     - ``epoch``: 1-based, counted over the model's whole training (resumes continue it)
-    - ``cost``: mean training loss over the epoch's batches (before each batch's update),
-      plus the L2 penalty when ``weight_decay`` is set
+    - ``cost``: mean training loss over the epoch's batches (each measured before its
+      batch's update), plus, when ``weight_decay`` is set, the L2 penalty of the weights
+      at the end of the epoch
     - ``train_accuracy``: fraction of training samples classified right during the epoch
     - ``test_cost`` / ``test_accuracy``: on ``(X_test, y_test)`` after the epoch (NaN without test data)
     - ``lr``: learning rate used; ``seconds``: wall time of the epoch's training steps;
@@ -60,6 +61,8 @@ class History:
                 getattr(out, key).extend(math.nan if v is None else conv(v) for v in data[key])
             except (TypeError, ValueError, OverflowError) as exc:
                 raise ValueError(f"history column {key!r} holds a non-number") from exc
+        if out.epoch != list(range(1, len(out) + 1)):
+            raise ValueError("history epochs must count 1, 2, 3, ...")
         return out
 
     def truncate(self, n: int) -> None:

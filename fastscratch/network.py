@@ -290,15 +290,22 @@ class NeuralNetwork:
                 self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
                                          epoch_start, previous_start, first_epoch, tracked, epoch_lr)
             seconds = time.perf_counter() - t0
-            if not all(np.isfinite(p).all() for p in params):
+            if not all(np.isfinite(a).all() for a in tracked):
                 # every batch's loss was finite, so this epoch's starting weights are good
-                self._stop_on_divergence(epoch, "its last update made the weights non-finite", True,
+                last = -(-n // batch)
+                self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights or "
+                                         "optimizer state non-finite", True,
                                          epoch_start, previous_start, first_epoch, tracked, epoch_lr)
 
             cost = loss_sum / n
             if weight_decay:
                 cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
-            test_cost, test_acc = self._evaluate(X_test, y_test, checked=True) if X_test is not None else (math.nan, math.nan)
+            test_cost, test_acc = math.nan, math.nan
+            if X_test is not None:
+                # finite inputs can still overflow in the forward pass; that shows as a
+                # NaN test cost, and must not stop the epoch from being recorded
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
             self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
                                 test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
                                 samples_per_second=n / seconds if seconds > 0 else math.inf)

@@ -5,14 +5,18 @@ Layout (format version 1):
 - ``W0, b0, W1, b1, ...``: the parameters;
 - ``opt.<kind>.<i>``: optimizer state arrays (e.g. ``opt.m.0``), in parameter order
   ``[W0, b0, W1, b1, ...]``;
-- ``metadata``: a 0-d unicode array holding JSON: format name and version,
+- ``metadata``: a 1-D ``uint8`` array holding UTF-8 JSON: format name and version,
   architecture, activations, dtype, init, dropout, backend, seed, the optimizer's
   config and step count, the generator state, the history, and a SHA-256 over
-  every array (name, dtype, shape, bytes) so a modified file is detected.
+  every array (name, dtype, shape, bytes) and the rest of the metadata, so any
+  modification is detected.
 
-Files are read with ``allow_pickle=False`` and checked entry by entry before
-use; written to a temporary file in the target directory, flushed to disk, then
-renamed over the target, so a failed save never leaves a partial file.
+Files are never unpickled (nor passed to ``np.load``): the loader opens the zip
+itself, accepts only stored or deflated ``.npy`` entries, checks each header
+against the architecture and the entry's sizes before reading it, then checks
+the checksum.  Saving writes a temporary file in the target directory, flushes
+it to disk, then renames it over the target, so a failed save never leaves a
+partial file.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ FORMAT = "fastscratch-model"
 FORMAT_VERSION = 1
 
 
-def _array_digest(arrays: dict[str, np.ndarray]) -> str:
+def _digest(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> str:
+    """SHA-256 over the arrays and the metadata (minus the digest itself), canonically."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
         digest.update(array.tobytes())
+    rest = {k: v for k, v in metadata.items() if k != "sha256"}
+    digest.update(json.dumps(rest, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -60,8 +67,10 @@ def save_model(net, path: str | PathLike) -> None:
         "architecture": net.architecture, "activations": net.activations, "dtype": net.dtype.name,
         "init": net.init, "dropout": net.dropout, "backend": net.backend, "seed": net.seed,
         "optimizer": optimizer, "rng_state": net.rng.bit_generator.state,
-        "history": net.history.to_dict(), "sha256": _array_digest(arrays),
+        "history": net.history.to_dict(),
     }
+    metadata["sha256"] = _digest(arrays, metadata)
+    encoded = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never write through someone else's file; mode 0o666 minus the umask,
@@ -69,7 +78,7 @@ def save_model(net, path: str | PathLike) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, metadata=np.array(json.dumps(metadata)), **arrays)
+            np.savez(f, metadata=encoded, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -95,29 +104,37 @@ def load_model(path: str | PathLike):
 
     Raises ``ValueError`` naming the file and the problem for anything that is
     not a valid, unmodified fastscratch model file of a supported version.
-    Every array's header is checked against the architecture before the array
-    is read, so a file cannot make this allocate more than its model needs.
+    Every entry's header is checked against the architecture and the entry's
+    sizes in the archive before it is read, so a small file cannot make this
+    allocate much more than the model it describes.
     """
     path = os.fspath(path)
     try:
         return _load(path)
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OverflowError, RecursionError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OverflowError, RecursionError, NotImplementedError,
+            RuntimeError) as exc:  # damage the checks below did not anticipate
         raise ValueError(f"{path}: not a fastscratch model file, or a damaged one ({type(exc).__name__}: {exc})") from None
 
 
-# A deflated entry expands at most ~1032-fold; an entry claiming more is lying.
+# A deflated stream expands at most ~1032-fold; an entry claiming more is lying.
 _MAX_DEFLATE_RATIO = 1032
+# JSON metadata compresses far less than that; this bounds what it may expand to.
+_MAX_METADATA_RATIO = 64
 _MAX_ITERATIONS = 2**53  # beyond this, step counts stop being exact as floats
+_ZIP_UNSUPPORTED_FLAGS = 0x1 | 0x20 | 0x40  # encrypted, patched data, strong encryption
 
 
-def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, dtype: np.dtype | None,
-                kind: str | None = None) -> np.ndarray:
-    """Read ``name.npy`` from the archive after checking its header: the shape and
-    dtype must be the expected ones (or, for ``kind``, the dtype kind), and the
-    data size must fit the entry's sizes in the archive."""
+def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, dtype: np.dtype,
+                max_ratio: int = _MAX_DEFLATE_RATIO) -> np.ndarray:
+    """Read ``name.npy`` from the archive after checking its header: the dtype must be
+    ``dtype``, the shape ``shape`` (any 1-D shape when ``None``), and the data must fit
+    the entry's sizes in the archive (at most ``max_ratio`` times its compressed size)."""
     info = zf.getinfo(name + ".npy")
+    _require(info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+             and not info.flag_bits & _ZIP_UNSUPPORTED_FLAGS,
+             f"entry {name} is stored in a way fastscratch does not read (only plain stored or deflated entries)")
     with zf.open(info) as f:
         try:
             version = np.lib.format.read_magic(f)
@@ -132,18 +149,18 @@ def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, d
         found_shape, fortran_order, found_dtype = header
         if shape is not None:
             _require(found_shape == shape, f"array {name} has shape {found_shape}, expected {shape}")
-        if dtype is not None:
-            _require(found_dtype == dtype, f"array {name} has dtype {found_dtype}, expected {dtype}")
-        if kind is not None:
-            _require(found_dtype.kind == kind and found_shape == (), f"{name} entry is not a string")
-        _require(not fortran_order and not found_dtype.hasobject, f"array {name} has an unsupported layout")
+        else:
+            _require(len(found_shape) == 1, f"array {name} has shape {found_shape}, expected 1-D")
+        _require(found_dtype == dtype, f"array {name} has dtype {found_dtype}, expected {dtype}")
+        _require(not fortran_order, f"array {name} is stored in Fortran order")
         nbytes = int(np.prod(found_shape, dtype=object)) * found_dtype.itemsize
-        limit = info.file_size if info.compress_type == zipfile.ZIP_STORED else \
-            min(info.file_size, _MAX_DEFLATE_RATIO * info.compress_size + 1024)
+        if info.compress_type == zipfile.ZIP_STORED:
+            limit = min(info.file_size, info.compress_size)
+        else:
+            limit = min(info.file_size, max_ratio * info.compress_size + 1024)
         _require(nbytes <= limit, f"array {name} claims {nbytes} bytes, more than its archive entry holds")
         array = np.empty(found_shape, dtype=found_dtype)
-        view = memoryview(array).cast("B") if nbytes else memoryview(b"")
-        got = f.readinto(view) if nbytes else 0
+        got = f.readinto(memoryview(array).cast("B")) if nbytes else 0
         _require(got == nbytes, f"array {name} is truncated ({got} of {nbytes} bytes)")
         _require(f.read(1) == b"", f"array {name} has trailing bytes")
     return array
@@ -154,27 +171,26 @@ def _load(path: str):
     from .network import NeuralNetwork
     from .optimizers import get_optimizer
 
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # neither .npz nor .npy: np.load refuses to unpickle it
-        raise _Invalid(f"not a fastscratch model file (not an .npz archive: {exc})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
+    with open(path, "rb") as f:
+        signature = f.read(4)
+    if signature == b"\x93NUM":
         raise _Invalid("not a fastscratch model file (a single .npy array, not an .npz archive)")
-    with loaded as npz:
-        zf = npz.zip
+    _require(signature in (b"PK\x03\x04", b"PK\x05\x06"), "not a fastscratch model file (not an .npz archive)")
+    with zipfile.ZipFile(path) as zf:
         entries = zf.namelist()
         _require(all(e.endswith(".npy") for e in entries),
                  "not a fastscratch model file (archive holds entries other than .npy arrays)")
+        _require(len(set(entries)) == len(entries), "archive holds duplicate entries")
         _require("metadata.npy" in entries, "not a fastscratch model file (no metadata entry)")
-        raw = _read_entry(zf, "metadata", None, None, kind="U")
+        raw = _read_entry(zf, "metadata", None, np.dtype(np.uint8), max_ratio=_MAX_METADATA_RATIO)
         try:
-            meta = json.loads(str(raw))
-        except json.JSONDecodeError as exc:
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise _Invalid(f"metadata is not valid JSON ({exc})") from None
         _require(isinstance(meta, dict) and meta.get("format") == FORMAT,
                  "not a fastscratch model file (metadata has no 'format': 'fastscratch-model')")
         version = meta.get("format_version")
-        _require(version == FORMAT_VERSION,
+        _require(type(version) is int and version == FORMAT_VERSION,
                  f"model format version {version!r} is not supported (this fastscratch reads version "
                  f"{FORMAT_VERSION}); save it again with a matching fastscratch version")
         missing = [k for k in ("architecture", "activations", "dtype", "init", "dropout", "backend", "seed",
@@ -200,7 +216,7 @@ def _load(path: str):
             spec = meta["optimizer"]
             iterations = spec.get("iterations") if isinstance(spec, dict) else None
             _require(isinstance(spec, dict) and isinstance(spec.get("config"), dict)
-                     and isinstance(iterations, int) and 0 <= iterations <= _MAX_ITERATIONS,
+                     and type(iterations) is int and 0 <= iterations <= _MAX_ITERATIONS,
                      "optimizer metadata is malformed")
             try:
                 optimizer = get_optimizer(spec["config"])
@@ -214,8 +230,8 @@ def _load(path: str):
         _require(not present - set(expected), f"unexpected arrays: {sorted(present - set(expected))}")
 
         arrays = {name: _read_entry(zf, name, shape, net.dtype) for name, shape in expected.items()}
-        _require(_array_digest(arrays) == meta["sha256"],
-                 "checksum mismatch: the arrays do not match the metadata's SHA-256 (file modified or corrupt)")
+        _require(_digest(arrays, meta) == meta["sha256"],
+                 "checksum mismatch: the contents do not match the metadata's SHA-256 (file modified or corrupt)")
         for name, array in arrays.items():
             _require(bool(np.isfinite(array).all()), f"array {name} holds NaN or infinite values")
 

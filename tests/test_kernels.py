@@ -122,7 +122,21 @@ def test_column_sum_gather_matmul(dtype, data):
     np.testing.assert_allclose(prod, a.T.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
 
 
-def test_dropout_mask_keeps_expected_fraction_and_scale():
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), keep=st.floats(0.05, 1.0))
+def test_dropout_mask_and_multiply(dtype, data, keep):
+    u = data.draw(arrays(dtype, st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=st.floats(0, 1, width=32,
+                                                                                                   exclude_max=True)))
+    expected = np.where(u < keep, dtype(1.0 / keep), 0).astype(dtype)
+    K.dropout_mask(u, keep)
+    np.testing.assert_allclose(u, expected, rtol=1e-6)
+    a = data.draw(arrays(dtype, u.shape, elements=st.floats(-5, 5, width=32)))
+    out = np.empty_like(a)
+    K.multiply_into(a, u, out)
+    np.testing.assert_array_equal(out, a * u)
+
+
+def test_dropout_keeps_the_expected_fraction():
     u = np.random.default_rng(0).random((200, 50))
     K.dropout_mask(u, 0.8)
     assert set(np.unique(u)) == {0.0, 1.0 / 0.8}
@@ -131,40 +145,49 @@ def test_dropout_mask_keeps_expected_fraction_and_scale():
 
 # ---- optimizers against their textbook formulas ---------------------------------------
 
-params_and_grads = st.integers(1, 20).flatmap(lambda n: st.tuples(
-    arrays(np.float64, n, elements=st.floats(-3, 3)), arrays(np.float64, n, elements=st.floats(-3, 3))))
+def params_and_grads(dtype):
+    return st.integers(1, 20).flatmap(lambda n: st.tuples(
+        arrays(dtype, n, elements=st.floats(-3, 3, width=32)), arrays(dtype, n, elements=st.floats(-3, 3, width=32))))
 
 
-@given(params_and_grads, st.floats(1e-4, 1.0), st.sampled_from([0.0, 0.01]))
-def test_sgd_update(pg, lr, wd):
-    p, g = pg
-    expected = p - lr * (g + wd * p)
+# reference formulas run in float64; float32 kernels must match to float32 rounding
+OPT_TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), lr=st.floats(1e-4, 1.0), wd=st.sampled_from([0.0, 0.01]))
+def test_sgd_update(dtype, data, lr, wd):
+    p, g = data.draw(params_and_grads(dtype))
+    expected = p.astype(np.float64) - lr * (g + wd * p.astype(np.float64))
     p, g = p.copy(), g.copy()
     K.sgd_update(p, g, lr, wd, np.empty_like(p))
-    np.testing.assert_allclose(p, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(p, expected, **OPT_TOL[dtype])
 
 
-@given(params_and_grads, st.floats(1e-4, 1.0), st.floats(0.0, 0.99), st.booleans(), st.sampled_from([0.0, 0.01]))
-def test_momentum_update_two_steps(pg, lr, mu, nesterov, wd):
-    p0, g = pg
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), lr=st.floats(1e-4, 1.0), mu=st.floats(0.0, 0.99), nesterov=st.booleans(),
+       wd=st.sampled_from([0.0, 0.01]))
+def test_momentum_update_two_steps(dtype, data, lr, mu, nesterov, wd):
+    p0, g = data.draw(params_and_grads(dtype))
     p, v = p0.copy(), np.zeros_like(p0)
-    ref_p, ref_v = p0.copy(), np.zeros_like(p0)
+    ref_p, ref_v = p0.astype(np.float64), np.zeros(p0.shape)
     for _ in range(2):
         grad = g + wd * ref_p
         ref_v = mu * ref_v - lr * grad
         ref_p = ref_p + (mu * ref_v - lr * grad if nesterov else ref_v)
         K.momentum_update(p, g.copy(), v, lr, mu, nesterov, wd, np.empty_like(p))
-    np.testing.assert_allclose(p, ref_p, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(v, ref_v, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(p, ref_p, **OPT_TOL[dtype])
+    np.testing.assert_allclose(v, ref_v, **OPT_TOL[dtype])
 
 
-@given(params_and_grads, st.floats(1e-4, 0.1), st.sampled_from([0.0, 0.01]))
-def test_adam_update_matches_textbook_form(pg, lr, wd):
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), lr=st.floats(1e-4, 0.1), wd=st.sampled_from([0.0, 0.01]))
+def test_adam_update_matches_textbook_form(dtype, data, lr, wd):
     """Keras' folded bias correction equals Kingma & Ba's with eps scaled by sqrt(1 - beta2^t)."""
-    p0, g = pg
+    p0, g = data.draw(params_and_grads(dtype))
     b1, b2, eps = 0.9, 0.999, 1e-7
     p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
-    ref_p, ref_m, ref_v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    ref_p, ref_m, ref_v = p0.astype(np.float64), np.zeros(p0.shape), np.zeros(p0.shape)
     for t in (1, 2, 3):
         grad = g + wd * ref_p
         ref_m = b1 * ref_m + (1 - b1) * grad
@@ -172,8 +195,9 @@ def test_adam_update_matches_textbook_form(pg, lr, wd):
         m_hat, v_hat = ref_m / (1 - b1**t), ref_v / (1 - b2**t)
         ref_p = ref_p - lr * m_hat / (np.sqrt(v_hat) + eps / np.sqrt(1 - b2**t))
         K.adam_update(p, g.copy(), m, v, lr, b1, b2, eps, t, wd, np.empty_like(p))
-    np.testing.assert_allclose(p, ref_p, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(m, ref_m, rtol=1e-10, atol=1e-14)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(p, ref_p, **tol)
+    np.testing.assert_allclose(m, ref_m, **tol)
 
 
 def test_softmax_kernel_refuses_a_grad_it_cannot_write_in_place():

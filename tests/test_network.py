@@ -231,12 +231,34 @@ def test_an_update_that_overflows_the_weights_is_undone(blobs):
     X, y = blobs
     nn = NeuralNetwork([4, 8, 3], seed=0)
     start = [p.copy() for p in nn._params()]
-    with pytest.raises(FloatingPointError, match=r"epoch 1, its last update made the weights non-finite"):
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 \(the last\): its update made the weights"):
         nn.fit(X * 1e18, y, lr=1e38, epochs=3, verbose=False)
     for p, q in zip(nn._params(), start):
         np.testing.assert_array_equal(p, q)
     nn.fit(X, y, lr=0.1, epochs=20, verbose=False)  # and the model still trains
     assert nn.accuracy(X, y) > 0.9
+
+
+def test_an_overflowing_optimizer_state_is_undone_too():
+    """Adam's second moment can overflow while the weights stay finite: that state is
+    not kept either, so the model can be saved, loaded and trained on afterwards."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 6)) * 1e20
+    y = rng.integers(0, 2, 100)
+    nn = NeuralNetwork([6, 2], seed=0)
+    with pytest.raises(FloatingPointError):
+        nn.fit(X, y, lr=0.01, epochs=3, optimizer="adam", verbose=False)
+    assert all(np.isfinite(a).all() for kind in ("m", "v") for a in nn.optimizer.state[kind])
+    assert all(np.isfinite(p).all() for p in nn._params())
+
+
+def test_test_data_that_overflows_is_recorded_as_nan_not_an_error(blobs):
+    X, y = blobs
+    X_test = X.copy()
+    X_test[0] = 3e38
+    nn = NeuralNetwork([4, 8, 3], seed=0)
+    nn.fit(X, y, X_test, y, epochs=2, verbose=False)  # pytest turns RuntimeWarnings into errors here
+    assert len(nn.history) == 2 and math.isnan(nn.history.test_cost[-1])
 
 
 def test_sgd_step_count_continues_across_fits(blobs):
@@ -287,12 +309,12 @@ def test_repr_and_aliases(blobs):
     assert nn.train_accuracies == nn.history.train_accuracy
 
 
-def test_numba_backend_missing_says_how_to_get_it(monkeypatch):
+def test_a_missing_numba_backend_is_a_clear_import_error(monkeypatch):
     import sys
 
     from fastscratch import load_backend
-    monkeypatch.setitem(sys.modules, "fastscratch.kernels.numba_kernels", None)  # as if not installed
-    with pytest.raises(ImportError, match=r"pip install 'fastscratch\[numba\]'"):
+    monkeypatch.setitem(sys.modules, "fastscratch.kernels.numba_kernels", None)  # as if absent
+    with pytest.raises(ImportError, match=r"backend 'numba' is not part of this fastscratch installation"):
         NeuralNetwork([3, 2], backend="numba")
     assert load_backend("auto").NAME == "numpy"
 

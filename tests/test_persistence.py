@@ -89,16 +89,48 @@ def test_save_is_atomic_and_leaves_no_temp_files(trained, tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["model.npz"]  # and no temporary is left behind
 
 
-def _rewrite(path, out, change_meta=None, change_arrays=None):
+def _read_parts(path):
+    """(metadata dict, arrays dict) of a saved model, read with NumPy's own reader."""
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files if k != "metadata"}
-        meta = json.loads(str(npz["metadata"]))
+        meta = json.loads(npz["metadata"].tobytes().decode())
+    return meta, arrays
+
+
+def _encode(meta):
+    return np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+
+def _resign(meta, arrays):
+    """What a forger would do: recompute the checksum after an edit."""
+    from fastscratch.persistence import _digest
+    meta["sha256"] = _digest(arrays, meta)
+
+
+def _rewrite(path, out, change_meta=None, change_arrays=None, resign=True):
+    meta, arrays = _read_parts(path)
     if change_meta:
         change_meta(meta)
     if change_arrays:
         change_arrays(arrays)
-    np.savez(out, metadata=np.array(json.dumps(meta)), **arrays)
+    if resign:
+        _resign(meta, arrays)
+    np.savez(out, metadata=_encode(meta), **arrays)
     return out
+
+
+def test_any_edit_without_the_checksum_is_detected(trained, tmp_path):
+    path = tmp_path / "model.npz"
+    trained.save(path)
+
+    def nudge_cost(m):
+        m["history"]["cost"][0] += 1e-9
+
+    for change_meta, change_arrays in [(nudge_cost, None), (lambda m: m.update(seed=99), None),
+                                       (None, lambda a: a.update(W0=a["W0"] + np.float32(1e-3)))]:
+        bad = _rewrite(path, tmp_path / "bad.npz", change_meta, change_arrays, resign=False)
+        with pytest.raises(ValueError, match="checksum mismatch"):
+            NeuralNetwork.load(bad)
 
 
 @pytest.mark.parametrize("change_meta, change_arrays, pattern", [
@@ -113,12 +145,14 @@ def _rewrite(path, out, change_meta=None, change_arrays=None):
     (lambda m: m.update(dtype="float64"), None, "has dtype float32, expected float64"),
     (lambda m: m.update(optimizer={"config": {"name": "lbfgs"}, "iterations": 1}), None, "unknown optimizer"),
     (lambda m: m.update(history={"epoch": [1]}), None, "history must have exactly the keys"),
-    (None, lambda a: a.update(W0=a["W0"] + np.float32(1e-3)), "checksum mismatch"),
+    (lambda m: m["history"].update(epoch=m["history"]["epoch"][::-1]), None, "history epochs must count"),
+    (lambda m: m.update(format_version=True), None, "format version True is not supported"),
     (None, lambda a: a.pop("b1"), r"arrays missing: \['b1'\]"),
     (None, lambda a: a.update(extra=np.zeros(3)), r"unexpected arrays: \['extra'\]"),
     (None, lambda a: a.update(W0=a["W0"].astype(np.float64)), "has dtype float64"),
 ])
 def test_tampered_files_are_refused(trained, tmp_path, change_meta, change_arrays, pattern):
+    """Edits with a recomputed checksum still fail validation, each with its own message."""
     path = tmp_path / "model.npz"
     trained.save(path)
     bad = _rewrite(path, tmp_path / "bad.npz", change_meta, change_arrays)
@@ -129,15 +163,11 @@ def test_tampered_files_are_refused(trained, tmp_path, change_meta, change_array
 
 def test_non_finite_weights_are_refused(trained, tmp_path):
     """Even with a matching checksum (someone re-signed the file), NaN weights are rejected."""
-    from fastscratch.persistence import _array_digest
-
     trained.save(tmp_path / "model.npz")
-    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
-        meta = json.loads(str(npz["metadata"]))
+    meta, arrays = _read_parts(tmp_path / "model.npz")
     arrays["W1"][0, 0] = np.nan
-    meta["sha256"] = _array_digest(arrays)
-    np.savez(tmp_path / "nan.npz", metadata=np.array(json.dumps(meta)), **arrays)
+    _resign(meta, arrays)
+    np.savez(tmp_path / "nan.npz", metadata=_encode(meta), **arrays)
     with pytest.raises(ValueError, match="array W1 holds NaN or infinite values"):
         NeuralNetwork.load(tmp_path / "nan.npz")
 
@@ -167,7 +197,7 @@ def test_npz_without_metadata_or_bad_json(tmp_path):
     np.savez(tmp_path / "plain.npz", W0=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="no metadata entry"):
         NeuralNetwork.load(tmp_path / "plain.npz")
-    np.savez(tmp_path / "json.npz", metadata=np.array("{not json"))
+    np.savez(tmp_path / "json.npz", metadata=np.frombuffer(b"{not json", np.uint8))
     with pytest.raises(ValueError, match="metadata is not valid JSON"):
         NeuralNetwork.load(tmp_path / "json.npz")
     np.save(tmp_path / "single.npy", np.zeros(3))
@@ -196,10 +226,12 @@ def test_model_file_is_a_plain_npz(trained, tmp_path):
     assert "metadata.npy" in names and "W0.npy" in names and "opt.m.0.npy" in names
 
 
-def _craft(path, meta, arrays, raw_entries=None):
+def _craft(path, meta, arrays, raw_entries=None, resign=True, compression=zipfile.ZIP_STORED):
     """Write an .npz by hand: arrays as .npy entries, plus raw (name, bytes) entries."""
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, array in {"metadata": np.array(json.dumps(meta)), **arrays}.items():
+    if resign:
+        _resign(meta, arrays)
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, array in {"metadata": _encode(meta), **arrays}.items():
             with zf.open(name + ".npy", "w") as f:
                 np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
         for name, data in raw_entries or []:
@@ -210,10 +242,7 @@ def _craft(path, meta, arrays, raw_entries=None):
 @pytest.fixture
 def parts(trained, tmp_path):
     trained.save(tmp_path / "model.npz")
-    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
-        meta = json.loads(str(npz["metadata"]))
-    return meta, arrays
+    return _read_parts(tmp_path / "model.npz")
 
 
 @pytest.mark.parametrize("change, pattern", [
@@ -278,4 +307,43 @@ def test_header_matching_the_architecture_but_data_missing(parts, tmp_path):
     np.lib.format.write_array_header_1_0(buffer, np.lib.format.header_data_from_array_1_0(W0))
     path = _craft(tmp_path / "short.npz", meta, arrays, raw_entries=[("W0.npy", buffer.getvalue() + b"\0" * 8)])
     with pytest.raises(ValueError, match=r"array W0 is truncated \(8 of 128 bytes\)"):
+        NeuralNetwork.load(path)
+
+
+def test_a_deflated_file_loads_and_other_compressions_are_refused(parts, tmp_path):
+    meta, arrays = parts
+    good = _craft(tmp_path / "deflated.npz", dict(meta), dict(arrays), compression=zipfile.ZIP_DEFLATED)
+    assert NeuralNetwork.load(good).architecture == meta["architecture"]
+    bz = _craft(tmp_path / "bz2.npz", dict(meta), dict(arrays), compression=zipfile.ZIP_BZIP2)
+    with pytest.raises(ValueError, match="only plain stored or deflated entries"):
+        NeuralNetwork.load(bz)
+
+
+def test_a_huge_npy_file_is_refused_without_reading_it(tmp_path):
+    import tracemalloc
+
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }".ljust(117) + b"\n"
+    path = tmp_path / "huge.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="a single .npy array"):
+            NeuralNetwork.load(path)
+        assert tracemalloc.get_traced_memory()[1] < 1_000_000
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_bloated_metadata_entry_is_refused(parts, tmp_path):
+    """Deflated metadata padded to expand a thousand-fold: refused before it is inflated."""
+    meta, arrays = parts
+    _resign(meta, arrays)
+    padded = np.frombuffer(json.dumps(meta).encode() + b" " * 50_000_000, np.uint8)
+    path = tmp_path / "bloated.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in {"metadata": padded, **arrays}.items():
+            with zf.open(name + ".npy", "w") as f:
+                np.lib.format.write_array(f, array)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(ValueError, match="array metadata claims"):
         NeuralNetwork.load(path)
