@@ -106,15 +106,20 @@ class NeuralNetwork:
 
     # ------------------------------------------------------------------ setup
     @staticmethod
-    def _check_activations(activation: Any, n_hidden: int) -> list[str]:
-        if isinstance(activation, str):
-            names = [activation] * n_hidden
-        elif isinstance(activation, (list, tuple)):
-            names = list(activation)
-        else:
-            raise TypeError(f"activation must be a name or a list of names, got {activation!r}")
-        if len(names) != n_hidden:
-            raise ValueError(f"activation lists {len(names)} names but the network has {n_hidden} hidden layers")
+    def _per_hidden_layer(value: Any, n_hidden: int, single: type | tuple[type, ...], label: str,
+                          what: str) -> list[Any]:
+        """One setting for all hidden layers, or a list with one per hidden layer."""
+        if isinstance(value, single):
+            return [value] * n_hidden
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            raise TypeError(f"{label} must be {what} or a list with one per hidden layer, got {value!r}")
+        if len(value) != n_hidden:
+            raise ValueError(f"{label} lists {len(value)} values but the network has {n_hidden} hidden layers")
+        return list(value)
+
+    @classmethod
+    def _check_activations(cls, activation: Any, n_hidden: int) -> list[str]:
+        names = cls._per_hidden_layer(activation, n_hidden, str, "activation", "a name")
         for name in names:
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
@@ -133,16 +138,9 @@ class NeuralNetwork:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         return np.dtype(name)
 
-    @staticmethod
-    def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
-        if isinstance(dropout, numbers.Real):
-            rates = [dropout] * n_hidden
-        elif isinstance(dropout, (list, tuple, np.ndarray)):
-            rates = list(dropout)
-        else:
-            raise TypeError(f"dropout must be a number or one number per hidden layer, got {dropout!r}")
-        if len(rates) != n_hidden:
-            raise ValueError(f"dropout lists {len(rates)} rates but the network has {n_hidden} hidden layers")
+    @classmethod
+    def _check_dropout(cls, dropout: Any, n_hidden: int) -> list[float]:
+        rates = cls._per_hidden_layer(dropout, n_hidden, numbers.Real, "dropout", "a number")
         for rate in rates:
             if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
                 raise ValueError(f"dropout rates must be numbers in [0, 1), got {rate!r}")

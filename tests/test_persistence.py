@@ -138,7 +138,7 @@ def test_any_edit_without_the_checksum_is_detected(trained, tmp_path):
     (lambda m: m.update(format="something-else"), None, "not a fastscratch model file"),
     (lambda m: m.pop("architecture"), None, r"metadata lacks \['architecture'\]"),
     (lambda m: m.update(architecture=[4, 9, 6, 3]), None, "arrays? W0 has shape"),
-    (lambda m: m.update(architecture=[4, 8, 3]), None, "activation lists 2 names but the network has 1"),
+    (lambda m: m.update(architecture=[4, 8, 3]), None, "activation lists 2 values but the network has 1"),
     (lambda m: m.update(architecture=[4, 8, 3], activations=["relu"], dropout=[0.0]), None,
      "unexpected arrays"),
     (lambda m: m.update(activations=["swish", "relu"]), None, "unknown activation 'swish'"),

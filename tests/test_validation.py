@@ -195,7 +195,7 @@ def test_more_bad_options(net, data, kwargs, error, pattern):
 
 @pytest.mark.parametrize("kwargs, pattern", [
     (dict(activation=5), "activation must be a name or a list"),
-    (dict(dropout="0.1"), "dropout must be a number or one number per hidden layer"),
+    (dict(dropout="0.1"), "dropout must be a number or a list with one per hidden layer"),
 ])
 def test_bad_constructor_types(kwargs, pattern):
     with pytest.raises(TypeError, match=pattern):
