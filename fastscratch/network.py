@@ -103,6 +103,9 @@ class NeuralNetwork:
         self.rng = np.random.default_rng(self.seed)
         self.history = History()
         self.optimizer: Optimizer | None = None
+        #: seconds the last ``fit`` spent compiling or loading jitted kernels (0 on NumPy);
+        #: kept out of the epoch times in ``history.seconds``
+        self.compile_seconds = 0.0
 
     # ------------------------------------------------------------------ setup
     @staticmethod
@@ -269,6 +272,10 @@ class NeuralNetwork:
         tracked = params + [a for kind in opt.state_names for a in opt.state[kind]]
         epoch_start = _Snapshot(tracked)
         previous_start = _Snapshot(tracked)
+        # Jitted backends compile (or load from their cache) here, timed on its own, so
+        # that no epoch's time includes compilation.
+        warmup = getattr(self.kernels, "warmup", None)
+        self.compile_seconds = warmup(len(self.weights), self.dtype) if warmup is not None else 0.0
         started = time.perf_counter()
 
         for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
@@ -356,8 +363,11 @@ class NeuralNetwork:
         if index != -1:
             line += f" (epoch {h.epoch[index]})"
         say(line)
-        say(f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
-            f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
+        line = (f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
+                f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
+        if self.compile_seconds:
+            line += f" (+ {self.compile_seconds:.2f} s compiling kernels, before the first epoch)"
+        say(line)
 
     def _stop_on_divergence(self, epoch: int, what: str, epoch_start_is_good: bool, epoch_start: "_Snapshot",
                             previous_start: "_Snapshot", first_epoch: int, tracked: list[np.ndarray],

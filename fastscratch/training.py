@@ -21,10 +21,13 @@ tutorial (column per sample)           here (row per sample)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import ModuleType
 
 import numpy as np
+
+from .optimizers import SGD, Adam, Momentum
 
 
 _STEP_BUFSIZE = 256  # elements; see run_epoch
@@ -135,7 +138,82 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     backward, optimizer update.  Returns ``(loss_sum, n_correct)`` over the
     epoch; raises :class:`NonFiniteLoss` before updating on a batch whose loss
     is not finite.
+
+    A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
+    epoch in one call where it covers the case; otherwise, and on the NumPy
+    backend, the batches run here one kernel call at a time.  Either way BLAS
+    threads are set for the batch size (:func:`blas_threads`).
     """
+    with blas_threads(ws.kernels, ws.batch_size):
+        fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays)
+        if fused is not None:
+            return fused
+        return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng)
+
+
+_THREADPOOLS = None
+
+
+@contextlib.contextmanager
+def blas_threads(kernels: ModuleType, batch: int):
+    """Limit BLAS threads for an epoch at this batch size, as the backend's
+    ``blas_threads_for`` advises (no limit when it has no advice or threadpoolctl is
+    not installed).  Small GEMMs run faster on one thread: see ``blas_threads_for``."""
+    advice = getattr(kernels, "blas_threads_for", None)
+    threads = advice(batch) if advice is not None else None
+    if threads is None:
+        yield
+        return
+    global _THREADPOOLS
+    try:
+        if _THREADPOOLS is None:
+            from threadpoolctl import ThreadpoolController
+            _THREADPOOLS = ThreadpoolController()  # inspecting the loaded libraries costs ~ms: once
+    except ImportError:
+        yield
+        return
+    with _THREADPOOLS.limit(limits=threads, user_api="blas"):
+        yield
+
+
+_FUSED_KINDS = {SGD: "OPT_SGD", Momentum: "OPT_MOMENTUM", Adam: "OPT_ADAM"}
+
+
+def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+                 weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
+                 lr: float, weight_decays: list[float]) -> tuple[float, int] | None:
+    """The epoch in one call of the backend's ``train_epoch`` when it has one and covers
+    this case (see ``numba_kernels.fused_epoch_supported``); ``None`` otherwise."""
+    k = ws.kernels
+    kind_name = _FUSED_KINDS.get(type(optimizer))  # exact types: a subclass may change the rule
+    if getattr(k, "train_epoch", None) is None or kind_name is None:
+        return None
+    wd = weight_decays[0]
+    if list(weight_decays) != [wd, 0.0] * len(weights):  # decay on weights only, one rate
+        return None
+    dropping = any(m is not None for m in ws.masks)
+    if not k.fused_epoch_supported(X, weights, dropping) or not y.flags.c_contiguous or y.dtype != np.intp:
+        return None
+    state = optimizer.state
+    extra = {}
+    if isinstance(optimizer, Momentum):
+        extra = dict(momentum=optimizer.momentum, nesterov=optimizer.nesterov, state1=state["velocity"])
+    elif isinstance(optimizer, Adam):
+        extra = dict(beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps, state1=state["m"],
+                     state2=state["v"])
+    loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
+        X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
+        ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, **extra)
+    optimizer.iterations += steps
+    if bad_batch:
+        raise NonFiniteLoss(bad_batch, bad_loss)
+    return loss, correct
+
+
+def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+                    weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
+                    lr: float, weight_decays: list[float], rng: np.random.Generator) -> tuple[float, int]:
+    """The epoch as a Python loop over batches, each a sequence of kernel calls."""
     params = [p for pair in zip(weights, biases) for p in pair]
     n = X.shape[0]
     batch = ws.batch_size
