@@ -392,42 +392,52 @@ def _adam(p, g, m, v, alpha, one_minus_b1, one_minus_b2, eps, wd):
         vi = v[i] + (grad * grad - v[i]) * one_minus_b2
         m[i] = mi
         v[i] = vi
-        p[i] -= alpha * mi / (np.sqrt(vi) + eps)
+        p[i] -= mi / (np.sqrt(vi) + eps) * alpha
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1)  # parameters and their state are contiguous: a view
 
 
+# The optimizer loops compute in the parameters' dtype, with every constant rounded
+# to it first, as NumPy does with Python floats: float32 state overflows (and is
+# reported) exactly where the NumPy backend's does, and rounding stays alike.
+
+
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float, scratch: np.ndarray) -> None:
     """``param -= lr * (grad + weight_decay * param)`` in one pass; scratch unused."""
-    _sgd(_flat(param), _flat(grad), lr, weight_decay)
+    kind = param.dtype.type
+    _sgd(_flat(param), _flat(grad), kind(lr), kind(weight_decay))
 
 
 def momentum_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float,
                     nesterov: bool, weight_decay: float, scratch: np.ndarray) -> None:
     """Keras-style momentum (see ``numpy_kernels.momentum_update``) in one pass."""
-    _momentum(_flat(param), _flat(grad), _flat(velocity), lr, momentum, bool(nesterov), weight_decay)
+    kind = param.dtype.type
+    _momentum(_flat(param), _flat(grad), _flat(velocity), kind(lr), kind(momentum), bool(nesterov),
+              kind(weight_decay))
 
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float,
                 beta2: float, eps: float, step: int, weight_decay: float, scratch: np.ndarray) -> None:
     """Keras-style Adam (see ``numpy_kernels.adam_update``) in one pass; ``step`` counts from 1."""
     alpha = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-    _adam(_flat(param), _flat(grad), _flat(m), _flat(v), alpha, 1.0 - beta1, 1.0 - beta2, eps, weight_decay)
+    kind = param.dtype.type
+    _adam(_flat(param), _flat(grad), _flat(m), _flat(v), kind(alpha), kind(1.0 - beta1), kind(1.0 - beta2),
+          kind(eps), kind(weight_decay))
 
 
 # ---- the whole epoch ----------------------------------------------------------------------
 @_jit
-def _update_layer(kind, W, b, gW, gb, sW1, sb1, sW2, sb2, lr, wd, mu, nesterov, alpha, omb1, omb2, eps):
+def _update_layer(kind, W, b, gW, gb, sW1, sb1, sW2, sb2, lr, wd, zero, mu, nesterov, alpha, omb1, omb2, eps):
     """The optimizer step for one layer, weights (decayed) and biases (not)."""
     pW, gWf, sW1f, sW2f = W.reshape(W.size), gW.reshape(gW.size), sW1.reshape(sW1.size), sW2.reshape(sW2.size)
     if kind == OPT_MOMENTUM:
         _momentum(pW, gWf, sW1f, lr, mu, nesterov, wd)
-        _momentum(b, gb, sb1, lr, mu, nesterov, 0.0)
+        _momentum(b, gb, sb1, lr, mu, nesterov, zero)
     else:
         _adam(pW, gWf, sW1f, sW2f, alpha, omb1, omb2, eps, wd)
-        _adam(b, gb, sb1, sb2, alpha, omb1, omb2, eps, 0.0)
+        _adam(b, gb, sb1, sb2, alpha, omb1, omb2, eps, zero)
 
 
 @_jit
@@ -441,6 +451,16 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
     chars = np.empty(2, np.uint8)
     ints = np.empty(6, np.int32)
     scalars = np.empty(2, X.dtype)
+    # the optimizer's constants in the parameters' dtype (see sgd_update): a store into
+    # an array of that dtype and a load back is Numba's generic cast
+    typed = np.empty(7, X.dtype)
+    typed[0] = lr
+    typed[1] = wd
+    typed[2] = mu
+    typed[3] = 1.0 - beta1
+    typed[4] = 1.0 - beta2
+    typed[5] = eps
+    lr_t, wd_t, mu_t, omb1_t, omb2_t, eps_t, zero_t = typed[0], typed[1], typed[2], typed[3], typed[4], typed[5], typed[0] * 0
     loss_total = 0.0
     correct_total = 0
     steps = 0
@@ -476,9 +496,10 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
         steps += 1
         if kind == OPT_ADAM:
             t = step0 + steps
-            alpha = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+            typed[6] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
         else:
-            alpha = 0.0
+            typed[6] = 0.0
+        alpha_t = typed[6]
 
         # backward, top layer first; each layer is updated as soon as its gradient is known
         # (its old weights have already served dZ @ W.T, and no lower layer needs them)
@@ -499,13 +520,13 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
                 gb = gbs[layer]
                 _column_sum(delta, gb)
                 for j in range(b.shape[0]):
-                    b[j] -= lr * gb[j]
+                    b[j] -= lr_t * gb[j]
             else:
                 gW = gWs[layer]
                 _gemm(True, False, 1.0, a_prev, delta, 0.0, gW, chars, ints, scalars)
                 _column_sum(delta, gbs[layer])
                 _update_layer(kind, W, b, gW, gbs[layer], sW1[layer], sb1[layer], sW2[layer], sb2[layer],
-                              lr, wd, mu, nesterov, alpha, 1.0 - beta1, 1.0 - beta2, eps)
+                              lr_t, wd_t, zero_t, mu_t, nesterov, alpha_t, omb1_t, omb2_t, eps_t)
             delta = d_prev
     return loss_total, correct_total, steps, 0, 0.0
 
