@@ -60,7 +60,7 @@ __all__ = [
     "NAME", "IDENTITY", "RELU", "SIGMOID", "TANH", "gather_rows", "matmul", "bias_activation",
     "activation_backward", "softmax_cross_entropy_grad", "softmax", "column_sum", "dropout_mask",
     "multiply_into", "sgd_update", "momentum_update", "adam_update", "train_epoch", "fused_epoch_supported",
-    "warmup", "blas_threads_for", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
+    "warmup", "blas_threads_for", "THREADS_OVERRIDE", "SINGLE_THREAD_BELOW_ROWS", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
 ]
 
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
@@ -542,22 +542,28 @@ def fused_epoch_supported(X: np.ndarray, weights: list[np.ndarray], dropping: bo
             and max(X.shape) < 2**31)
 
 
-def blas_threads_for(batch: int) -> int | None:
-    """BLAS threads to use for an epoch at this batch size (``None``: leave as is).
+#: Forces the BLAS thread count of every epoch when set (benchmarks use it to
+#: re-measure the choice below); ``None``: choose by batch size.
+THREADS_OVERRIDE: int | None = None
+#: Batches of fewer rows than this run BLAS on one thread (see ``blas_threads_for``).
+SINGLE_THREAD_BELOW_ROWS = 128
 
-    Measured on a 2-core machine (OpenBLAS 0.3.31, 784-128-64-10, float32): below
-    ~256 rows per batch the GEMMs are too small for a second thread to pay for its
-    hand-off, and an idle OpenBLAS thread spinning after each GEMM slows the
-    single-threaded work between them, so one thread is faster; from 256 rows on,
-    the GEMMs dominate and all cores help.  (See ``scripts/bench_epoch.py``
-    ``--threads`` to re-measure.)
+
+def blas_threads_for(batch: int) -> int | None:
+    """BLAS threads for an epoch at this batch size; ``None``: leave BLAS as configured.
+
+    Measured on a 2-core machine (OpenBLAS 0.3.31, 784-128-64-10, float32,
+    ``scripts/bench_epoch.py --threads 1,2``): at 32 rows one thread is several
+    times faster than two (GEMMs of 32 x 784 x 128 are too small to split, and
+    a second OpenBLAS thread spinning after each GEMM slows the single-threaded
+    elementwise work between them); from 128 rows on the GEMMs dominate and two
+    threads win.  Numba's ``parallel`` is not used at all (see the module notes).
     """
-    if batch < _THREADS_SWITCH_ROWS:
+    if THREADS_OVERRIDE is not None:
+        return THREADS_OVERRIDE
+    if batch < SINGLE_THREAD_BELOW_ROWS:
         return 1
     return None
-
-
-_THREADS_SWITCH_ROWS = 256
 
 
 def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: int,

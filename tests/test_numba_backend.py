@@ -347,3 +347,8 @@ def test_without_a_writable_cache_the_kernels_still_compile():
 def test_blas_threads_follow_the_batch_size():
     assert NB.blas_threads_for(32) == 1
     assert NB.blas_threads_for(100_000) is None  # large GEMMs: all cores
+    NB.THREADS_OVERRIDE = 2
+    try:
+        assert NB.blas_threads_for(32) == 2
+    finally:
+        NB.THREADS_OVERRIDE = None
