@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from types import ModuleType
 
 import numpy as np
@@ -52,6 +53,7 @@ class Workspace:
                  keep_probs: list[float] | None = None, training: bool = True, gather: bool = True) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
+        self.blas_threads: int | None = None  # BLAS threads for run_epoch; None: as configured
         n_layers = len(sizes) - 1
         self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
         empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
@@ -142,38 +144,108 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
     epoch in one call where it covers the case; otherwise, and on the NumPy
     backend, the batches run here one kernel call at a time.  Either way BLAS
-    threads are set for the batch size (:func:`blas_threads`).
+    runs on ``ws.blas_threads`` threads (``None``: as configured; ``fit`` sets it
+    with :func:`choose_blas_threads`).
     """
-    with blas_threads(ws.kernels, ws.batch_size):
+    with blas_threads(ws.blas_threads):
         fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays)
         if fused is not None:
             return fused
         return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng)
 
 
-_THREADPOOLS = None
+_THREADPOOLS: list = []  # one threadpoolctl controller, made on first use (it inspects every loaded library)
+
+
+def _threadpools():
+    """threadpoolctl's controller of the loaded thread pools, or ``None`` without threadpoolctl."""
+    if not _THREADPOOLS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return None
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0]
 
 
 @contextlib.contextmanager
-def blas_threads(kernels: ModuleType, batch: int):
-    """Limit BLAS threads for an epoch at this batch size, as the backend's
-    ``blas_threads_for`` advises (no limit when it has no advice or threadpoolctl is
-    not installed).  Small GEMMs run faster on one thread: see ``blas_threads_for``."""
+def blas_threads(threads: int | None):
+    """Run the block with BLAS limited to ``threads`` (``None``, or no threadpoolctl: unchanged)."""
+    pools = _threadpools() if threads is not None else None
+    if pools is None:
+        yield
+        return
+    with pools.limit(limits=threads, user_api="blas"):
+        yield
+
+
+#: Forces the BLAS thread count of every epoch when set (benchmarks use it to measure
+#: the choice :func:`choose_blas_threads` makes); ``None``: choose.
+THREADS_OVERRIDE: int | None = None
+CALIBRATION_ROWS = 4096  # full-batch GEMMs are timed on this many rows: same shape class, bounded time
+_CHOICES: dict = {}  # (backend, sizes, batch, dtype) -> (threads, when chosen)
+CHOICE_LIFETIME = 30.0  # seconds a measured choice is reused (a shared machine's load changes)
+
+
+def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype: np.dtype) -> int | None:
+    """BLAS threads for training ``sizes`` at ``batch`` rows: 1, or ``None`` (all configured).
+
+    The backend may decide outright (``blas_threads_for``: small batches always run on one
+    thread, whose GEMMs are too small to split).  Otherwise the step's matrix products
+    are timed here on one thread and on all, three times each, alternating, and the
+    faster wins.  Measuring rather than fixing a threshold matters on shared machines:
+    when other processes hold the cores, a multi-threaded BLAS waits for threads that
+    are not running and a 128-row GEMM gets tens of times slower than on one thread;
+    on an idle 2-core machine two threads are ~1.2-1.4x faster from 128 rows on.
+    Without threadpoolctl nothing is measured or limited.
+    """
+    if THREADS_OVERRIDE is not None:
+        return THREADS_OVERRIDE
     advice = getattr(kernels, "blas_threads_for", None)
-    threads = advice(batch) if advice is not None else None
-    if threads is None:
-        yield
-        return
-    global _THREADPOOLS
-    try:
-        if _THREADPOOLS is None:
-            from threadpoolctl import ThreadpoolController
-            _THREADPOOLS = ThreadpoolController()  # inspecting the loaded libraries costs ~ms: once
-    except ImportError:
-        yield
-        return
-    with _THREADPOOLS.limit(limits=threads, user_api="blas"):
-        yield
+    fixed = advice(batch) if advice is not None else None
+    if fixed is not None:
+        return fixed
+    pools = _threadpools()
+    if pools is None:
+        return None
+    blas = pools.select(user_api="blas")
+    most = max((lib.num_threads for lib in blas.lib_controllers), default=1)
+    if most <= 1:
+        return None
+    key = (kernels.NAME, tuple(sizes), batch, np.dtype(dtype).name)
+    now = time.monotonic()
+    if key in _CHOICES and now - _CHOICES[key][1] < CHOICE_LIFETIME:
+        return _CHOICES[key][0]
+
+    rows = min(batch, CALIBRATION_ROWS)
+    rng = np.random.default_rng(0)
+    acts = [rng.random((rows, n)).astype(dtype) for n in sizes]
+    weights = [rng.random((a, b)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    grads = [np.empty_like(W) for W in weights]
+
+    def step_products() -> None:  # the eight (for 3 layers) GEMMs of one training step
+        for layer, W in enumerate(weights):
+            kernels.matmul(acts[layer], W, acts[layer + 1])
+        for layer in range(len(weights) - 1, -1, -1):
+            kernels.matmul(acts[layer].T, acts[layer + 1], grads[layer])
+            if layer > 0:
+                kernels.matmul(acts[layer + 1], weights[layer].T, acts[layer])
+
+    step_products()
+    t0 = time.perf_counter()
+    step_products()
+    repeats = max(1, min(200, int(0.004 / max(time.perf_counter() - t0, 1e-7))))  # ~4 ms per trial
+    best = {1: math.inf, most: math.inf}
+    for _ in range(3):
+        for threads in (1, most):
+            with pools.limit(limits=threads, user_api="blas"):
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    step_products()
+                best[threads] = min(best[threads], time.perf_counter() - t0)
+    choice = 1 if best[1] <= best[most] else None
+    _CHOICES[key] = (choice, now)
+    return choice
 
 
 _FUSED_KINDS = {SGD: "OPT_SGD", Momentum: "OPT_MOMENTUM", Adam: "OPT_ADAM"}

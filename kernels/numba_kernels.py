@@ -24,8 +24,8 @@ Design choices, and why:
   NumPy's generator, so both backends see the same random stream); so do
   inputs that are not C-contiguous.  ``fastscratch.training.run_epoch``
   chooses; :func:`fused_epoch_supported` says what the fused path covers.
-- **Threads.**  OpenBLAS threads are set per batch size (see
-  :func:`blas_threads_for`) around the epoch; Numba's own ``parallel`` is not
+- **Threads.**  OpenBLAS threads are set per batch size around the epoch
+  (:func:`blas_threads_for`, ``fastscratch.training.choose_blas_threads``); Numba's own ``parallel`` is not
   used: the elementwise passes here are a few hundred KB per batch, below the
   size where a second thread pays for its wake-up, and two pools on two cores
   would only fight.
@@ -52,6 +52,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the jitted code calls; 
 from numba import types
 from numba.extending import get_cython_function_address
 
+from . import numpy_kernels as _numpy_kernels
 from .numpy_kernels import IDENTITY, RELU, SIGMOID, TANH
 
 NAME = "numba"
@@ -60,7 +61,7 @@ __all__ = [
     "NAME", "IDENTITY", "RELU", "SIGMOID", "TANH", "gather_rows", "matmul", "bias_activation",
     "activation_backward", "softmax_cross_entropy_grad", "softmax", "column_sum", "dropout_mask",
     "multiply_into", "sgd_update", "momentum_update", "adam_update", "train_epoch", "fused_epoch_supported",
-    "warmup", "blas_threads_for", "THREADS_OVERRIDE", "SINGLE_THREAD_BELOW_ROWS", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
+    "warmup", "blas_threads_for", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
 ]
 
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
@@ -162,45 +163,43 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 
 # ---- elementwise kernels ----------------------------------------------------------------
+# ``one`` arguments are 1 in the arrays' dtype: a Python ``1`` would make Numba compute
+# float32 expressions in float64, rounding differently from the NumPy kernels.
 @_jit
-def _activate(v, activation):
+def _activate(v, activation, one):
     if activation == RELU:
-        return 0 if v <= 0 else v  # NaN passes through, as np.maximum lets it
+        return one - one if v <= 0 else v  # 0.0 (not -0.0) for v <= 0, -inf included; NaN passes
     if activation == SIGMOID:
-        return 1 / (1 + np.exp(-v))  # exp overflow -> inf -> 0: the right limit
+        return one / (one + np.exp(-v))  # exp overflow -> inf -> 0: the right limit
     if activation == TANH:
         return np.tanh(v)
     return v
 
 
 @_jit
-def _derivative(a, activation):
-    """f'(z) from a = f(z)."""
-    if activation == RELU:
-        return 1 if a > 0 else 0
-    if activation == SIGMOID:
-        return a * (1 - a)
-    if activation == TANH:
-        return 1 - a * a
-    return 1
-
-
-@_jit
-def _bias_activation(z, b, activation, out):
+def _bias_activation(z, b, activation, out, one):
     rows, cols = z.shape
     for i in range(rows):
         for j in range(cols):
-            out[i, j] = _activate(z[i, j] + b[j], activation)
+            out[i, j] = _activate(z[i, j] + b[j], activation, one)
 
 
 @_jit
-def _activation_backward(delta, a, activation):
+def _activation_backward(delta, a, activation, one):
+    """delta *= f'(z), with f' from a = f(z): the NumPy kernel's operations, in its order."""
     rows, cols = delta.shape
     if activation == IDENTITY:
         return
     for i in range(rows):
         for j in range(cols):
-            delta[i, j] *= _derivative(a[i, j], activation)
+            x = a[i, j]
+            if activation == RELU:
+                if not x > 0:
+                    delta[i, j] *= 0
+            elif activation == SIGMOID:
+                delta[i, j] = (delta[i, j] * x) * (one - x)
+            else:
+                delta[i, j] *= one - x * x
 
 
 def _check_code(activation: int) -> None:
@@ -211,7 +210,7 @@ def _check_code(activation: int) -> None:
 def bias_activation(z: np.ndarray, b: np.ndarray, activation: int, out: np.ndarray) -> None:
     """``out = f(z + b)`` in one pass.  z: (batch, n_out) ; b: (n_out,) ; out: like z, may be z."""
     _check_code(activation)
-    _bias_activation(z, b, activation, out)
+    _bias_activation(z, b, activation, out, out.dtype.type(1))
 
 
 def activation_backward(delta: np.ndarray, a: np.ndarray, activation: int) -> None:
@@ -220,14 +219,18 @@ def activation_backward(delta: np.ndarray, a: np.ndarray, activation: int) -> No
     delta, a: (batch, n).  (The NumPy kernel may overwrite ``a``; this one does not.)
     """
     _check_code(activation)
-    _activation_backward(delta, a, activation)
+    _activation_backward(delta, a, activation, delta.dtype.type(1))
 
 
 @_jit
-def _softmax_ce_rows(logits, labels, grad, scale):
+def _softmax_ce_rows(logits, labels, grad, scale, one):
     """Per row: max, argmax, exp, sum, log-sum-exp loss and the gradient, in one kernel.
 
     ``grad`` may be ``logits``: each row's logits are read before they are overwritten.
+    ``scale`` and ``one`` have the arrays' dtype; the probabilities and ``p - 1`` are
+    computed in that dtype as the NumPy kernel computes them (``p - 1`` of a confident
+    prediction keeps few digits in float32, and both backends should lose the same ones);
+    the loss is accumulated in float64.
     """
     rows, cols = logits.shape
     loss = 0.0
@@ -243,17 +246,16 @@ def _softmax_ce_rows(logits, labels, grad, scale):
         if arg == label:
             correct += 1
         picked = logits[i, label] - best
-        total = 0.0
+        total = one - one
         for j in range(cols):
             e = np.exp(logits[i, j] - best)
             grad[i, j] = e
             total += e
         loss += math.log(total) - picked
-        inv = 1.0 / total
         for j in range(cols):
-            p = grad[i, j] * inv
+            p = grad[i, j] / total
             if j == label:
-                p -= 1
+                p -= one
             grad[i, j] = p * scale
     return loss, correct
 
@@ -268,7 +270,8 @@ def softmax_cross_entropy_grad(logits: np.ndarray, labels: np.ndarray, grad: np.
     """
     if not grad.flags.c_contiguous:
         raise ValueError("softmax_cross_entropy_grad needs a C-contiguous grad array")
-    loss, correct = _softmax_ce_rows(logits, labels, grad, scale)
+    kind = grad.dtype.type
+    loss, correct = _softmax_ce_rows(logits, labels, grad, kind(scale), kind(1))
     return float(loss), int(correct)
 
 
@@ -453,14 +456,17 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
     scalars = np.empty(2, X.dtype)
     # the optimizer's constants in the parameters' dtype (see sgd_update): a store into
     # an array of that dtype and a load back is Numba's generic cast
-    typed = np.empty(7, X.dtype)
+    typed = np.empty(9, X.dtype)
     typed[0] = lr
     typed[1] = wd
     typed[2] = mu
     typed[3] = 1.0 - beta1
     typed[4] = 1.0 - beta2
     typed[5] = eps
-    lr_t, wd_t, mu_t, omb1_t, omb2_t, eps_t, zero_t = typed[0], typed[1], typed[2], typed[3], typed[4], typed[5], typed[0] * 0
+    typed[7] = 1
+    lr_t, wd_t, mu_t, omb1_t, omb2_t, eps_t = typed[0], typed[1], typed[2], typed[3], typed[4], typed[5]
+    one_t = typed[7]
+    zero_t = one_t - one_t
     loss_total = 0.0
     correct_total = 0
     steps = 0
@@ -484,11 +490,12 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
         for layer in range(n_layers):
             z = acts[layer][:m]
             _gemm(False, False, 1.0, layer_input, Ws[layer], 0.0, z, chars, ints, scalars)
-            _bias_activation(z, bs[layer], codes[layer], z)
+            _bias_activation(z, bs[layer], codes[layer], z, one_t)
             layer_input = z
 
         logits = acts[n_layers - 1][:m]
-        loss, correct = _softmax_ce_rows(logits, yb, logits, 1.0 / m)
+        typed[8] = 1.0 / m
+        loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
         if not np.isfinite(loss):
             return loss_total, correct_total, steps, start // batch + 1, loss
         loss_total += loss
@@ -510,7 +517,7 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
             if layer > 0:
                 d_prev = deltas[layer - 1][:m]
                 _gemm(False, True, 1.0, delta, W, 0.0, d_prev, chars, ints, scalars)
-                _activation_backward(d_prev, a_prev, codes[layer - 1])
+                _activation_backward(d_prev, a_prev, codes[layer - 1], one_t)
             else:
                 d_prev = delta
             b = bs[layer]
@@ -542,28 +549,15 @@ def fused_epoch_supported(X: np.ndarray, weights: list[np.ndarray], dropping: bo
             and max(X.shape) < 2**31)
 
 
-#: Forces the BLAS thread count of every epoch when set (benchmarks use it to
-#: re-measure the choice below); ``None``: choose by batch size.
-THREADS_OVERRIDE: int | None = None
-#: Batches of fewer rows than this run BLAS on one thread (see ``blas_threads_for``).
-SINGLE_THREAD_BELOW_ROWS = 128
-
-
 def blas_threads_for(batch: int) -> int | None:
-    """BLAS threads for an epoch at this batch size; ``None``: leave BLAS as configured.
+    """BLAS threads for an epoch at this batch size: 1, or ``None`` to let
+    ``fastscratch.training.choose_blas_threads`` measure one thread against all.
 
-    Measured on a 2-core machine (OpenBLAS 0.3.31, 784-128-64-10, float32,
-    ``scripts/bench_epoch.py --threads 1,2``): at 32 rows one thread is several
-    times faster than two (GEMMs of 32 x 784 x 128 are too small to split, and
-    a second OpenBLAS thread spinning after each GEMM slows the single-threaded
-    elementwise work between them); from 128 rows on the GEMMs dominate and two
-    threads win.  Numba's ``parallel`` is not used at all (see the module notes).
+    The same rule as the NumPy backend's (``numpy_kernels.blas_threads_for``,
+    where the measurements are described).  Numba's ``parallel`` is not used
+    at all (see the module notes).
     """
-    if THREADS_OVERRIDE is not None:
-        return THREADS_OVERRIDE
-    if batch < SINGLE_THREAD_BELOW_ROWS:
-        return 1
-    return None
+    return _numpy_kernels.blas_threads_for(batch)
 
 
 def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: int,

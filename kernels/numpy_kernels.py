@@ -276,3 +276,22 @@ def adam_update(
     np.divide(m, scratch, out=scratch)
     scratch *= alpha
     param -= scratch
+
+
+#: Batches of fewer rows than this run BLAS on one thread (see ``blas_threads_for``).
+SINGLE_THREAD_BELOW_ROWS = 128
+
+
+def blas_threads_for(batch: int) -> int | None:
+    """BLAS threads for an epoch at this batch size: 1, or ``None`` to let
+    ``fastscratch.training.choose_blas_threads`` measure one thread against all.
+
+    Measured on a 2-core machine (OpenBLAS 0.3.31, 784-128-64-10, float32,
+    ``scripts/bench_epoch.py --threads 1,2``): at 32 rows one thread is faster
+    than two even on an idle machine -- GEMMs of 32 x 784 x 128 are too small to
+    split, and the second OpenBLAS thread, spinning after each GEMM, takes the
+    core the single-threaded elementwise work between GEMMs needs -- and many
+    times faster on a busy one.  From 128 rows on the answer depends on the load,
+    so it is measured at the start of training.
+    """
+    return 1 if batch < SINGLE_THREAD_BELOW_ROWS else None

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--architecture", default=None, help="e.g. 784,128,64,10 (default: input-128-64-10)")
     parser.add_argument("--threads", default=None,
                         help="comma-separated BLAS/framework thread counts to try ('auto': each framework's own)")
+    parser.add_argument("--sgemm-seconds", type=float, default=1.0, help="time spent measuring the SGEMM rate")
     parser.add_argument("--json", default=None, help="write the result records to this file")
     args = parser.parse_args(argv)
 
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.dataset}, {data[0].shape[0]} training samples; architecture {'-'.join(map(str, architecture))}, "
           f"{args.dtype}, {args.optimizer} lr {args.lr}; {args.epochs} timed epochs after {args.warmup_epochs} warm-up; "
           f"{bench.flops_per_sample(architecture):,} FLOP/sample")
-    sgemm = bench.sgemm_rate()
-    sgemm_1 = bench.sgemm_rate(threads=1)
+    sgemm = bench.sgemm_rate(seconds=args.sgemm_seconds)
+    sgemm_1 = bench.sgemm_rate(seconds=args.sgemm_seconds, threads=1)
     # the machine's rate is the better of the two: on a busy machine a second BLAS thread
     # can make a small GEMM far slower, and that is not the hardware's limit
     best = max(sgemm["gflops"], sgemm_1["gflops"])
