@@ -183,6 +183,9 @@ def blas_threads(threads: int | None):
 #: the choice :func:`choose_blas_threads` makes); ``None``: choose.
 THREADS_OVERRIDE: int | None = None
 CALIBRATION_ROWS = 4096  # full-batch GEMMs are timed on this many rows: same shape class, bounded time
+CALIBRATION_TRIAL = 0.02  # seconds per timed trial; CALIBRATION_ROUNDS trials per thread count
+CALIBRATION_ROUNDS = 4
+MULTITHREAD_MARGIN = 1.15  # all threads must be this much faster than one to be chosen
 _CHOICES: dict = {}  # (backend, sizes, batch, dtype) -> (threads, when chosen)
 CHOICE_LIFETIME = 30.0  # seconds a measured choice is reused (a shared machine's load changes)
 
@@ -192,8 +195,8 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
 
     The backend may decide outright (``blas_threads_for``: small batches always run on one
     thread, whose GEMMs are too small to split).  Otherwise the step's matrix products
-    are timed here on one thread and on all, three times each, alternating, and the
-    faster wins.  Measuring rather than fixing a threshold matters on shared machines:
+    are timed here on one thread and on all, four trials of ~20 ms each, alternating
+    (~0.2 s in all), and all threads are chosen only when clearly faster.  Measuring rather than fixing a threshold matters on shared machines:
     when other processes hold the cores, a multi-threaded BLAS waits for threads that
     are not running and a 128-row GEMM gets tens of times slower than on one thread;
     on an idle 2-core machine two threads are ~1.2-1.4x faster from 128 rows on.
@@ -234,16 +237,20 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
     step_products()
     t0 = time.perf_counter()
     step_products()
-    repeats = max(1, min(200, int(0.004 / max(time.perf_counter() - t0, 1e-7))))  # ~4 ms per trial
-    best = {1: math.inf, most: math.inf}
-    for _ in range(3):
+    repeats = max(1, min(500, int(CALIBRATION_TRIAL / max(time.perf_counter() - t0, 1e-7))))
+    total = {1: 0.0, most: 0.0}
+    for _ in range(CALIBRATION_ROUNDS):  # alternating, so a change in load hits both alike
         for threads in (1, most):
             with pools.limit(limits=threads, user_api="blas"):
                 t0 = time.perf_counter()
                 for _ in range(repeats):
                     step_products()
-                best[threads] = min(best[threads], time.perf_counter() - t0)
-    choice = 1 if best[1] <= best[most] else None
+                total[threads] += time.perf_counter() - t0
+    # Totals, not minima: under load the multi-threaded GEMMs are fast in some short
+    # windows and stall for whole scheduler slices in others, and the epoch sees the
+    # mix.  More threads must also win clearly, since a wrong choice costs far more in
+    # that direction (x10 and worse) than in the other (at most x2 on 2 cores).
+    choice = None if total[most] * MULTITHREAD_MARGIN < total[1] else 1
     _CHOICES[key] = (choice, now)
     return choice
 
