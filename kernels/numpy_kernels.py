@@ -286,12 +286,15 @@ def blas_threads_for(batch: int) -> int | None:
     """BLAS threads for an epoch at this batch size: 1, or ``None`` to let
     ``fastscratch.training.choose_blas_threads`` measure one thread against all.
 
-    Measured on a 2-core machine (OpenBLAS 0.3.31, 784-128-64-10, float32,
-    ``scripts/bench_epoch.py --threads 1,2``): at 32 rows one thread is faster
-    than two even on an idle machine -- GEMMs of 32 x 784 x 128 are too small to
-    split, and the second OpenBLAS thread, spinning after each GEMM, takes the
-    core the single-threaded elementwise work between GEMMs needs -- and many
-    times faster on a busy one.  From 128 rows on the answer depends on the load,
-    so it is measured at the start of training.
+    Measured on the shared 2-core development machine (OpenBLAS 0.3.30/0.3.31,
+    784-128-64-10, float32, ``scripts/bench_epoch.py --threads auto,1``): at 32
+    rows one thread won in every run, by 5-40x with other jobs running (a second
+    OpenBLAS thread that has to wait for a core stalls every GEMM, and one
+    spinning after each GEMM takes the core the elementwise work between GEMMs
+    needs; 32 x 784 x 128 is too small to split profitably anyway).  From 128
+    rows on, two threads won when the machine was quiet (Numba epoch at 128 rows:
+    0.20 s vs 0.23 s; 512: 0.17 vs 0.24; full batch: 0.15 vs 0.27) and lost by up
+    to 5x when it was busy, so ``fastscratch.training.choose_blas_threads``
+    measures at the start of training.
     """
     return 1 if batch < SINGLE_THREAD_BELOW_ROWS else None
