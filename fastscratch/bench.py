@@ -438,6 +438,7 @@ def _run_keras(workload: Workload, data: Data, result: Result) -> None:
         import tensorflow as tf
     except ImportError as exc:
         raise _Missing("tensorflow") from exc
+    tf.get_logger().setLevel("ERROR")  # e.g. retracing notes: predict runs once per workload, by design
     keras = tf.keras
     keras.utils.set_random_seed(workload.seed)
     if workload.threads is not None:
