@@ -108,6 +108,7 @@ class Result:
     test_accuracy: float = math.nan
     blas: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    threads_used: str = ""
     notes: str = ""
 
     @property
@@ -375,7 +376,8 @@ def _run_fastscratch(workload: Workload, data: Data, result: Result) -> None:
     result.compile_seconds = net.compile_seconds
     result.train_accuracy = history.train_accuracy[-1]
     result.test_accuracy = net.accuracy(X_test, y_test)
-    result.notes = f"BLAS threads during epochs: {net.blas_threads or 'all'}"
+    result.threads_used = str(net.blas_threads or "all")
+    result.notes = "threads: BLAS threads during the epochs (fit's choice unless the workload sets them)"
 
 
 def _run_torch(workload: Workload, data: Data, result: Result) -> None:
@@ -384,8 +386,16 @@ def _run_torch(workload: Workload, data: Data, result: Result) -> None:
     except ImportError as exc:
         raise _Missing("torch") from exc
     torch.manual_seed(workload.seed)
+    previous_threads = torch.get_num_threads()
     if workload.threads is not None:
         torch.set_num_threads(workload.threads)
+    try:
+        _train_torch(torch, workload, data, result)
+    finally:
+        torch.set_num_threads(previous_threads)  # the next workload starts from torch's default
+
+
+def _train_torch(torch: Any, workload: Workload, data: Data, result: Result) -> None:
     dtype = {"float32": torch.float32, "float64": torch.float64}[workload.dtype]
     act = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[workload.activation]
     layers: list[Any] = []
@@ -429,7 +439,7 @@ def _run_torch(workload: Workload, data: Data, result: Result) -> None:
     with torch.no_grad():
         predicted = model(torch.from_numpy(np.ascontiguousarray(X_test, dtype=workload.dtype))).argmax(1).numpy()
     result.test_accuracy = float(np.mean(predicted == y_test))
-    result.notes = f"torch threads: {torch.get_num_threads()}"
+    result.threads_used = str(torch.get_num_threads())
 
 
 def _run_keras(workload: Workload, data: Data, result: Result) -> None:
@@ -477,6 +487,7 @@ def _run_keras(workload: Workload, data: Data, result: Result) -> None:
     predicted = np.argmax(model.predict(np.ascontiguousarray(X_test, dtype=workload.dtype), verbose=0,
                                         batch_size=8192), axis=1)
     result.test_accuracy = float(np.mean(predicted == y_test))
+    result.threads_used = str(workload.threads) if workload.threads is not None else "tf default"
     result.notes = f"keras {keras.__version__}, jit_compile={model.jit_compile}"
 
 
@@ -510,7 +521,8 @@ def ratio_table(results: list[Result], sgemm_gflops: float | None = None) -> lis
             "sgemm_fraction": r.gflops / sgemm_gflops if sgemm_gflops and r.ok else math.nan,
             "vs_torch": r.median / torch_s if torch_s and r.ok else math.nan,
             "vs_keras": r.median / keras_s if keras_s and r.ok else math.nan,
-            "test_accuracy": r.test_accuracy, "compile_s": r.compile_seconds, "notes": r.notes,
+            "test_accuracy": r.test_accuracy, "compile_s": r.compile_seconds, "threads": r.threads_used,
+            "notes": r.notes,
         })
     return rows
 
@@ -521,7 +533,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
     header = (f"{'framework':<18} {'batch':>6} {'s/epoch':>8} {'min-max':>13} {'samples/s':>10} "
-              f"{'GFLOP/s':>8} {'%SGEMM':>7} {'x torch':>8} {'x keras':>8} {'test acc':>8} {'compile s':>9}")
+              f"{'GFLOP/s':>8} {'%SGEMM':>7} {'x torch':>8} {'x keras':>8} {'test acc':>8} {'compile s':>9} threads")
     lines = [header, "-" * len(header)]
     for row in rows:
         if not row["status"] == "ok":
@@ -532,5 +544,5 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{num(row['min_s'], '.3f') + '-' + num(row['max_s'], '.3f'):>13} {num(row['samples_per_s'], ',.0f'):>10} "
             f"{num(row['gflops'], '.1f'):>8} {num(100 * row['sgemm_fraction'], '.0f'):>7} "
             f"{num(row['vs_torch'], '.2f'):>8} {num(row['vs_keras'], '.2f'):>8} {num(row['test_accuracy'], '.4f'):>8} "
-            f"{num(row['compile_s'], '.2f'):>9}")
+            f"{num(row['compile_s'], '.2f'):>9} {row.get('threads', '')}")
     return "\n".join(lines)

@@ -287,14 +287,16 @@ def blas_threads_for(batch: int) -> int | None:
     ``fastscratch.training.choose_blas_threads`` measure one thread against all.
 
     Measured on the shared 2-core development machine (OpenBLAS 0.3.30/0.3.31,
-    784-128-64-10, float32, ``scripts/bench_epoch.py --threads auto,1``): at 32
-    rows one thread won in every run, by 5-40x with other jobs running (a second
-    OpenBLAS thread that has to wait for a core stalls every GEMM, and one
-    spinning after each GEMM takes the core the elementwise work between GEMMs
-    needs; 32 x 784 x 128 is too small to split profitably anyway).  From 128
-    rows on, two threads won when the machine was quiet (Numba epoch at 128 rows:
-    0.20 s vs 0.23 s; 512: 0.17 vs 0.24; full batch: 0.15 vs 0.27) and lost by up
-    to 5x when it was busy, so ``fastscratch.training.choose_blas_threads``
-    measures at the start of training.
+    784-128-64-10, float32, ``scripts/bench_epoch.py --threads 1,2``, 2026-11-25
+    13:21 UTC, load average 1.3-4 from other jobs), Numba epoch medians, 1 vs 2
+    threads: batch 32 0.29 vs 2.26 s, 128 0.24 vs 0.87 s, 512 0.35 vs 5.9 s, full
+    0.25 vs 0.32 s (PyTorch alike: 1.03 vs 10.8 s at 32).  A second OpenBLAS thread
+    that has to wait for a core stalls every GEMM, and one spinning after each GEMM
+    takes the core the elementwise work between GEMMs needs.  Only with the
+    machine quiet did two threads win (an earlier run: 128 rows 0.20 vs 0.23 s,
+    512 0.17 vs 0.24, full 0.15 vs 0.27; the fastest full-batch epoch above, 0.147 s,
+    was also on two).  So below 128 rows: one thread, always (32 x 784 x 128 is too
+    small to split profitably in any case); from 128 on,
+    ``fastscratch.training.choose_blas_threads`` measures at the start of training.
     """
     return 1 if batch < SINGLE_THREAD_BELOW_ROWS else None
