@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from os import PathLike
 
+from ._atomic import atomic_write
 from .history import History
 
 
@@ -30,14 +31,8 @@ def _figure(title: str, ylabel: str):
 
 def _finish(fig, path: str | PathLike | None):
     if path is not None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png")
     return fig
 
 
