@@ -41,7 +41,7 @@ import numpy as np
 
 from ._atomic import atomic_write
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "to_features", "read_idx", "write_idx", "cache_dir",
+__all__ = ["Dataset", "DATASETS", "load_dataset", "to_features", "read_idx", "write_idx", "cache_dir", "locate",
            "MNIST_SAMPLE_SHA256"]
 
 # ---------------------------------------------------------------------- IDX format
@@ -375,19 +375,44 @@ def _load_keras_mnist(path: Path) -> Dataset:
     return Dataset(_checked(arrays, str(path)), "mnist", str(path), _REMOTE["mnist"].class_names)
 
 
-def _load_remote(name: str, data_dir: str | PathLike | None, download: bool, progress: bool) -> Dataset:
-    remote = _REMOTE[name]
+def _find_remote(name: str, data_dir: str | PathLike | None) -> tuple[Path | list[Path] | None, list[str]]:
+    """Where ``name``'s files are: a list of four IDX paths, Keras' ``mnist.npz``, or None;
+    and every place looked, in order."""
     looked = []
     for directory in _search_dirs(name, data_dir):
         files = _find_idx_files(directory)
         if files is not None:
-            return _load_idx_dir(files, name, str(directory), remote.class_names)
+            return files, looked
         looked.append(str(directory))
     if name == "mnist":
         keras_file = _keras_mnist_file()
         if keras_file.is_file():
-            return _load_keras_mnist(keras_file)
+            return keras_file, looked
         looked.append(str(keras_file))
+    return None, looked
+
+
+def locate(name: str, data_dir: str | PathLike | None = None) -> str | None:
+    """Where :func:`load_dataset` would read ``name`` from without downloading, or None."""
+    if name == "mnist-sample":
+        return "embedded in the package"
+    if name == "digits":
+        import importlib.util
+
+        return "scikit-learn" if importlib.util.find_spec("sklearn") else None
+    if name in _REMOTE:
+        found, _ = _find_remote(name, data_dir)
+        return None if found is None else str(found if isinstance(found, Path) else found[0].parent)
+    return name if os.path.isdir(name) and _find_idx_files(Path(name)) else None
+
+
+def _load_remote(name: str, data_dir: str | PathLike | None, download: bool, progress: bool) -> Dataset:
+    remote = _REMOTE[name]
+    found, looked = _find_remote(name, data_dir)
+    if isinstance(found, Path):
+        return _load_keras_mnist(found)
+    if found is not None:
+        return _load_idx_dir(found, name, str(found[0].parent), remote.class_names)
     if download:
         target = cache_dir() / name
         files = _download(name, target, progress)

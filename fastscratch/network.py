@@ -200,7 +200,8 @@ class NeuralNetwork:
             shuffle: bool = True, verbose: bool = True, log_every: int = 100,
             lr_schedule: str | Schedule | None = None, weight_decay: float = 0.0,
             early_stopping: int | None = None, monitor: str = "test_loss", min_delta: float = 0.0,
-            restore_best: bool = True, log: Callable[[str], None] | None = None) -> History:
+            restore_best: bool = True, log: Callable[[str], None] | None = None,
+            on_epoch_end: Callable[[History], None] | None = None) -> History:
         """Train by gradient descent; return the :class:`History` (all epochs so far).
 
         X_train: (n_samples, n_features) ; y_train: (n_samples,) integer labels in
@@ -219,6 +220,10 @@ class NeuralNetwork:
           ``"cost"``, ``"train_accuracy"``); with ``restore_best`` the best epoch's weights are kept.
         - ``verbose``: print the tutorial's epoch lines every ``log_every`` epochs and a summary
           (through ``log``, default ``print`` to stdout).
+        - ``on_epoch_end``: called with the history after every epoch is recorded (progress bars).
+
+        Ctrl-C (``KeyboardInterrupt``) during an epoch puts the weights and optimizer state back
+        to that epoch's start, so the model matches its history, then propagates.
 
         Raises ``FloatingPointError`` naming the epoch and batch if the loss becomes NaN or
         infinite; the weights and optimizer state then go back to the latest epoch start known
@@ -240,8 +245,9 @@ class NeuralNetwork:
         early_stopping = check.check_optional_positive_int("early_stopping", early_stopping)
         if not isinstance(monitor, str) or monitor not in MONITORS:
             raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
-        if log is not None and not callable(log):
-            raise TypeError(f"log must be a callable taking one string, got {type(log).__name__}")
+        for label, hook in (("log", log), ("on_epoch_end", on_epoch_end)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{label} must be callable, got {type(hook).__name__}")
         if early_stopping is not None and monitor.startswith("test") and X_test is None:
             raise ValueError(f"early_stopping on {monitor!r} needs X_test and y_test")
         schedule = get_schedule(lr_schedule)
@@ -273,6 +279,7 @@ class NeuralNetwork:
 
         for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
             epoch_lr = schedule(lr, epoch - 1)
+            rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
             # unshuffled or full-batch epochs read X_train in place: no gather
             order = self.rng.permutation(n) if shuffle and not full_batch else None
             # The weights at the start of this epoch and of the previous one: when a
@@ -287,6 +294,12 @@ class NeuralNetwork:
             except NonFiniteLoss as exc:
                 self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
                                          epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+            except KeyboardInterrupt:
+                # a half-run epoch is in no history entry: undo it, shuffling and dropout draws
+                # included, so fitting again continues exactly as if it had not started
+                opt.iterations = epoch_start.put_back(tracked)
+                self.rng.bit_generator.state = rng_state
+                raise
             seconds = time.perf_counter() - t0
             if not all(np.isfinite(a).all() for a in tracked):
                 # every batch's loss was finite, so this epoch's starting weights are good
@@ -310,6 +323,8 @@ class NeuralNetwork:
             logged = epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs
             if verbose and logged:
                 say(self._epoch_line(-1))
+            if on_epoch_end is not None:
+                on_epoch_end(self.history)
 
             if early_stopping is not None:
                 value = getattr(self.history, _MONITOR_COLUMN[monitor])[-1]

@@ -1,0 +1,427 @@
+"""The ``fastscratch`` command line: train, evaluate, predict, info.
+
+Exit codes: 0 success; 1 an error the message explains (missing data, a corrupt
+file, a diverged run); 2 bad arguments; 130 interrupted by Ctrl-C (after saving
+what ``--save`` and ``--plots`` asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import __version__, datasets
+from .backends import BACKENDS, available_backends
+from .network import NeuralNetwork
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class CommandError(Exception):
+    """An error to report as ``fastscratch: error: ...`` with exit code 1."""
+
+
+# ------------------------------------------------------------------ argument types
+def _hidden_sizes(text: str) -> list[int]:
+    """``"128,64"`` -> ``[128, 64]``; ``""`` or ``"none"``: no hidden layer."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 128,64, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _batch_size(text: str) -> int | None:
+    return None if text.lower() == "full" else _positive_int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+# ------------------------------------------------------------------------ parser
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="mnist-sample", metavar="NAME|DIR",
+                        help=f"one of {', '.join(datasets.DATASETS)}, or a directory holding the four IDX files "
+                             "(default: %(default)s, shipped with the package)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where to look for mnist / fashion-mnist files first")
+    parser.add_argument("--download", action="store_true",
+                        help="download mnist / fashion-mnist if not found (checksums verified)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastscratch", description="Train and use a from-scratch feedforward neural network.",
+        epilog="Run `fastscratch COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"fastscratch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a network (default: the tutorial's 784-128-64-10 on the embedded MNIST sample)",
+        description="Train a network; the defaults are the tutorial's: ReLU hidden layers 128 and 64, full-batch "
+                    "gradient descent, lr 0.1, 500 epochs, on the embedded 5,000-digit MNIST sample.")
+    _add_data_arguments(train)
+    train.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="SIZES",
+                       help="hidden layer sizes, comma-separated (default: 128,64)")
+    train.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
+    train.add_argument("--epochs", type=_positive_int, default=500)
+    train.add_argument("--batch-size", type=_batch_size, default=None, metavar="N|full",
+                       help="mini-batch size, or 'full' for full-batch gradient descent (default)")
+    train.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default: %(default)s)")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
+    train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None)
+    train.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="L2")
+    train.add_argument("--dropout", type=_fraction, default=0.0, help="fraction of hidden units dropped")
+    train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+                       help="stop when the test loss has not improved for PATIENCE epochs")
+    train.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
+    train.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+                       help="print an epoch line every N epochs (default: about 5 lines per run)")
+    train.add_argument("--save", metavar="MODEL.npz", help="write the trained model here")
+    train.add_argument("--plots", metavar="DIR",
+                       help="write cost.png, accuracy.png, confusion_matrix.png and samples.png here")
+    _add_progress_arguments(train)
+
+    evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
+                                   description="Score a saved model on a dataset's test part.")
+    evaluate.add_argument("model", metavar="MODEL.npz")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--plots", metavar="DIR", help="write confusion_matrix.png and samples.png here")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    predict = commands.add_parser(
+        "predict", help="predict the classes of images or feature rows",
+        description="Predict classes. INPUT is an IDX file (.gz or not) of images (n, h, w) uint8 or of features "
+                    "(n, d), or a .npy file of the same (read without pickle). Writes `index,label` CSV lines "
+                    "(with --proba, the class probabilities too).")
+    predict.add_argument("model", metavar="MODEL.npz")
+    predict.add_argument("input", metavar="INPUT")
+    predict.add_argument("--output", "-o", metavar="FILE", help="write the CSV here (atomically) instead of stdout")
+    predict.add_argument("--proba", action="store_true", help="add one probability column per class")
+
+    info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
+                               description="Show versions, backends, BLAS threads and which datasets are found; "
+                                           "with MODEL, describe a saved model.")
+    info.add_argument("model", nargs="?", metavar="MODEL.npz")
+    return parser
+
+
+def _add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="show a progress bar (default: when stderr is a terminal)")
+    group.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
+
+
+# --------------------------------------------------------------------- commands
+def _load_data(args: argparse.Namespace) -> datasets.Dataset:
+    return datasets.load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+
+
+def _check_plotting(directory: str | None) -> None:
+    """Fail before training, not after, when plots are asked for but cannot be made."""
+    if directory is None:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CommandError("--plots needs matplotlib: `pip install 'fastscratch[plot]'`")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CommandError(f"--plots {directory}: exists and is not a directory")
+
+
+def _prepare_output(path: str | None, flag: str) -> None:
+    """Create the output's directory now, and refuse a directory as the file, before any work."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise CommandError(f"{flag} {path}: is a directory")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: str, say) -> list[str]:
+    from . import plots
+
+    os.makedirs(directory, exist_ok=True)
+    X_test = datasets.to_features(data.X_test, net.dtype)
+    predicted = net.predict(X_test)
+    written = []
+    if len(net.history):
+        net.plot_cost(os.path.join(directory, "cost.png"))
+        net.plot_accuracies(os.path.join(directory, "accuracy.png"))
+        written += ["cost.png", "accuracy.png"]
+    plots.plot_confusion_matrix(data.y_test, predicted, data.class_names, os.path.join(directory, "confusion_matrix.png"))
+    plots.plot_samples(data.X_test, data.y_test, predicted, data.class_names, os.path.join(directory, "samples.png"))
+    written += ["confusion_matrix.png", "samples.png"]
+    say(f"Plots written to {directory}/: {', '.join(written)}")
+    return written
+
+
+def _blas_line() -> str:
+    from ._system import blas_summary
+
+    return blas_summary()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _check_plotting(args.plots)
+    _prepare_output(args.save, "--save")
+    data = _load_data(args)
+    X_train = datasets.to_features(data.X_train, args.dtype)
+    X_test = datasets.to_features(data.X_test, args.dtype)
+    n_classes = max(data.n_classes, int(data.y_train.max()) + 1)
+    architecture = [X_train.shape[1], *args.hidden, n_classes]
+    net = NeuralNetwork(architecture, activation=args.activation, dtype=args.dtype, seed=args.seed,
+                        backend=args.backend, dropout=args.dropout if args.hidden else 0.0)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    log_every = args.log_every or max(1, args.epochs // 5)
+
+    from tqdm.auto import tqdm
+
+    out = sys.stdout
+    print(f"Dataset {data.name}: {len(X_train):,} training / {len(X_test):,} test samples, {X_train.shape[1]} "
+          f"features, {n_classes} classes ({data.source})", file=out)
+    print(f"Network {'-'.join(map(str, architecture))}, {args.activation}, {args.optimizer}, lr {args.lr:g}, "
+          f"batch {args.batch_size or 'full'}, {args.epochs} epochs, backend {net.kernels.NAME}, {args.dtype}",
+          file=out, flush=True)
+    bar = tqdm(total=args.epochs, unit="epoch", disable=not progress, file=sys.stderr, dynamic_ncols=True,
+               leave=False)
+
+    def say(line: str) -> None:
+        if args.quiet and not line.startswith(("Training completed", "Final", "Trained")):
+            return
+        if progress:
+            bar.write(line, file=out)
+        else:
+            print(line, file=out, flush=True)
+
+    def on_epoch_end(history) -> None:
+        postfix = {"cost": f"{history.cost[-1]:.4f}", "train": f"{history.train_accuracy[-1]:.4f}"}
+        if not math.isnan(history.test_accuracy[-1]):
+            postfix["test"] = f"{history.test_accuracy[-1]:.4f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        net.fit(X_train, data.y_train, X_test, data.y_test, lr=args.lr, epochs=args.epochs,
+                batch_size=args.batch_size, optimizer=args.optimizer, lr_schedule=args.lr_schedule,
+                weight_decay=args.weight_decay, early_stopping=args.early_stopping, log_every=log_every,
+                verbose=True, log=say, on_epoch_end=on_epoch_end)
+    except KeyboardInterrupt:
+        interrupted = True
+        bar.close()
+        done = len(net.history)
+        print(f"\nInterrupted after {done} complete epoch{'s' if done != 1 else ''}; the model holds the weights "
+              f"of epoch {done}." if done else "\nInterrupted before the first epoch completed.", file=sys.stderr)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+
+    if len(net.history):
+        test_acc = net.accuracy(X_test, data.y_test)
+        print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
+              f"| backend {net.kernels.NAME} | BLAS: {_blas_line()}", file=out, flush=True)
+    if args.save and len(net.history):
+        net.save(args.save)
+        print(f"Model saved to {args.save}", file=out)
+    if args.plots and len(net.history):
+        _write_result_plots(net, data, args.plots, lambda line: print(line, file=out))
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _load_model(path: str) -> NeuralNetwork:
+    if not os.path.isfile(path):
+        raise CommandError(f"{path}: no such model file")
+    return NeuralNetwork.load(path)
+
+
+def _check_model_fits(net: NeuralNetwork, n_features: int, where: str) -> None:
+    if n_features != net.n_features:
+        raise CommandError(f"{where} has {n_features} features per sample but the model expects "
+                           f"{net.n_features} (architecture {'-'.join(map(str, net.architecture))})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _check_plotting(args.plots)
+    net = _load_model(args.model)
+    data = _load_data(args)
+    X_test = datasets.to_features(data.X_test, net.dtype)
+    _check_model_fits(net, X_test.shape[1], f"dataset {data.name!r}")
+    if data.y_test.max() >= net.n_classes:
+        raise CommandError(f"dataset {data.name!r} has labels up to {data.y_test.max()} but the model has "
+                           f"{net.n_classes} classes")
+    loss, accuracy = net.evaluate(X_test, data.y_test)
+    predicted = net.predict(X_test)
+    per_class = {}
+    for k in range(net.n_classes):
+        mask = data.y_test == k
+        if mask.any():
+            per_class[data.class_names[k] if k < len(data.class_names) else str(k)] = float(
+                (predicted[mask] == k).mean())
+    result = {"model": args.model, "dataset": data.name, "source": data.source, "n_samples": int(len(X_test)),
+              "loss": float(loss), "accuracy": float(accuracy), "per_class_accuracy": per_class}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"Model {args.model} ({'-'.join(map(str, net.architecture))}) on {data.name} test set "
+              f"({len(X_test):,} samples): loss {loss:.4f}, accuracy {accuracy:.4f}")
+        for name, value in per_class.items():
+            print(f"  {name:>12}: {value:.4f}")
+    if args.plots:
+        _write_result_plots(net, data, args.plots, lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
+    return 0
+
+
+def _read_input(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise CommandError(f"{path}: no such file")
+    if path.endswith(".npy"):
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise CommandError(f"{path}: not a plain .npy array ({exc})") from None
+    return datasets.read_idx(path)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    net = _load_model(args.model)
+    _prepare_output(args.output, "--output")
+    raw = _read_input(args.input)
+    if raw.ndim == 3 and raw.dtype == np.uint8:
+        X = datasets.to_features(raw, net.dtype)
+    elif raw.ndim == 2:
+        X = raw
+    else:
+        raise CommandError(f"{args.input}: expected (n, height, width) uint8 images or (n, features) rows, "
+                           f"got shape {raw.shape} {raw.dtype}")
+    _check_model_fits(net, X.shape[1], args.input)
+    if args.proba:
+        proba = net.predict_proba(X)
+        labels = proba.argmax(axis=1)
+        header = "index,label," + ",".join(f"p{k}" for k in range(net.n_classes))
+        lines = [f"{i},{labels[i]}," + ",".join(f"{p:.6g}" for p in proba[i]) for i in range(len(X))]
+    else:
+        labels = net.predict(X)
+        header = "index,label"
+        lines = [f"{i},{label}" for i, label in enumerate(labels)]
+    text = header + "\n" + "\n".join(lines) + "\n"
+    if args.output:
+        from ._atomic import atomic_write
+
+        with atomic_write(args.output) as f:
+            f.write(text.encode())
+        print(f"{len(X):,} predictions written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ._system import blas_summary, versions
+
+    if args.model:
+        net = _load_model(args.model)
+        h = net.history
+        print(f"Model {args.model}")
+        print(f"  architecture {'-'.join(map(str, net.architecture))}, activations {', '.join(net.activations)}, "
+              f"{net.dtype.name}, dropout {net.dropout}")
+        print(f"  trained {len(h)} epochs" + (f", optimizer {net.optimizer.config()}" if net.optimizer else ""))
+        if len(h):
+            line = f"  last epoch: cost {h.cost[-1]:.4f}, train accuracy {h.train_accuracy[-1]:.4f}"
+            if not math.isnan(h.test_accuracy[-1]):
+                line += f", test accuracy {h.test_accuracy[-1]:.4f}"
+            print(line)
+        return 0
+    print(f"fastscratch {__version__}")
+    for name, version in versions().items():
+        if name != "fastscratch":
+            print(f"  {name} {version}")
+    backends = available_backends()
+    print(f"Backends available: {', '.join(backends)} (auto picks {backends[0] if 'numba' in backends else 'numpy'})")
+    if "numba" not in backends:
+        print("  Numba is not installed: training runs on the NumPy backend "
+              "(`pip install 'fastscratch[numba]'` for the jitted one).")
+    print(f"BLAS: {blas_summary()}")
+    print(f"CPU cores: {os.cpu_count()}")
+    print("Datasets:")
+    for name in datasets.DATASETS:
+        print(f"  {name:<14} {_where(name)}")
+    print(f"  download cache: {datasets.cache_dir()}")
+    return 0
+
+
+def _where(name: str) -> str:
+    try:
+        return datasets.locate(name) or "not found (see `fastscratch train --dataset NAME` for where it looks)"
+    except ImportError as exc:
+        return f"unavailable ({exc})"
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastscratch`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
+        print(f"fastscratch {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
