@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__, datasets
 from .backends import BACKENDS, available_backends
+from .bench import FRAMEWORKS
 from .network import NeuralNetwork
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -86,6 +87,21 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _framework_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    aliases = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras", "pytorch": "torch"}
+    names = [aliases.get(n, n) for n in names]
+    unknown = [n for n in names if n not in FRAMEWORKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown framework(s) {', '.join(unknown) or text!r}; "
+                                         f"expected from {', '.join(FRAMEWORKS)}")
+    return names
+
+
+def _batch_list(text: str) -> list[int | None]:
+    return [_batch_size(part.strip()) for part in text.split(",")]
+
+
 # ------------------------------------------------------------------------ parser
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="mnist-sample", metavar="NAME|DIR",
@@ -147,6 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", metavar="INPUT")
     predict.add_argument("--output", "-o", metavar="FILE", help="write the CSV here (atomically) instead of stdout")
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
+
+    bench = commands.add_parser(
+        "bench", help="time training epochs of fastscratch, tf.keras and PyTorch side by side",
+        description="Train the same network with each framework on the same data and print seconds per epoch "
+                    "(median [min-max] after warm-up), samples/s, GFLOP/s, the share of this machine's SGEMM "
+                    "rate and the ratios to tf.keras and PyTorch measured in the same run. Frameworks that are "
+                    "not installed are listed as skipped.")
+    bench.add_argument("--dataset", default="auto", metavar="NAME|DIR",
+                       help="default: fashion-mnist when found, else mnist-sample")
+    bench.add_argument("--frameworks", "--backends", default=",".join(FRAMEWORKS), metavar="LIST",
+                       type=_framework_list, help=f"comma-separated, from {','.join(FRAMEWORKS)} (default: all)")
+    bench.add_argument("--batch-sizes", default=[32, 128, 512, None], type=_batch_list, metavar="LIST",
+                       help="comma-separated; 'full' for full batch (default: 32,128,512,full)")
+    bench.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="SIZES")
+    bench.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
+    bench.add_argument("--lr", type=_positive_float, default=0.1)
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench.add_argument("--epochs", type=_positive_int, default=3, help="timed epochs per run (default: 3)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default: 1)")
+    bench.add_argument("--target", type=float, default=None, metavar="ACC",
+                       help="also time training to this test accuracy (at the first batch size; default target "
+                            "with --plot: 0.88 on fashion-mnist, 0.92 on mnist-sample)")
+    bench.add_argument("--max-epochs", type=_positive_int, default=30, help="cap for --target runs")
+    bench.add_argument("--json", metavar="FILE", help="write every result record here")
+    bench.add_argument("--plot", metavar="DIR", help="write throughput.png and accuracy_vs_time.png here")
 
     info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
                                description="Show versions, backends, BLAS threads and which datasets are found; "
@@ -409,7 +450,62 @@ def _where(name: str) -> str:
         return f"unavailable ({exc})"
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from ._system import versions
+
+    _check_plotting(args.plot)
+    _prepare_output(args.json, "--json")
+    name, data = bench.load_data(args.dataset, args.dtype)
+    sizes = [data[0].shape[1], *args.hidden, int(data[1].max()) + 1]
+    print(f"fastscratch bench: {name}, {len(data[0]):,} training samples, {'-'.join(map(str, sizes))}, "
+          f"{args.dtype}, {args.optimizer} lr {args.lr:g}; {args.warmup} warm-up + {args.epochs} timed epochs")
+    print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    sgemm = bench.sgemm_rate(dtype=args.dtype)
+    print(f"BLAS: {bench.thread_summary()}; SGEMM (128x784)x(784x128): {sgemm[0]:.1f} GFLOP/s "
+          f"[{sgemm[1]:.1f}-{sgemm[2]:.1f}]", flush=True)
+    results = []
+    for batch in args.batch_sizes:
+        for framework in args.frameworks:
+            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
+            print(f"  running {workload.label} ...", file=sys.stderr, flush=True)
+            results.append(bench.run(workload, epochs=args.epochs, warmup=args.warmup, data=data))
+    print()
+    print("\n".join(bench.format_table(results, sgemm)))
+    target = args.target if args.target is not None else (bench.DEFAULT_TARGETS.get(name, 0.9) if args.plot else None)
+    accuracy_runs = []
+    if target is not None:
+        batch = args.batch_sizes[0]
+        print(f"\nTime to {target:.0%} test accuracy (batch {batch or 'full'}, {args.optimizer} lr {args.lr:g}, "
+              f"at most {args.max_epochs} epochs):")
+        for framework in args.frameworks:
+            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
+            accuracy_runs.append(bench.time_to_accuracy(workload, target, args.max_epochs, data=data))
+            print("\n".join(bench.format_time_to_accuracy(accuracy_runs[-1:])), flush=True)
+    if args.json:
+        from ._atomic import atomic_write
+
+        record = {"dataset": name, "sgemm_gflops": sgemm, "threads": bench.thread_summary(),
+                  "results": [r.to_dict() for r in results], "time_to_accuracy": [r.to_dict() for r in accuracy_runs]}
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(record, indent=2, default=str).encode())
+        print(f"\nResults written to {args.json}")
+    if args.plot:
+        from . import plots
+
+        os.makedirs(args.plot, exist_ok=True)
+        plots.plot_throughput(results, os.path.join(args.plot, "throughput.png"))
+        written = ["throughput.png"]
+        if any(r.ok for r in accuracy_runs):
+            plots.plot_accuracy_vs_time(accuracy_runs, os.path.join(args.plot, "accuracy_vs_time.png"))
+            written.append("accuracy_vs_time.png")
+        print(f"Plots written to {args.plot}/: {', '.join(written)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

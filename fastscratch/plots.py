@@ -129,3 +129,49 @@ def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, cla
                      color="red" if wrong else "black")
     fig.suptitle("predicted (true)")
     return _finish(fig, path)
+
+
+def plot_throughput(results, path: str | PathLike | None = None):
+    """Training samples/s against batch size, one line per framework (log-log); 700x450 PNG.
+    ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out."""
+    fig = _blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    by_framework: dict[str, list[tuple[int, float]]] = {}
+    for r in results:
+        if r.ok and r.epoch_seconds:
+            by_framework.setdefault(r.workload.framework, []).append((r.workload.batch_size or r.n_train,
+                                                                      r.samples_per_second))
+    if not by_framework:
+        raise ValueError("nothing to plot: no benchmark result has timings")
+    for framework, points in sorted(by_framework.items()):
+        points.sort()
+        ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=framework)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (the largest is full batch)")
+    ax.set_ylabel("training samples / s (median epoch)")
+    ax.set_title(f"Training throughput, {results[0].dataset}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
+    """Test accuracy against training seconds, one line per run, with the target
+    accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.bench.Result` s."""
+    fig = _blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    drawn = [r for r in results if r.ok and r.accuracy_curve]
+    if not drawn:
+        raise ValueError("nothing to plot: no time-to-accuracy result")
+    for r in drawn:
+        ax.plot([t for t, _ in r.accuracy_curve], [a for _, a in r.accuracy_curve], marker=".",
+                label=r.workload.label)
+    if drawn[0].target_accuracy is not None:
+        ax.axhline(drawn[0].target_accuracy, linestyle="--", color="gray", label="target")
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Time to accuracy, {drawn[0].dataset}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return _finish(fig, path)

@@ -1,0 +1,435 @@
+"""Benchmark workloads: one definition behind ``fastscratch bench``, the asv suite and pytest-benchmark.
+
+A :class:`Workload` is dataset x architecture x framework x batch size x dtype x
+optimizer.  :func:`make_trainer` builds a trainer for one (fastscratch on each of
+its backends, tf.keras, PyTorch), whose ``epoch()`` trains one epoch and returns
+the seconds that epoch took *as the framework measures its own epoch*: the
+training loop only, no input validation, no evaluation.  :func:`run` warms up,
+times ``epochs`` epochs and returns a :class:`Result` with the median and range,
+samples/s, GFLOP/s from the FLOP formula, accuracy, peak memory, versions, BLAS
+and thread counts.  :func:`time_to_accuracy` trains until a target test accuracy.
+
+Frameworks that are not installed give a Result with ``status="skipped: ..."``,
+never an exception, so every front end runs with whatever is installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import datasets
+
+FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch")
+DEFAULT_TARGETS = {"fashion-mnist": 0.88, "mnist-sample": 0.92}
+
+
+# ---------------------------------------------------------------------- workloads
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What to train.  ``dataset="auto"``: Fashion-MNIST when found, else the embedded MNIST sample.
+    ``batch_size=None``: full batch."""
+
+    framework: str = "fastscratch-numpy"
+    batch_size: int | None = 128
+    dataset: str = "auto"
+    hidden: tuple[int, ...] = (128, 64)
+    activation: str = "relu"
+    dtype: str = "float32"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {self.framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+        if self.optimizer not in ("sgd", "momentum", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected sgd, momentum or adam")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive or None (full batch), got {self.batch_size}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.framework} b{self.batch_size or 'full'}"
+
+
+@dataclasses.dataclass
+class Result:
+    """One workload's measurements.  Times in seconds; ``gflops`` from :func:`flops_per_sample`."""
+
+    workload: Workload
+    dataset: str = ""
+    status: str = "ok"
+    n_train: int = 0
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    warmup_seconds: float = math.nan  # the first epoch: includes JIT compilation / graph tracing
+    median_seconds: float = math.nan
+    min_seconds: float = math.nan
+    max_seconds: float = math.nan
+    samples_per_second: float = math.nan
+    gflops: float = math.nan
+    test_accuracy: float = math.nan
+    seconds_to_target: float | None = None
+    target_accuracy: float | None = None
+    epochs_to_target: int | None = None
+    accuracy_curve: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (training s, test acc)
+    peak_rss_mb: float = math.nan
+    device: str = "cpu"
+    threads: str = ""
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["workload"] = dataclasses.asdict(self.workload)
+        return record
+
+
+def flops_per_sample(sizes: Sequence[int]) -> int:
+    """Training FLOPs per sample for layer sizes ``[n0, ..., nL]`` (DESIGN.md section 5):
+    forward ``2ab`` per layer, weight gradients the same, input gradients for every layer
+    but the first.  784-128-64-10 gives 454,400."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    forward = sum(2 * a * b for a, b in pairs)
+    return 2 * forward + sum(2 * a * b for a, b in pairs[1:])
+
+
+# --------------------------------------------------------------------------- data
+_DATA_CACHE: dict[tuple[str, str], tuple[str, tuple[np.ndarray, ...]]] = {}
+
+
+def resolve_dataset(name: str = "auto") -> str:
+    """``"auto"`` -> ``"fashion-mnist"`` when its files are found, else ``"mnist-sample"``."""
+    if name != "auto":
+        return name
+    return "fashion-mnist" if datasets.locate("fashion-mnist") else "mnist-sample"
+
+
+def load_data(name: str = "auto", dtype: str = "float32") -> tuple[str, tuple[np.ndarray, ...]]:
+    """``(dataset name, (X_train, y_train, X_test, y_test))`` as features; cached per process."""
+    name = resolve_dataset(name)
+    key = (name, dtype)
+    if key not in _DATA_CACHE:
+        X_train, y_train, X_test, y_test = datasets.load_dataset(name)
+        _DATA_CACHE[key] = (name, (datasets.to_features(X_train, dtype), y_train,
+                                   datasets.to_features(X_test, dtype), y_test))
+    return _DATA_CACHE[key]
+
+
+# ----------------------------------------------------------------------- trainers
+class Skipped(Exception):
+    """The workload cannot run here (framework not installed); the message says why."""
+
+
+class Trainer:
+    """Trains one workload one epoch at a time.  ``epoch()`` returns that epoch's seconds."""
+
+    device = "cpu"
+
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        self.workload = workload
+        self.X_train, self.y_train, self.X_test, self.y_test = data
+        self.sizes = [self.X_train.shape[1], *workload.hidden, int(self.y_train.max()) + 1]
+        self.batch_size = workload.batch_size or len(self.X_train)
+
+    def epoch(self) -> float:
+        raise NotImplementedError
+
+    def accuracy(self) -> float:
+        raise NotImplementedError
+
+
+class FastscratchTrainer(Trainer):
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        super().__init__(workload, data)
+        from .backends import load_backend
+        from .network import NeuralNetwork
+
+        backend = workload.framework.split("-", 1)[1]
+        try:
+            load_backend(backend)
+        except ImportError as exc:
+            raise Skipped(f"not installed ({exc})") from None
+        self.net = NeuralNetwork(self.sizes, activation=workload.activation, dtype=workload.dtype,
+                                 seed=workload.seed, backend=backend)
+
+    def epoch(self) -> float:
+        w = self.workload
+        self.net.fit(self.X_train, self.y_train, lr=w.lr, epochs=1, batch_size=w.batch_size,
+                     optimizer=w.optimizer, verbose=False)
+        return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks
+
+    def accuracy(self) -> float:
+        return self.net.accuracy(self.X_test, self.y_test)
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import, or it is too late
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise Skipped(f"not installed ({exc.name or exc}; `pip install 'fastscratch[keras]'`)") from None
+    return tf
+
+
+class KerasTrainer(Trainer):
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        super().__init__(workload, data)
+        tf = _quiet_tensorflow()
+        keras = tf.keras
+        self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+        tf.keras.utils.set_random_seed(workload.seed)
+        layers = [keras.Input((self.sizes[0],), dtype=workload.dtype)]
+        layers += [keras.layers.Dense(n, activation=workload.activation, dtype=workload.dtype)
+                   for n in self.sizes[1:-1]]
+        layers.append(keras.layers.Dense(self.sizes[-1], activation="softmax", dtype=workload.dtype))
+        self.model = keras.Sequential(layers)
+        optimizer = {"sgd": lambda: keras.optimizers.SGD(workload.lr),
+                     "momentum": lambda: keras.optimizers.SGD(workload.lr, momentum=0.9),
+                     "adam": lambda: keras.optimizers.Adam(workload.lr)}[workload.optimizer]()
+        self.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        times: list[float] = []
+        self._times = times
+
+        class EpochTimer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                times.append(time.perf_counter() - self.t0)
+
+        self._timer = EpochTimer()
+
+    def epoch(self) -> float:
+        self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1, shuffle=True,
+                       verbose=0, callbacks=[self._timer])
+        return self._times[-1]
+
+    def accuracy(self) -> float:
+        proba = self.model.predict(self.X_test, batch_size=8192, verbose=0)
+        return float((proba.argmax(axis=1) == self.y_test).mean())
+
+
+class TorchTrainer(Trainer):
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        super().__init__(workload, data)
+        try:
+            import torch
+        except ImportError:
+            raise Skipped("not installed (`pip install torch`)") from None
+        self.torch = torch
+        torch.manual_seed(workload.seed)
+        dtype = getattr(torch, workload.dtype)
+        activation = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[workload.activation]
+        layers: list[Any] = []
+        for a, b in zip(self.sizes[:-2], self.sizes[1:-1]):
+            layers += [torch.nn.Linear(a, b, dtype=dtype), activation()]
+        layers.append(torch.nn.Linear(self.sizes[-2], self.sizes[-1], dtype=dtype))
+        self.model = torch.nn.Sequential(*layers)
+        params = self.model.parameters()
+        self.optimizer = {"sgd": lambda: torch.optim.SGD(params, lr=workload.lr),
+                          "momentum": lambda: torch.optim.SGD(params, lr=workload.lr, momentum=0.9),
+                          "adam": lambda: torch.optim.Adam(params, lr=workload.lr, eps=1e-7)}[workload.optimizer]()
+        self.loss = torch.nn.CrossEntropyLoss()  # softmax + cross-entropy on the logits, as fastscratch
+        self.X = torch.from_numpy(self.X_train)
+        self.y = torch.from_numpy(self.y_train)
+        self.generator = torch.Generator().manual_seed(workload.seed)
+
+    def epoch(self) -> float:
+        torch = self.torch
+        started = time.perf_counter()
+        order = torch.randperm(len(self.X), generator=self.generator)
+        for start in range(0, len(self.X), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(self.X[idx]), self.y[idx])
+            loss.backward()
+            self.optimizer.step()
+        return time.perf_counter() - started
+
+    def accuracy(self) -> float:
+        with self.torch.no_grad():
+            logits = self.model(self.torch.from_numpy(self.X_test))
+        return float((logits.argmax(dim=1).numpy() == self.y_test).mean())
+
+
+def make_trainer(workload: Workload, data: tuple[np.ndarray, ...] | None = None) -> Trainer:
+    """A trainer for ``workload``; raises :class:`Skipped` if its framework is not installed."""
+    if data is None:
+        data = load_data(workload.dataset, workload.dtype)[1]
+    if workload.framework.startswith("fastscratch-"):
+        return FastscratchTrainer(workload, data)
+    if workload.framework == "tf.keras":
+        return KerasTrainer(workload, data)
+    return TorchTrainer(workload, data)
+
+
+# ------------------------------------------------------------------------- runs
+def thread_summary() -> str:
+    """BLAS library and threads, plus the framework thread pools that are loaded."""
+    from ._system import blas_summary
+
+    parts = [blas_summary()]
+    if "torch" in sys.modules:
+        parts.append(f"torch {sys.modules['torch'].get_num_threads()} threads")
+    return "; ".join(parts)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.ndarray, ...] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None) -> Result:
+    """Train ``warmup`` untimed then ``epochs`` timed epochs; return the :class:`Result`."""
+    from ._system import versions
+
+    name, loaded = (resolve_dataset(workload.dataset), data) if data is not None else \
+        load_data(workload.dataset, workload.dtype)
+    result = Result(workload, dataset=name, n_train=len(loaded[0]), versions=versions())
+    try:
+        trainer = make_trainer(workload, loaded)
+    except Skipped as exc:
+        result.status = f"skipped: {exc}"
+        return result
+    result.device = trainer.device
+    warm = [trainer.epoch() for _ in range(warmup)]
+    result.warmup_seconds = warm[0] if warm else math.nan
+    for i in range(epochs):
+        result.epoch_seconds.append(trainer.epoch())
+        if on_epoch is not None:
+            on_epoch(i + 1, result.epoch_seconds[-1])
+    _summarise(result, trainer)
+    result.test_accuracy = trainer.accuracy()
+    result.peak_rss_mb = _peak_rss_mb()
+    result.threads = thread_summary()
+    return result
+
+
+def _summarise(result: Result, trainer: Trainer) -> None:
+    times = result.epoch_seconds
+    if not times:
+        return
+    result.median_seconds = statistics.median(times)
+    result.min_seconds, result.max_seconds = min(times), max(times)
+    result.samples_per_second = result.n_train / result.median_seconds
+    result.gflops = flops_per_sample(trainer.sizes) * result.samples_per_second / 1e9
+
+
+def time_to_accuracy(workload: Workload, target: float | None = None, max_epochs: int = 30,
+                     data: tuple[np.ndarray, ...] | None = None) -> Result:
+    """Train until the test accuracy reaches ``target`` (default: 0.88 on Fashion-MNIST, 0.92
+    on the MNIST sample), checking after every epoch; the clock counts training epochs only.
+    ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached")."""
+    from ._system import versions
+
+    name, loaded = (resolve_dataset(workload.dataset), data) if data is not None else \
+        load_data(workload.dataset, workload.dtype)
+    target = DEFAULT_TARGETS.get(name, 0.9) if target is None else target
+    result = Result(workload, dataset=name, n_train=len(loaded[0]), target_accuracy=target, versions=versions())
+    try:
+        trainer = make_trainer(workload, loaded)
+    except Skipped as exc:
+        result.status = f"skipped: {exc}"
+        return result
+    result.device = trainer.device
+    elapsed = 0.0
+    for epoch in range(1, max_epochs + 1):
+        seconds = trainer.epoch()
+        result.epoch_seconds.append(seconds)
+        elapsed += seconds
+        result.test_accuracy = trainer.accuracy()
+        result.accuracy_curve.append((elapsed, result.test_accuracy))
+        if result.test_accuracy >= target:
+            result.seconds_to_target, result.epochs_to_target = elapsed, epoch
+            break
+    _summarise(result, trainer)
+    result.peak_rss_mb = _peak_rss_mb()
+    result.threads = thread_summary()
+    return result
+
+
+def sgemm_rate(m: int = 128, k: int = 784, n: int = 128, dtype: str = "float32", seconds: float = 0.5,
+               repeats: int = 5) -> tuple[float, float, float]:
+    """The machine's GEMM rate at ``(m, k) x (k, n)`` with NumPy's BLAS, GFLOP/s:
+    ``(median, min, max)`` over ``repeats`` runs of about ``seconds / repeats`` each."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    out = np.empty((m, n), dtype=dtype)
+    np.matmul(a, b, out=out)
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < 0.05:
+        np.matmul(a, b, out=out)
+        calls += 1
+    per_call = (time.perf_counter() - started) / calls
+    inner = max(1, int(seconds / repeats / per_call))
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            np.matmul(a, b, out=out)
+        rates.append(2 * m * k * n * inner / (time.perf_counter() - t0) / 1e9)
+    return statistics.median(rates), min(rates), max(rates)
+
+
+# ----------------------------------------------------------------------- report
+def _ratio(value: float, reference: Result | None) -> str:
+    if reference is None or not reference.ok or not reference.epoch_seconds:
+        return "-"
+    return f"{value / reference.median_seconds:.2f}x"
+
+
+def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None) -> list[str]:
+    """Text table of ``results``: per batch size, each framework's s/epoch (median [min-max]),
+    samples/s, GFLOP/s, share of the SGEMM rate, test accuracy, and s/epoch ratios to tf.keras
+    and PyTorch in the same run (below 1: faster than them)."""
+    header = (f"{'batch':>6}  {'framework':<18} {'s/epoch median [min-max]':<26} {'samples/s':>10} "
+              f"{'GFLOP/s':>8} {'%SGEMM':>7} {'test acc':>8} {'vs keras':>9} {'vs torch':>9}")
+    lines = [header, "-" * len(header)]
+    batches = sorted({r.workload.batch_size or r.n_train for r in results})
+    for batch in batches:
+        group = [r for r in results if (r.workload.batch_size or r.n_train) == batch]
+        keras = next((r for r in group if r.workload.framework == "tf.keras"), None)
+        torch = next((r for r in group if r.workload.framework == "torch"), None)
+        for r in group:
+            label = "full" if r.workload.batch_size is None else str(batch)
+            if not r.ok:
+                lines.append(f"{label:>6}  {r.workload.framework:<18} {r.status}")
+                continue
+            spread = f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]"
+            share = f"{r.gflops / sgemm[0]:.0%}" if sgemm else "-"
+            lines.append(f"{label:>6}  {r.workload.framework:<18} {spread:<26} {r.samples_per_second:>10,.0f} "
+                         f"{r.gflops:>8.1f} {share:>7} {r.test_accuracy:>8.4f} "
+                         f"{_ratio(r.median_seconds, keras):>9} {_ratio(r.median_seconds, torch):>9}")
+    return lines
+
+
+def format_time_to_accuracy(results: Sequence[Result]) -> list[str]:
+    lines = []
+    for r in results:
+        if not r.ok:
+            lines.append(f"  {r.workload.label:<24} {r.status}")
+        elif r.seconds_to_target is None:
+            lines.append(f"  {r.workload.label:<24} not reached in {len(r.epoch_seconds)} epochs "
+                         f"(best {max(a for _, a in r.accuracy_curve):.4f})")
+        else:
+            lines.append(f"  {r.workload.label:<24} {r.seconds_to_target:7.2f} s ({r.epochs_to_target} epochs, "
+                         f"test accuracy {r.test_accuracy:.4f})")
+    return lines
