@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from os import PathLike
 from typing import BinaryIO
@@ -17,14 +18,29 @@ from typing import BinaryIO
 
 @contextlib.contextmanager
 def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
-    """Open a binary file that replaces ``path`` only when the ``with`` block succeeds."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    """Open a binary file that replaces ``path`` only when the ``with`` block succeeds.
+
+    A symlink is followed (its target is replaced, the link stays), an existing file's
+    permissions are kept, and a target that is not a regular file (``/dev/stdout``, a
+    FIFO) is written directly, since it cannot be replaced.
+    """
+    path = os.path.realpath(os.fspath(path))
+    try:
+        existing = os.stat(path)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with open(path, "wb") as f:
+            yield f
+        return
+    directory = os.path.dirname(path)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never write through someone else's file; mode 0o666 minus the umask,
     # the permissions a plain open() gives (mkstemp's would be private 0600)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        if existing is not None:
+            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

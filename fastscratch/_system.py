@@ -36,3 +36,22 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def tensorflow_gpus() -> str:
+    """Whether TensorFlow is installed and which GPUs it sees (imports it: a few seconds)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return "TensorFlow not installed"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import, or it is too late
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception as exc:  # a broken TensorFlow install must not break `info`
+        return f"TensorFlow present but failed to load ({type(exc).__name__}: {exc})"
+    names = ", ".join(g.name for g in gpus)
+    return f"TensorFlow {tf.__version__} sees {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" + \
+        (f": {names}" if gpus else " (runs on the CPU)")

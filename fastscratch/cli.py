@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -51,6 +52,29 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _dataset(text: str) -> str:
+    if text in datasets.DATASETS or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}: expected one of {', '.join(datasets.DATASETS)} "
+                                     "or a directory holding the four IDX files")
+
+
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
 
 
 def _batch_size(text: str) -> int | None:
@@ -104,7 +128,7 @@ def _batch_list(text: str) -> list[int | None]:
 
 # ------------------------------------------------------------------------ parser
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="mnist-sample", metavar="NAME|DIR",
+    parser.add_argument("--dataset", default="mnist-sample", metavar="NAME|DIR", type=_dataset,
                         help=f"one of {', '.join(datasets.DATASETS)}, or a directory holding the four IDX files "
                              "(default: %(default)s, shipped with the package)")
     parser.add_argument("--data-dir", metavar="DIR", help="where to look for mnist / fashion-mnist files first")
@@ -117,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fastscratch", description="Train and use a from-scratch feedforward neural network.",
         epilog="Run `fastscratch COMMAND --help` for a command's options.")
     parser.add_argument("--version", action="version", version=f"fastscratch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser(
@@ -139,29 +164,34 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop when the test loss has not improved for PATIENCE epochs")
     train.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
+    train.add_argument("--seed", type=_seed, default=0, help="seed for initialisation and shuffling (default: 0)")
     train.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
                        help="print an epoch line every N epochs (default: about 5 lines per run)")
-    train.add_argument("--save", metavar="MODEL.npz", help="write the trained model here")
-    train.add_argument("--plots", metavar="DIR",
-                       help="write cost.png, accuracy.png, confusion_matrix.png and samples.png here")
+    train.add_argument("--save", metavar="MODEL.npz", type=_path, help="write the trained model here")
+    train.add_argument("--plots", metavar="DIR", type=_path,
+                       help="write cost.png, accuracy.png, class_distribution.png, confusion_matrix.png and "
+                            "samples.png here")
     _add_progress_arguments(train)
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
                                    description="Score a saved model on a dataset's test part.")
     evaluate.add_argument("model", metavar="MODEL.npz")
     _add_data_arguments(evaluate)
-    evaluate.add_argument("--plots", metavar="DIR", help="write confusion_matrix.png and samples.png here")
+    evaluate.add_argument("--plots", metavar="DIR", type=_path,
+                          help="write class_distribution.png, confusion_matrix.png and samples.png here (and the "
+                               "model's cost.png and accuracy.png when it has a training history)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
 
     predict = commands.add_parser(
         "predict", help="predict the classes of images or feature rows",
-        description="Predict classes. INPUT is an IDX file (.gz or not) of images (n, h, w) uint8 or of features "
-                    "(n, d), or a .npy file of the same (read without pickle). Writes `index,label` CSV lines "
-                    "(with --proba, the class probabilities too).")
+        description="Predict classes. Each INPUT is an IDX file (.gz or not) or a .npy file (read without pickle) "
+                    "of images (n, h, w) or feature rows (n, d) -- uint8 pixels are scaled to [0, 1], other types "
+                    "taken as they are -- or a PNG image (grey or colour, averaged to grey, as MNIST: light digit on "
+                    "dark ground). Writes `index,label` CSV lines, over all inputs in order (with --proba, the "
+                    "class probabilities too).")
     predict.add_argument("model", metavar="MODEL.npz")
-    predict.add_argument("input", metavar="INPUT")
-    predict.add_argument("--output", "-o", metavar="FILE", help="write the CSV here (atomically) instead of stdout")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+")
+    predict.add_argument("--output", "-o", metavar="FILE", type=_path, help="write the CSV here (atomically) instead of stdout")
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
 
     bench = commands.add_parser(
@@ -201,12 +231,23 @@ def _add_progress_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="show a progress bar (default: when stderr is a terminal)")
     group.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no epoch lines: only the run's description and the closing summary")
 
 
 # --------------------------------------------------------------------- commands
 def _load_data(args: argparse.Namespace) -> datasets.Dataset:
     return datasets.load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+
+
+def _probe_directory(directory: str, flag: str, given: str) -> None:
+    """Create ``directory`` if needed and prove a file can be written there, before any work."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise CommandError(f"{flag} {given}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _check_plotting(directory: str | None) -> None:
@@ -219,15 +260,16 @@ def _check_plotting(directory: str | None) -> None:
         raise CommandError("--plots needs matplotlib: `pip install 'fastscratch[plot]'`")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise CommandError(f"--plots {directory}: exists and is not a directory")
+    _probe_directory(directory, "--plots", directory)
 
 
 def _prepare_output(path: str | None, flag: str) -> None:
-    """Create the output's directory now, and refuse a directory as the file, before any work."""
+    """Refuse a directory as the file and prove its directory is writable, before any work."""
     if path is None:
         return
     if os.path.isdir(path):
         raise CommandError(f"{flag} {path}: is a directory")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _probe_directory(os.path.dirname(os.path.abspath(path)), flag, path)
 
 
 def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: str, say) -> list[str]:
@@ -241,9 +283,11 @@ def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: s
         net.plot_cost(os.path.join(directory, "cost.png"))
         net.plot_accuracies(os.path.join(directory, "accuracy.png"))
         written += ["cost.png", "accuracy.png"]
+    plots.plot_class_distribution(data.y_test, predicted, data.class_names,
+                                  os.path.join(directory, "class_distribution.png"))
     plots.plot_confusion_matrix(data.y_test, predicted, data.class_names, os.path.join(directory, "confusion_matrix.png"))
     plots.plot_samples(data.X_test, data.y_test, predicted, data.class_names, os.path.join(directory, "samples.png"))
-    written += ["confusion_matrix.png", "samples.png"]
+    written += ["class_distribution.png", "confusion_matrix.png", "samples.png"]
     say(f"Plots written to {directory}/: {', '.join(written)}")
     return written
 
@@ -305,15 +349,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.close()
         done = len(net.history)
         print(f"\nInterrupted after {done} complete epoch{'s' if done != 1 else ''}; the model holds the weights "
-              f"of epoch {done}." if done else "\nInterrupted before the first epoch completed.", file=sys.stderr)
+              f"of epoch {done}." if done else "\nInterrupted before the first epoch completed: nothing to save, "
+              "no model or plots written.", file=sys.stderr)
     finally:
         bar.close()
     wall = time.perf_counter() - started
 
     if len(net.history):
         test_acc = net.accuracy(X_test, data.y_test)
+        trained = sum(net.history.seconds)
+        rate = len(X_train) * len(net.history) / trained if trained > 0 else math.inf
         print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
-              f"| backend {net.kernels.NAME} | BLAS: {_blas_line()}", file=out, flush=True)
+              f"| {rate:,.0f} training samples/s | backend {net.kernels.NAME} | BLAS: {_blas_line()}",
+              file=out, flush=True)
     if args.save and len(net.history):
         net.save(args.save)
         print(f"Model saved to {args.save}", file=out)
@@ -365,29 +413,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_png(path: str) -> np.ndarray:
+    """One PNG as ``(h, w)`` grey in [0, 1] (matplotlib's reader); colour is averaged to grey."""
+    try:
+        from matplotlib import image
+    except ImportError:
+        raise CommandError("PNG input needs matplotlib: `pip install 'fastscratch[plot]'`") from None
+    try:
+        pixels = image.imread(path)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise CommandError(f"{path}: not a readable PNG ({exc})") from None
+    if pixels.dtype == np.uint8:
+        pixels = pixels / 255.0
+    if pixels.ndim == 3:  # RGB or RGBA: average the colour channels, ignore alpha
+        pixels = pixels[..., :3].mean(axis=2)
+    return np.asarray(pixels, dtype=np.float64)
+
+
 def _read_input(path: str) -> np.ndarray:
+    """Rows of features in [0, 1] from an IDX or .npy file (images or rows; uint8 is scaled by
+    1/255) or a PNG (one image)."""
     if not os.path.isfile(path):
         raise CommandError(f"{path}: no such file")
-    if path.endswith(".npy"):
+    with open(path, "rb") as f:
+        signature = f.read(8)
+    if signature == b"\x89PNG\r\n\x1a\n":
+        return _read_png(path).reshape(1, -1)
+    if signature.startswith(b"\x93NUMPY"):
         try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as exc:
+            # memory-mapped: a header claiming more data than the file holds fails here,
+            # before anything is allocated
+            raw = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, SyntaxError) as exc:
             raise CommandError(f"{path}: not a plain .npy array ({exc})") from None
-    return datasets.read_idx(path)
+    else:
+        raw = datasets.read_idx(path)
+    if raw.ndim not in (2, 3) or raw.shape[0] == 0:
+        raise CommandError(f"{path}: expected (n, height, width) images or (n, features) rows with n > 0, "
+                           f"got shape {raw.shape}")
+    if raw.dtype == np.uint8:
+        return datasets.to_features(np.asarray(raw).reshape(raw.shape[0], -1), np.float64)
+    if raw.dtype.kind not in "fiu":
+        raise CommandError(f"{path}: expected numbers, got dtype {raw.dtype}")
+    return raw.reshape(raw.shape[0], -1)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     net = _load_model(args.model)
     _prepare_output(args.output, "--output")
-    raw = _read_input(args.input)
-    if raw.ndim == 3 and raw.dtype == np.uint8:
-        X = datasets.to_features(raw, net.dtype)
-    elif raw.ndim == 2:
-        X = raw
-    else:
-        raise CommandError(f"{args.input}: expected (n, height, width) uint8 images or (n, features) rows, "
-                           f"got shape {raw.shape} {raw.dtype}")
-    _check_model_fits(net, X.shape[1], args.input)
+    parts = [_read_input(path) for path in args.inputs]
+    for path, part in zip(args.inputs, parts):
+        _check_model_fits(net, part.shape[1], path)
+    X = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if args.proba:
         proba = net.predict_proba(X)
         labels = proba.argmax(axis=1)
@@ -410,7 +487,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ._system import blas_summary, versions
+    from ._system import blas_summary, tensorflow_gpus, versions
 
     if args.model:
         net = _load_model(args.model)
@@ -436,6 +513,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               "(`pip install 'fastscratch[numba]'` for the jitted one).")
     print(f"BLAS: {blas_summary()}")
     print(f"CPU cores: {os.cpu_count()}")
+    print(f"GPU: {tensorflow_gpus()}")
     print("Datasets:")
     for name in datasets.DATASETS:
         print(f"  {name:<14} {_where(name)}")
@@ -517,7 +595,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError, ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
-        print(f"fastscratch {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        expected = (CommandError, ValueError, TypeError, OSError, ImportError, FloatingPointError)
+        what = str(exc) if isinstance(exc, expected) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            what = f"out of memory ({exc or 'the arrays asked for do not fit'})"
+        print(f"fastscratch {args.command}: error: {what}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -28,8 +28,10 @@ import hashlib
 import io
 import math
 import os
+import shutil
 import struct
 import sys
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -97,8 +99,8 @@ def _read_idx_stream(stream: BinaryIO, name: str, file_size: int, compressed: bo
     if code not in _IDX_DTYPES:
         raise ValueError(f"{name}: unknown IDX data type code 0x{code:02x}; expected one of "
                          + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES))
-    if ndim == 0:
-        raise ValueError(f"{name}: IDX header declares 0 dimensions")
+    if ndim == 0 or ndim > 64:  # 64: the most dimensions a NumPy array can have
+        raise ValueError(f"{name}: IDX header declares {ndim} dimensions; 1 to 64 are supported")
     dims_raw = _read_exact(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise ValueError(f"{name}: truncated IDX header ({ndim} dimensions declared, file ends inside them)")
@@ -136,8 +138,8 @@ def write_idx(path: str | PathLike, array: Any, compress: bool | None = None) ->
     if native not in _IDX_CODES:
         raise TypeError(f"IDX cannot store dtype {array.dtype}; use one of "
                         + ", ".join(str(d) for d in _IDX_CODES))
-    if array.ndim == 0 or array.ndim > 255:
-        raise ValueError(f"IDX needs 1 to 255 dimensions, got {array.ndim}")
+    if array.ndim == 0:
+        raise ValueError("IDX needs at least one dimension, got a 0-d array")
     if any(d >= 2**32 for d in array.shape):
         raise ValueError(f"IDX dimensions must be below 2**32, got shape {array.shape}")
     code = _IDX_CODES[native]
@@ -215,7 +217,8 @@ _REMOTE = {
                    "files into one of those directories",
     ),
     "fashion-mnist": _Remote(
-        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        mirrors=("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
         md5={"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
              "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
              "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
@@ -277,7 +280,7 @@ def to_features(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
         raise TypeError(f"to_features expects uint8 images (0-255), got {images.dtype}")
     if images.ndim < 2:
         raise ValueError(f"to_features expects (n, ...) images, got shape {images.shape}")
-    X = images.reshape(images.shape[0], -1).astype(dtype)
+    X = images.reshape(images.shape[0], math.prod(images.shape[1:])).astype(dtype)
     X *= X.dtype.type(1.0 / 255.0)
     return X
 
@@ -297,8 +300,8 @@ def _checked(arrays: tuple[np.ndarray, ...], where: str) -> tuple[np.ndarray, np
             raise ValueError(f"{where}: {split} labels out of range [0, 255]: min {y.min()}, max {y.max()}")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(f"{where}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}")
-    if len(x_train) == 0:
-        raise ValueError(f"{where}: the training set is empty")
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise ValueError(f"{where}: the {'training' if len(x_train) == 0 else 'test'} set is empty")
     return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
 
 
@@ -352,10 +355,13 @@ def _load_idx_dir(files: list[Path], name: str, source: str, class_names: tuple[
 
 
 def _search_dirs(name: str, data_dir: str | PathLike | None) -> list[Path]:
+    # mnist and fashion-mnist share file names, so a shared root ($FASTSCRATCH_DATA, the
+    # cache) is searched by subfolder only; the flat folder only when the caller names it
     dirs: list[Path] = []
-    for base in (data_dir, os.environ.get("FASTSCRATCH_DATA") or None):
-        if base is not None:
-            dirs += [Path(base) / name, Path(base)]
+    if data_dir is not None:
+        dirs += [Path(data_dir) / name, Path(data_dir)]
+    if os.environ.get("FASTSCRATCH_DATA"):
+        dirs.append(Path(os.environ["FASTSCRATCH_DATA"]) / name)
     dirs.append(cache_dir() / name)
     dirs += [Path(d) for d in _REMOTE[name].system_dirs]
     return dirs
@@ -383,7 +389,8 @@ def _find_remote(name: str, data_dir: str | PathLike | None) -> tuple[Path | lis
         files = _find_idx_files(directory)
         if files is not None:
             return files, looked
-        looked.append(str(directory))
+        present = [stem for stem in _FILES if (directory / stem).is_file() or (directory / (stem + ".gz")).is_file()]
+        looked.append(f"{directory} (has only {', '.join(present)})" if present else str(directory))
     if name == "mnist":
         keras_file = _keras_mnist_file()
         if keras_file.is_file():
@@ -423,26 +430,35 @@ def _load_remote(name: str, data_dir: str | PathLike | None, download: bool, pro
 
 
 def _download(name: str, target: Path, progress: bool) -> list[Path]:
-    """Fetch the four files into ``target`` with pooch: each goes to a temporary file, is
-    checked against its published MD5, and only then renamed into place."""
+    """Fetch the four files with pooch into a fresh temporary folder beside ``target``; each is
+    checked against its published MD5 (pooch deletes a file that fails).  Only when all four
+    have passed are they renamed into ``target``, so a failure leaves nothing in the cache, and
+    two processes downloading at once each rename complete, verified files."""
     try:
         import pooch
     except ImportError as exc:  # pooch is a dependency; this is a broken install
         raise ImportError("downloading datasets needs pooch: `pip install pooch`") from exc
     remote = _REMOTE[name]
-    target.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fname, md5 in remote.md5.items():
-        errors = []
-        for mirror in remote.mirrors:
-            try:
-                paths.append(Path(pooch.retrieve(mirror + fname, known_hash=f"md5:{md5}", fname=fname, path=target,
-                                                 progressbar=progress and sys.stderr.isatty())))
-                break
-            except ValueError as exc:  # pooch: hash mismatch (it has deleted the download)
-                errors.append(f"{mirror}{fname}: checksum mismatch ({exc})")
-            except Exception as exc:  # network errors of requests/pooch, HTTP errors
-                errors.append(f"{mirror}{fname}: {type(exc).__name__}: {exc}")
-        else:
-            raise OSError(f"could not download {fname} for {name!r}:\n  " + "\n  ".join(errors))
-    return paths
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=target.parent))
+    try:
+        staged = []
+        for fname, md5 in remote.md5.items():
+            errors = []
+            for mirror in remote.mirrors:
+                try:
+                    staged.append(Path(pooch.retrieve(mirror + fname, known_hash=f"md5:{md5}", fname=fname,
+                                                      path=staging, progressbar=progress and sys.stderr.isatty())))
+                    break
+                except ValueError as exc:  # pooch: hash mismatch (it has deleted the download)
+                    errors.append(f"{mirror}{fname}: checksum mismatch ({exc})")
+                except Exception as exc:  # network errors of requests/pooch, HTTP errors
+                    errors.append(f"{mirror}{fname}: {type(exc).__name__}: {exc}")
+            else:
+                raise OSError(f"could not download {fname} for {name!r}; nothing was kept:\n  " + "\n  ".join(errors))
+        target.mkdir(exist_ok=True)
+        for path in staged:
+            os.replace(path, target / path.name)
+        return [target / path.name for path in staged]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -287,39 +287,41 @@ class NeuralNetwork:
             # its epoch's first batch is restored (no per-step copies needed).
             previous_start, epoch_start = epoch_start, previous_start
             epoch_start.take(tracked, opt.iterations)
-            t0 = time.perf_counter()
+            # Ctrl-C before the epoch is in the history undoes it: weights, optimizer state,
+            # shuffling and dropout draws, so fitting again continues exactly as if it had not
+            # started, and a model saved after the interrupt matches its history
             try:
-                loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
-                                                codes, opt, epoch_lr, weight_decays, self.rng)
-            except NonFiniteLoss as exc:
-                self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
-                                         epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+                t0 = time.perf_counter()
+                try:
+                    loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
+                                                    codes, opt, epoch_lr, weight_decays, self.rng)
+                except NonFiniteLoss as exc:
+                    self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
+                                             epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+                seconds = time.perf_counter() - t0
+                if not all(np.isfinite(a).all() for a in tracked):
+                    # every batch's loss was finite, so this epoch's starting weights are good
+                    last = -(-n // batch)
+                    self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights or "
+                                             "optimizer state non-finite", True,
+                                             epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+
+                cost = loss_sum / n
+                if weight_decay:
+                    cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
+                test_cost, test_acc = math.nan, math.nan
+                if X_test is not None:
+                    # finite inputs can still overflow in the forward pass; that shows as a
+                    # NaN test cost, and must not stop the epoch from being recorded
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
+                self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
+                                    test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
+                                    samples_per_second=n / seconds if seconds > 0 else math.inf)
             except KeyboardInterrupt:
-                # a half-run epoch is in no history entry: undo it, shuffling and dropout draws
-                # included, so fitting again continues exactly as if it had not started
                 opt.iterations = epoch_start.put_back(tracked)
                 self.rng.bit_generator.state = rng_state
                 raise
-            seconds = time.perf_counter() - t0
-            if not all(np.isfinite(a).all() for a in tracked):
-                # every batch's loss was finite, so this epoch's starting weights are good
-                last = -(-n // batch)
-                self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights or "
-                                         "optimizer state non-finite", True,
-                                         epoch_start, previous_start, first_epoch, tracked, epoch_lr)
-
-            cost = loss_sum / n
-            if weight_decay:
-                cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
-            test_cost, test_acc = math.nan, math.nan
-            if X_test is not None:
-                # finite inputs can still overflow in the forward pass; that shows as a
-                # NaN test cost, and must not stop the epoch from being recorded
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
-            self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
-                                test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
-                                samples_per_second=n / seconds if seconds > 0 else math.inf)
             logged = epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs
             if verbose and logged:
                 say(self._epoch_line(-1))

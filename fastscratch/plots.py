@@ -91,9 +91,10 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
     fig = _blank_figure(7, 7)
     ax = fig.add_subplot()
     ax.imshow(counts, cmap="Blues")
-    recall = np.divide(np.diag(counts), counts.sum(axis=1), out=np.zeros(n), where=counts.sum(axis=1) > 0)
+    support = counts.sum(axis=1)
+    recall = [f"{counts[i, i] / support[i]:.0%}" if support[i] else "n/a" for i in range(n)]
     ax.set_xticks(range(n), [str(c) for c in class_names], rotation=45, ha="right")
-    ax.set_yticks(range(n), [f"{c} ({r:.0%})" for c, r in zip(class_names, recall)])
+    ax.set_yticks(range(n), [f"{c} ({r})" for c, r in zip(class_names, recall)])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (recall)")
     accuracy = np.trace(counts) / max(counts.sum(), 1)
@@ -104,6 +105,27 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
             for j in range(n):
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if counts[i, j] > threshold else "black")
+    return _finish(fig, path)
+
+
+def plot_class_distribution(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                            path: str | PathLike | None = None):
+    """How often each class is predicted beside how often it truly occurs (test set);
+    700x450 PNG at ``path`` if given.  A model biased towards some classes shows here."""
+    n = len(class_names)
+    counts = confusion_matrix(y_true, y_pred, n)
+    fig = _blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    ax.bar(x - 0.2, counts.sum(axis=1), width=0.4, label="true")
+    ax.bar(x + 0.2, counts.sum(axis=0), width=0.4, label="predicted")
+    ax.set_xticks(x, [str(c) for c in class_names], rotation=45 if n > 10 or max(map(len, map(str, class_names))) > 3
+                  else 0, ha="right" if n > 10 else "center")
+    ax.set_xlabel("class")
+    ax.set_ylabel("samples")
+    ax.set_title("Predicted vs true class distribution (test set)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend()
     return _finish(fig, path)
 
 

@@ -51,9 +51,10 @@ def test_train_prints_epoch_lines_summary_and_writes_files(trained):
     assert "BLAS:" in summary and "thread" in summary
     assert NeuralNetwork.load(out / "models" / "m.npz").epochs_trained == 3
     sizes = {name: png_size(out / "plots" / name) for name in
-             ("cost.png", "accuracy.png", "confusion_matrix.png", "samples.png")}
-    assert sizes == {"cost.png": (700, 450), "accuracy.png": (700, 450), "confusion_matrix.png": (700, 700),
-                     "samples.png": (800, 800)}
+             ("cost.png", "accuracy.png", "class_distribution.png", "confusion_matrix.png", "samples.png")}
+    assert sizes == {"cost.png": (700, 450), "accuracy.png": (700, 450), "class_distribution.png": (700, 450),
+                     "confusion_matrix.png": (700, 700), "samples.png": (800, 800)}
+    assert all((out / "plots" / name).stat().st_size > 10_000 for name in sizes)  # drawn, not blank
 
 
 def test_progress_bar_when_asked(tmp_path):
@@ -108,7 +109,7 @@ def test_info(trained):
     out, _ = trained
     result = run("info")
     assert result.returncode == 0, result.stderr
-    assert "Backends available:" in result.stdout and "BLAS:" in result.stdout
+    assert "Backends available:" in result.stdout and "BLAS:" in result.stdout and "GPU: " in result.stdout
     assert "mnist-sample   embedded in the package" in result.stdout
     if "numba" not in result.stdout.split("Backends available:")[1].splitlines()[0]:
         assert result.stdout.count("Numba is not installed") == 1
@@ -133,6 +134,10 @@ def test_version():
     (["fly"], "invalid choice"),
     ([], "required"),
     (["predict", "model.npz"], "required"),
+    (["train", "--seed", "-1"], "non-negative integer"),
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--save", ""], "empty string"),
+    (["bench", "--frameworks", "jax"], "unknown framework"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = run(*args)
@@ -222,4 +227,69 @@ def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     assert "Model saved to" in stdout
     net = NeuralNetwork.load(model)
     assert net.epochs_trained >= 3
+    # the saved weights are exactly those of the epochs in its history: a fresh run of that
+    # many epochs with the same seed gives the same bits
+    data = datasets.load_dataset()
+    fresh = NeuralNetwork([784, 8, 10], seed=0)
+    fresh.fit(datasets.to_features(data.X_train), data.y_train, epochs=net.epochs_trained, batch_size=500,
+              verbose=False)
+    for a, b in zip(net.weights + net.biases, fresh.weights + fresh.biases):
+        np.testing.assert_array_equal(a, b)
     assert (tmp_path / "plots" / "cost.png").stat().st_size > 0
+
+
+def test_predict_png_uint8_rows_and_several_inputs(trained, tmp_path):
+    from matplotlib import image
+
+    out, _ = trained
+    model = out / "models" / "m.npz"
+    images = datasets.load_dataset().X_test[:3]
+    expected = NeuralNetwork.load(model).predict(datasets.to_features(images)).tolist()
+    for k in range(3):
+        image.imsave(tmp_path / f"d{k}.png", images[k], cmap="gray", vmin=0, vmax=255)
+    np.save(tmp_path / "rows.npy", images.reshape(3, 784))  # uint8 rows: scaled like images
+    result = run("predict", model, *(tmp_path / f"d{k}.png" for k in range(3)), tmp_path / "rows.npy")
+    assert result.returncode == 0, result.stderr
+    labels = [int(line.split(",")[1]) for line in result.stdout.splitlines()[1:]]
+    assert labels == expected + expected
+
+
+def test_lying_npy_header_and_debug_flag(trained, tmp_path):
+    out, _ = trained
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 784), }"
+    header += b" " * (117 - len(header)) + b"\n"
+    (tmp_path / "lie.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 64)
+    result = run("predict", out / "models" / "m.npz", tmp_path / "lie.npy")
+    assert result.returncode == 1 and "lie.npy" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    debug = run("--debug", "predict", out / "models" / "m.npz", tmp_path / "lie.npy")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for flag in ("--save", "--plots"):
+        target = tmp_path / "file" / "sub" / ("m.npz" if flag == "--save" else "plots")
+        result = run("train", *FAST, flag, target)
+        assert result.returncode == 1 and "cannot write there" in result.stderr, result.stderr
+        assert "Epoch" not in result.stdout
+
+
+def test_evaluate_plots(trained, tmp_path):
+    out, _ = trained
+    result = run("evaluate", out / "models" / "m.npz", "--plots", tmp_path / "ev")
+    assert result.returncode == 0, result.stderr
+    for name in ("class_distribution.png", "confusion_matrix.png", "samples.png", "cost.png"):
+        assert (tmp_path / "ev" / name).stat().st_size > 10_000
+
+
+def test_save_through_a_symlink_keeps_the_link(tmp_path):
+    (tmp_path / "runs").mkdir()
+    real = tmp_path / "runs" / "r1.npz"
+    real.write_bytes(b"old")
+    real.chmod(0o600)
+    (tmp_path / "latest.npz").symlink_to(real)
+    result = run("train", *FAST, "--save", tmp_path / "latest.npz")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "latest.npz").is_symlink()
+    assert NeuralNetwork.load(real).epochs_trained == 3 and (real.stat().st_mode & 0o777) == 0o600

@@ -63,6 +63,7 @@ def _valid_idx(tmp_path, compress=False) -> Path:
     (lambda b: b"\x01" + b[1:], "magic number"),
     (lambda b: b[:2] + b"\x42" + b[3:], "data type code"),
     (lambda b: b[:3] + b"\x00" + b[4:], "0 dimensions"),
+    (lambda b: b[:3] + b"\xff" + b[4:], "255 dimensions"),
     (lambda b: b + b"junk", "longer than its header"),
     (lambda b: b[:4] + struct.pack(">I", 2) + b[8:], "longer than its header"),
     (lambda b: b[:4] + struct.pack(">I", 4) + b[8:], "truncated"),
@@ -103,13 +104,14 @@ def test_lying_header_is_rejected_fast_and_without_allocating(tmp_path, compress
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert elapsed < 0.05 and peak < 2 * 2**20
+    # generous bound for a busy CI machine; the check itself takes well under a millisecond
+    assert elapsed < 0.25 and peak < 2 * 2**20
 
 
 def test_write_idx_rejects_what_idx_cannot_hold(tmp_path):
     with pytest.raises(TypeError, match="dtype"):
         write_idx(tmp_path / "a.idx", np.zeros(3, dtype=np.int64))
-    with pytest.raises(ValueError, match="dimensions"):
+    with pytest.raises(ValueError, match="at least one dimension"):
         write_idx(tmp_path / "a.idx", np.uint8(3))
     assert list(tmp_path.iterdir()) == []
 
@@ -216,6 +218,29 @@ def test_not_found_lists_every_place_looked(isolated, name):
         assert str(isolated / "keras" / "datasets" / "mnist.npz") in message
 
 
+def test_shared_roots_are_searched_by_dataset_subfolder_only(isolated, monkeypatch):
+    """mnist and fashion-mnist files have the same names: four files directly in
+    $FASTSCRATCH_DATA must not pass for either."""
+    _write_fake_set(isolated / "flat")
+    monkeypatch.setenv("FASTSCRATCH_DATA", str(isolated / "flat"))
+    assert datasets.locate("mnist") is None and datasets.locate("fashion-mnist") is None
+
+
+def test_a_partial_set_is_named_in_the_error(isolated):
+    _write_fake_set(isolated / "cache" / "fastscratch" / "mnist")
+    (isolated / "cache" / "fastscratch" / "mnist" / (FILES[2] + ".gz")).unlink()
+    with pytest.raises(FileNotFoundError, match="has only train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                                                "t10k-labels-idx1-ubyte"):
+        load_dataset("mnist")
+
+
+def test_empty_test_set_is_rejected(tmp_path):
+    _write_fake_set(tmp_path / "e", n_test=0)
+    with pytest.raises(ValueError, match="the test set is empty"):
+        load_dataset(tmp_path / "e")
+    assert to_features(np.zeros((0, 3, 3), dtype=np.uint8)).shape == (0, 9)
+
+
 def test_lookup_order_data_dir_env_cache(isolated, monkeypatch):
     _write_fake_set(isolated / "cache" / "fastscratch" / "mnist", n_train=13)
     assert len(load_dataset("mnist").X_train) == 13
@@ -294,9 +319,8 @@ def test_checksum_mismatch_leaves_nothing_in_the_cache(isolated, local_mirror, m
     _serve_fake_mnist(served, isolated, monkeypatch, url, corrupt="t10k-images-idx3-ubyte.gz")
     with pytest.raises(OSError, match="checksum mismatch"):
         load_dataset("mnist", download=True, progress=False)
-    cache = isolated / "cache" / "fastscratch" / "mnist"
-    assert not (cache / "t10k-images-idx3-ubyte.gz").exists()
-    assert not [p for p in cache.iterdir() if "tmp" in p.name.lower()]
+    # not even the three files that verified: the cache holds nothing at all
+    assert list((isolated / "cache").rglob("*")) in ([], [isolated / "cache" / "fastscratch"])
     with pytest.raises(FileNotFoundError):  # the partial set is not mistaken for a dataset
         load_dataset("mnist")
 

@@ -388,3 +388,26 @@ def test_ctrl_c_mid_epoch_undoes_the_epoch_and_resumes_exactly(blobs):
     net.fit(X, y, epochs=2, batch_size=8, optimizer="adam", lr=0.01, verbose=False)
     for a, b in zip(net.weights + net.biases, straight.weights + straight.biases):
         np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_while_scoring_the_test_set_also_undoes_the_epoch(blobs):
+    X, y = blobs
+    straight = NeuralNetwork([X.shape[1], 8, 3], seed=5, backend="numpy")
+    straight.fit(X, y, X, y, epochs=3, batch_size=8, verbose=False)
+    net = NeuralNetwork([X.shape[1], 8, 3], seed=5, backend="numpy")
+    original, calls = net._evaluate, {"n": 0}
+
+    def interrupting_evaluate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    net._evaluate = interrupting_evaluate
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, X, y, epochs=3, batch_size=8, verbose=False)
+    assert len(net.history) == 1
+    del net._evaluate
+    net.fit(X, y, X, y, epochs=2, batch_size=8, verbose=False)
+    for a, b in zip(net.weights + net.biases, straight.weights + straight.biases):
+        np.testing.assert_array_equal(a, b)
