@@ -113,9 +113,12 @@ _DATA_CACHE: dict[tuple[str, str], tuple[str, tuple[np.ndarray, ...]]] = {}
 
 
 def resolve_dataset(name: str = "auto") -> str:
-    """``"auto"`` -> ``"fashion-mnist"`` when its files are found, else ``"mnist-sample"``."""
+    """``"auto"``: ``$FASTSCRATCH_BENCH_DATASET`` if set (smoke runs use ``mnist-sample``),
+    else ``"fashion-mnist"`` when its files are found, else ``"mnist-sample"``."""
     if name != "auto":
         return name
+    if os.environ.get("FASTSCRATCH_BENCH_DATASET"):
+        return os.environ["FASTSCRATCH_BENCH_DATASET"]
     return "fashion-mnist" if datasets.locate("fashion-mnist") else "mnist-sample"
 
 
