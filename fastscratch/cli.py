@@ -8,6 +8,8 @@ what ``--save`` and ``--plots`` asked for).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -127,10 +129,11 @@ def _batch_list(text: str) -> list[int | None]:
 
 
 # ------------------------------------------------------------------------ parser
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="mnist-sample", metavar="NAME|DIR", type=_dataset,
+def _add_data_arguments(parser: argparse.ArgumentParser, default: str | None = "mnist-sample",
+                        default_text: str = "mnist-sample, shipped with the package") -> None:
+    parser.add_argument("--dataset", default=default, metavar="NAME|DIR", type=_dataset,
                         help=f"one of {', '.join(datasets.DATASETS)}, or a directory holding the four IDX files "
-                             "(default: %(default)s, shipped with the package)")
+                             f"(default: {default_text})")
     parser.add_argument("--data-dir", metavar="DIR", help="where to look for mnist / fashion-mnist files first")
     parser.add_argument("--download", action="store_true",
                         help="download mnist / fashion-mnist if not found (checksums verified)")
@@ -176,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
                                    description="Score a saved model on a dataset's test part.")
     evaluate.add_argument("model", metavar="MODEL.npz")
-    _add_data_arguments(evaluate)
+    _add_data_arguments(evaluate, default=None, default_text="the dataset the model was trained on, when recorded, "
+                                                            "else mnist-sample")
     evaluate.add_argument("--plots", metavar="DIR", type=_path,
                           help="write class_distribution.png, confusion_matrix.png and samples.png here (and the "
                                "model's cost.png and accuracy.png when it has a training history)")
@@ -308,6 +312,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     architecture = [X_train.shape[1], *args.hidden, n_classes]
     net = NeuralNetwork(architecture, activation=args.activation, dtype=args.dtype, seed=args.seed,
                         backend=args.backend, dropout=args.dropout if args.hidden else 0.0)
+    names = list(data.class_names) + [str(k) for k in range(len(data.class_names), n_classes)]
+    net.data_info = {"dataset": data.name if data.name in datasets.DATASETS else os.path.abspath(args.dataset),
+                     "class_names": names}
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     log_every = args.log_every or max(1, args.epochs // 5)
 
@@ -385,6 +392,12 @@ def _check_model_fits(net: NeuralNetwork, n_features: int, where: str) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_plotting(args.plots)
     net = _load_model(args.model)
+    trained_on = (net.data_info or {}).get("dataset")
+    if args.dataset is None:  # default: what the model was trained on
+        args.dataset = trained_on if trained_on in datasets.DATASETS or (trained_on and os.path.isdir(trained_on)) \
+            else "mnist-sample"
+    elif trained_on and args.dataset != trained_on and os.path.abspath(args.dataset) != trained_on:
+        print(f"warning: {args.model} was trained on {trained_on!r}, evaluating on {args.dataset!r}", file=sys.stderr)
     data = _load_data(args)
     X_test = datasets.to_features(data.X_test, net.dtype)
     _check_model_fits(net, X_test.shape[1], f"dataset {data.name!r}")
@@ -465,16 +478,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path, part in zip(args.inputs, parts):
         _check_model_fits(net, part.shape[1], path)
     X = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    names = (net.data_info or {}).get("class_names")
+    header = ["index", "label"] + (["class"] if names else [])
     if args.proba:
         proba = net.predict_proba(X)
         labels = proba.argmax(axis=1)
-        header = "index,label," + ",".join(f"p{k}" for k in range(net.n_classes))
-        lines = [f"{i},{labels[i]}," + ",".join(f"{p:.6g}" for p in proba[i]) for i in range(len(X))]
+        header += [f"p{k}" for k in range(net.n_classes)]
     else:
         labels = net.predict(X)
-        header = "index,label"
-        lines = [f"{i},{label}" for i, label in enumerate(labels)]
-    text = header + "\n" + "\n".join(lines) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for i, label in enumerate(labels):
+        row = [i, int(label)] + ([names[label]] if names else [])
+        writer.writerow(row + ([f"{p:.6g}" for p in proba[i]] if args.proba else []))
+    text = buffer.getvalue()
     if args.output:
         from ._atomic import atomic_write
 

@@ -103,6 +103,9 @@ class NeuralNetwork:
         self.rng = np.random.default_rng(self.seed)
         self.history = History()
         self.optimizer: Optimizer | None = None
+        # what the model was trained on, when known (the CLI records it):
+        # {"dataset": name, "class_names": [one per output]}; saved with the model
+        self.data_info: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ setup
     @staticmethod

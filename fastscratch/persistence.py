@@ -68,7 +68,7 @@ def save_model(net, path: str | PathLike) -> None:
         "architecture": net.architecture, "activations": net.activations, "dtype": net.dtype.name,
         "init": net.init, "dropout": net.dropout, "backend": net.backend, "seed": net.seed,
         "optimizer": optimizer, "rng_state": net.rng.bit_generator.state,
-        "history": net.history.to_dict(),
+        "history": net.history.to_dict(), "data": net.data_info,
     }
     metadata["sha256"] = _digest(arrays, metadata)
     encoded = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
@@ -247,4 +247,11 @@ def _load(path: str):
         net.history = History.from_dict(meta["history"])
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
+    info = meta.get("data")  # optional: files from before it was recorded lack it
+    _require(info is None or (isinstance(info, dict) and set(info) == {"dataset", "class_names"}
+                              and isinstance(info["dataset"], str) and isinstance(info["class_names"], list)
+                              and len(info["class_names"]) == net.n_classes
+                              and all(isinstance(c, str) for c in info["class_names"])),
+             "metadata 'data' is malformed (expected dataset name and one class name per output)")
+    net.data_info = info
     return net

@@ -94,14 +94,14 @@ def test_predict_idx_and_npy(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     expected = NeuralNetwork.load(model).predict(datasets.to_features(images))
-    assert lines[0] == "index,label" and lines[1:] == [f"{i},{k}" for i, k in enumerate(expected)]
+    assert lines[0] == "index,label,class" and lines[1:] == [f"{i},{k},{k}" for i, k in enumerate(expected)]
 
     np.save(tmp_path / "x.npy", datasets.to_features(images))
     result = run("predict", model, tmp_path / "x.npy", "--proba", "-o", tmp_path / "p.csv")
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0] == "index,label," + ",".join(f"p{k}" for k in range(10)) and len(rows) == 8
-    probabilities = np.array([[float(v) for v in row.split(",")[2:]] for row in rows[1:]])
+    assert rows[0] == "index,label,class," + ",".join(f"p{k}" for k in range(10)) and len(rows) == 8
+    probabilities = np.array([[float(v) for v in row.split(",")[3:]] for row in rows[1:]])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
 
 
@@ -293,3 +293,20 @@ def test_save_through_a_symlink_keeps_the_link(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "latest.npz").is_symlink()
     assert NeuralNetwork.load(real).epochs_trained == 3 and (real.stat().st_mode & 0o777) == 0o600
+
+
+def test_model_remembers_its_dataset(tmp_path):
+    """evaluate defaults to the training dataset, warns on another; predict names the classes."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "shapes"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", np.arange(40, dtype=np.uint8) % 3)
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (9, 28, 28), dtype=np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(9, dtype=np.uint8) % 3)
+    assert run("train", "--dataset", d, "--epochs", "2", "--hidden", "4", "--save", tmp_path / "s.npz").returncode == 0
+    assert NeuralNetwork.load(tmp_path / "s.npz").data_info == {"dataset": str(d), "class_names": ["0", "1", "2"]}
+    own = run("evaluate", tmp_path / "s.npz", "--json")
+    assert own.returncode == 0 and json.loads(own.stdout)["n_samples"] == 9 and "warning" not in own.stderr
+    other = run("evaluate", tmp_path / "s.npz", "--dataset", "mnist-sample")
+    assert "warning: " in other.stderr and "trained on" in other.stderr
