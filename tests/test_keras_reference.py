@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastscratch import SGD, Adam, Momentum, NeuralNetwork, available_backends
+from fastscratch.datasets import load_dataset, to_features
 from fastscratch.reference.steps import copy_rng, epoch_orders, train_steps
 
 BATCH = 128
@@ -22,20 +23,14 @@ ARCH_HIDDEN = [128, 64]
 
 
 def agreement_data() -> tuple[np.ndarray, np.ndarray]:
-    """The training set of the agreement tests: (X (4000, 784) float32 in [0, 1], y (4000,) int).
+    """The training set of the agreement tests: (X (4000, 784) float32 in [0, 1], y (4000,) int64).
 
-    A fixed synthetic MNIST-sized set until the embedded MNIST sample lands; then this
-    becomes one line: ``X, y = to_features(load_dataset("mnist-sample")[0]), load_dataset(...)[1]``.
-    Ten sparse prototypes with multiplicative and additive noise, a quarter of the labels
-    redrawn at random, so that the loss stays well above zero over an epoch (relative
-    differences of near-zero losses would measure float32 round-off, not agreement).
+    The embedded MNIST sample's training part (issue 5).  Any (X, y) works here; the
+    losses should stay well above zero over the epoch, since relative differences of
+    near-zero losses measure float32 round-off rather than agreement.
     """
-    rng = np.random.default_rng(1)
-    prototypes = (rng.random((10, 784)) < 0.15).astype(np.float32)
-    y = rng.integers(0, 10, 4000)
-    X = prototypes[y] * rng.uniform(0.2, 1.0, (4000, 784)) + rng.normal(0, 0.3, (4000, 784))
-    y = np.where(rng.random(4000) < 0.25, rng.integers(0, 10, 4000), y)
-    return np.clip(X, 0, 1).astype(np.float32), y
+    data = load_dataset("mnist-sample")
+    return to_features(data.X_train), data.y_train
 
 
 @pytest.fixture(scope="module")
