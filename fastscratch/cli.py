@@ -1,4 +1,4 @@
-"""The ``fastscratch`` command line: train, evaluate, predict, info.
+"""The ``fastscratch`` command line: train, evaluate, predict, info, compare.
 
 Exit codes: 0 success; 1 an error the message explains (missing data, a corrupt
 file, a diverged run); 2 bad arguments; 130 interrupted by Ctrl-C (after saving
@@ -227,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Show versions, backends, BLAS threads and which datasets are found; "
                                            "with MODEL, describe a saved model.")
     info.add_argument("model", nargs="?", metavar="MODEL.npz")
+
+    from .compare import add_arguments as add_compare_arguments
+
+    compare = commands.add_parser(
+        "compare", help="train fastscratch (each backend) and tf.keras alike; write a report with plots",
+        description="Train fastscratch on each available backend and the same network in tf.keras (same initial "
+                    "weights, same batches) and write report.md, results.json and plots to --out.")
+    add_compare_arguments(compare)
     return parser
 
 
@@ -601,7 +609,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "bench": cmd_bench, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import run_from_args
+
+    return run_from_args(args)
+
+
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info,
+            "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
