@@ -233,3 +233,16 @@ def test_tensorflow_start_up_is_quiet(tf):
     assert done.returncode == 0, done.stderr
     assert "oneDNN" not in done.stderr and "absl" not in done.stderr, done.stderr
     assert done.stdout.strip().isdigit()
+
+
+def test_keras_tutorial_example_runs(tf, tmp_path):
+    """examples/keras_tutorial.py runs (a few epochs), keeps TensorFlow quiet, and its check passes."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "keras_tutorial.py"
+    done = subprocess.run([sys.executable, str(script), "--epochs", "3", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "agree within 1e-5 at every step" in done.stdout
+    assert "oneDNN" not in done.stderr, done.stderr
+    assert (tmp_path / "keras_cost.png").stat().st_size > 1000
