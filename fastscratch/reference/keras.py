@@ -254,7 +254,12 @@ def train_keras(nn: NeuralNetwork, X_train: Any, y_train: Any, X_test: Any = Non
     step_losses = np.full((epochs, n_batches), np.nan) if record_steps else None
     history = History()
 
-    with tf.device(tf_device):
+    with tf.device(tf_device), warnings.catch_warnings():
+        # Keras turns logs into NumPy with np.array(tensor), and TensorFlow's tensors'
+        # __array__ predates NumPy 2's copy keyword: one DeprecationWarning per epoch
+        # that says nothing about this run
+        warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
+                                category=DeprecationWarning)
         model = build_model(nn, weight_decay)
         metrics: list[Any] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         if record_steps:
