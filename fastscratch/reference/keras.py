@@ -264,8 +264,12 @@ def train_keras(nn: NeuralNetwork, X_train: Any, y_train: Any, X_test: Any = Non
         metrics: list[Any] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         if record_steps:
             metrics.append(_LastBatchLoss())
-        model.compile(optimizer=keras_optimizer(optimizer, lr),
-                      loss="sparse_categorical_crossentropy", metrics=metrics, jit_compile=jit_compile)
+        # the loss in the model's dtype: Keras' default (floatx, float32) would cast a float64
+        # model's probabilities to float32, and the cast tensor no longer carries the logits,
+        # so the loss would fall back to clipped log-probabilities
+        loss = keras.losses.SparseCategoricalCrossentropy(dtype=nn.dtype.name)
+        model.compile(optimizer=keras_optimizer(optimizer, lr), loss=loss, metrics=metrics,
+                      jit_compile=jit_compile)
         X_tf = tf.constant(X)
         y_tf = tf.constant(y.astype(np.int64))
         timer = _EpochTimer(step_losses)
@@ -347,7 +351,7 @@ def _define_keras_classes():
         def update_state(self, y_true, y_pred, sample_weight=None):
             from keras import ops
 
-            losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+            losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)  # in y_pred's dtype
             self.value.assign(ops.cast(ops.mean(ops.cast(losses, "float64")), "float64"))
 
         def result(self):
