@@ -120,6 +120,8 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
     architecture = [X_train.shape[1], *settings["hidden"], n_classes]
     use_keras, keras_note = _keras_wanted(settings["keras"])
     notes = [] if keras_note is None else [keras_note]
+    if keras_note is not None and settings["keras"] == "auto":
+        say(keras_note)
     say(f"Comparing on {name}: {len(X_train):,} training / {len(X_test):,} test samples, network "
         f"{'-'.join(map(str, architecture))}, {settings['optimizer_label']}, lr {settings['lr']:g}, "
         f"{settings['epochs']} epochs, batch sizes {', '.join(_batch_label(b) for b in settings['batch_sizes'])}")
