@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ __all__ = ["TensorFlowStartupWarning", "KerasRun", "import_tensorflow", "build_m
 INSTALL_HINT = "install it with `pip install 'fastscratch[keras]'` (it brings tensorflow-cpu)"
 
 _tf = None  # the tensorflow module, once imported
+_import_lock = threading.Lock()  # one thread at a time redirects stderr
 _startup_messages: list[str] = []
 
 
@@ -80,6 +82,11 @@ def import_tensorflow():
     summarised in one :class:`TensorFlowStartupWarning` unless all of them are
     INFO lines.  ``ImportError`` naming the ``keras`` extra if TensorFlow is missing.
     """
+    with _import_lock:
+        return _import_tensorflow_once()
+
+
+def _import_tensorflow_once():
     global _tf
     if _tf is not None:
         return _tf
