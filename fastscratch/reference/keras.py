@@ -121,7 +121,7 @@ def _import_tensorflow_once():
     if serious:
         warnings.warn(f"TensorFlow {tf.__version__} printed {len(serious)} message(s) while loading, "
                       f"the first: {serious[0][:300]} (all: fastscratch.reference.keras.startup_messages())",
-                      TensorFlowStartupWarning, stacklevel=2)
+                      TensorFlowStartupWarning, stacklevel=3)  # the caller of import_tensorflow
     _tf = tf
     return tf
 
