@@ -264,3 +264,14 @@ def test_keras_tutorial_example_runs(tf, tmp_path):
     assert "agree within 1e-5 at every step" in done.stdout
     assert "oneDNN" not in done.stderr, done.stderr
     assert (tmp_path / "keras_cost.png").stat().st_size > 1000
+
+
+def test_only_warnings_and_errors_from_tensorflow_start_up_are_summarised():
+    from fastscratch.reference.keras import _worth_telling
+
+    lines = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+             "I0000 00:00:1795610017.007894   19812 port.cc:153] oneDNN custom operations are on.",
+             "To enable the following instructions: AVX2 AVX512F, rebuild TensorFlow",
+             "W0000 00:00:1.0  1 gpu.cc:1] Cannot dlopen some GPU libraries.",
+             "E0000 00:00:1.0  1 cuda.cc:1] failed call to cuInit"]
+    assert _worth_telling(lines) == lines[3:]

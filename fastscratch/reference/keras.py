@@ -115,15 +115,21 @@ def _import_tensorflow_once():
             captured = [line for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()]
     python_warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
     _startup_messages[:] = captured + python_warnings
-    # C++ lines start with their level letter (I/W/E/F); absl's "All log messages
-    # before absl::InitializeLog()" preamble is itself noise
-    serious = [m for m in captured if m[:1] in "WEF" and "absl::InitializeLog" not in m] + python_warnings
+    serious = _worth_telling(captured) + python_warnings
     if serious:
         warnings.warn(f"TensorFlow {tf.__version__} printed {len(serious)} message(s) while loading, "
                       f"the first: {serious[0][:300]} (all: fastscratch.reference.keras.startup_messages())",
                       TensorFlowStartupWarning, stacklevel=3)  # the caller of import_tensorflow
     _tf = tf
     return tf
+
+
+def _worth_telling(lines: list[str]) -> list[str]:
+    """The captured C++ log lines above INFO level.  They start with their level letter
+    and a digit (``I0000``, ``W0000``, ``E0000``, ``F0000``); absl's "All log messages
+    before absl::InitializeLog()" preamble is itself noise, and unprefixed lines
+    continue the line before them."""
+    return [line for line in lines if line[:1] in "WEF" and line[1:2].isdigit()]
 
 
 def resolve_device(device: str = "auto") -> tuple[str, str]:
