@@ -181,12 +181,12 @@ class FastscratchTrainer(Trainer):
 
 
 def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import, or it is too late
+    from .reference.keras import import_tensorflow  # quiet start-up, one summary warning at most
+
     try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise Skipped(f"not installed ({exc.name or exc}; `pip install 'fastscratch[keras]'`)") from None
-    return tf
+        return import_tensorflow()
+    except ImportError:
+        raise Skipped("not installed (`pip install 'fastscratch[keras]'`)") from None
 
 
 class KerasTrainer(Trainer):
@@ -298,9 +298,9 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.ndarray, ...] | None = None,
-        on_epoch: Callable[[int, float], None] | None = None) -> Result:
-    """Train ``warmup`` untimed then ``epochs`` timed epochs; return the :class:`Result`."""
+def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Result, Trainer | None]:
+    """The Result to fill and the trainer; no trainer (and a "skipped" status) when the
+    framework is not installed."""
     from ._system import versions
 
     name, loaded = (resolve_dataset(workload.dataset), data) if data is not None else \
@@ -310,8 +310,17 @@ def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.nda
         trainer = make_trainer(workload, loaded)
     except Skipped as exc:
         result.status = f"skipped: {exc}"
-        return result
+        return result, None
     result.device = trainer.device
+    return result, trainer
+
+
+def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.ndarray, ...] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None) -> Result:
+    """Train ``warmup`` untimed then ``epochs`` timed epochs; return the :class:`Result`."""
+    result, trainer = _start(workload, data)
+    if trainer is None:
+        return result
     warm = [trainer.epoch() for _ in range(warmup)]
     result.warmup_seconds = warm[0] if warm else math.nan
     for i in range(epochs):
@@ -340,18 +349,10 @@ def time_to_accuracy(workload: Workload, target: float | None = None, max_epochs
     """Train until the test accuracy reaches ``target`` (default: 0.88 on Fashion-MNIST, 0.92
     on the MNIST sample), checking after every epoch; the clock counts training epochs only.
     ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached")."""
-    from ._system import versions
-
-    name, loaded = (resolve_dataset(workload.dataset), data) if data is not None else \
-        load_data(workload.dataset, workload.dtype)
-    target = DEFAULT_TARGETS.get(name, 0.9) if target is None else target
-    result = Result(workload, dataset=name, n_train=len(loaded[0]), target_accuracy=target, versions=versions())
-    try:
-        trainer = make_trainer(workload, loaded)
-    except Skipped as exc:
-        result.status = f"skipped: {exc}"
+    result, trainer = _start(workload, data)
+    result.target_accuracy = target = DEFAULT_TARGETS.get(result.dataset, 0.9) if target is None else target
+    if trainer is None:
         return result
-    result.device = trainer.device
     elapsed = 0.0
     for epoch in range(1, max_epochs + 1):
         seconds = trainer.epoch()

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import __version__, datasets
+from . import _argtypes as args_
 from .backends import BACKENDS, available_backends
 from .bench import FRAMEWORKS
 from .network import NeuralNetwork
@@ -30,87 +31,6 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 class CommandError(Exception):
     """An error to report as ``fastscratch: error: ...`` with exit code 1."""
-
-
-# ------------------------------------------------------------------ argument types
-def _hidden_sizes(text: str) -> list[int]:
-    """``"128,64"`` -> ``[128, 64]``; ``""`` or ``"none"``: no hidden layer."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 128,64, got {text!r}") from None
-    if any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
-    return sizes
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _dataset(text: str) -> str:
-    if text in datasets.DATASETS or os.path.isdir(text):
-        return text
-    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}: expected one of {', '.join(datasets.DATASETS)} "
-                                     "or a directory holding the four IDX files")
-
-
-def _path(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a path, got an empty string")
-    return text
-
-
-def _batch_size(text: str) -> int | None:
-    return None if text.lower() == "full" else _positive_int(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
 
 
 def _framework_list(text: str) -> list[str]:
@@ -124,21 +44,7 @@ def _framework_list(text: str) -> list[str]:
     return names
 
 
-def _batch_list(text: str) -> list[int | None]:
-    return [_batch_size(part.strip()) for part in text.split(",")]
-
-
 # ------------------------------------------------------------------------ parser
-def _add_data_arguments(parser: argparse.ArgumentParser, default: str | None = "mnist-sample",
-                        default_text: str = "mnist-sample, shipped with the package") -> None:
-    parser.add_argument("--dataset", default=default, metavar="NAME|DIR", type=_dataset,
-                        help=f"one of {', '.join(datasets.DATASETS)}, or a directory holding the four IDX files "
-                             f"(default: {default_text})")
-    parser.add_argument("--data-dir", metavar="DIR", help="where to look for mnist / fashion-mnist files first")
-    parser.add_argument("--download", action="store_true",
-                        help="download mnist / fashion-mnist if not found (checksums verified)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastscratch", description="Train and use a from-scratch feedforward neural network.",
@@ -151,27 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a network (default: the tutorial's 784-128-64-10 on the embedded MNIST sample)",
         description="Train a network; the defaults are the tutorial's: ReLU hidden layers 128 and 64, full-batch "
                     "gradient descent, lr 0.1, 500 epochs, on the embedded 5,000-digit MNIST sample.")
-    _add_data_arguments(train)
-    train.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="SIZES",
+    args_.add_data_arguments(train)
+    train.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
                        help="hidden layer sizes, comma-separated (default: 128,64)")
     train.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
-    train.add_argument("--epochs", type=_positive_int, default=500)
-    train.add_argument("--batch-size", type=_batch_size, default=None, metavar="N|full",
+    train.add_argument("--epochs", type=args_.positive_int, default=500)
+    train.add_argument("--batch-size", type=args_.batch_size, default=None, metavar="N|full",
                        help="mini-batch size, or 'full' for full-batch gradient descent (default)")
-    train.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default: %(default)s)")
+    train.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
     train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
     train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None)
-    train.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="L2")
-    train.add_argument("--dropout", type=_fraction, default=0.0, help="fraction of hidden units dropped")
-    train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+    train.add_argument("--weight-decay", type=args_.non_negative_float, default=0.0, metavar="L2")
+    train.add_argument("--dropout", type=args_.fraction, default=0.0, help="fraction of hidden units dropped")
+    train.add_argument("--early-stopping", type=args_.positive_int, default=None, metavar="PATIENCE",
                        help="stop when the test loss has not improved for PATIENCE epochs")
     train.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=_seed, default=0, help="seed for initialisation and shuffling (default: 0)")
-    train.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+    train.add_argument("--seed", type=args_.seed, default=0, help="seed for initialisation and shuffling (default: 0)")
+    train.add_argument("--log-every", type=args_.positive_int, default=None, metavar="N",
                        help="print an epoch line every N epochs (default: about 5 lines per run)")
-    train.add_argument("--save", metavar="MODEL.npz", type=_path, help="write the trained model here")
-    train.add_argument("--plots", metavar="DIR", type=_path,
+    train.add_argument("--save", metavar="MODEL.npz", type=args_.path, help="write the trained model here")
+    train.add_argument("--plots", metavar="DIR", type=args_.path,
                        help="write cost.png, accuracy.png, class_distribution.png, confusion_matrix.png and "
                             "samples.png here")
     _add_progress_arguments(train)
@@ -179,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
                                    description="Score a saved model on a dataset's test part.")
     evaluate.add_argument("model", metavar="MODEL.npz")
-    _add_data_arguments(evaluate, default=None, default_text="the dataset the model was trained on, when recorded, "
+    args_.add_data_arguments(evaluate, default=None, default_text="the dataset the model was trained on, when recorded, "
                                                             "else mnist-sample")
-    evaluate.add_argument("--plots", metavar="DIR", type=_path,
+    evaluate.add_argument("--plots", metavar="DIR", type=args_.path,
                           help="write class_distribution.png, confusion_matrix.png and samples.png here (and the "
                                "model's cost.png and accuracy.png when it has a training history)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -195,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "class probabilities too).")
     predict.add_argument("model", metavar="MODEL.npz")
     predict.add_argument("inputs", metavar="INPUT", nargs="+")
-    predict.add_argument("--output", "-o", metavar="FILE", type=_path, help="write the CSV here (atomically) instead of stdout")
+    predict.add_argument("--output", "-o", metavar="FILE", type=args_.path, help="write the CSV here (atomically) instead of stdout")
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
 
     bench = commands.add_parser(
@@ -208,18 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: fashion-mnist when found, else mnist-sample")
     bench.add_argument("--frameworks", "--backends", default=",".join(FRAMEWORKS), metavar="LIST",
                        type=_framework_list, help=f"comma-separated, from {','.join(FRAMEWORKS)} (default: all)")
-    bench.add_argument("--batch-sizes", default=[32, 128, 512, None], type=_batch_list, metavar="LIST",
+    bench.add_argument("--batch-sizes", default=[32, 128, 512, None], type=args_.batch_list, metavar="LIST",
                        help="comma-separated; 'full' for full batch (default: 32,128,512,full)")
-    bench.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="SIZES")
+    bench.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES")
     bench.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
-    bench.add_argument("--lr", type=_positive_float, default=0.1)
+    bench.add_argument("--lr", type=args_.positive_float, default=0.1)
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    bench.add_argument("--epochs", type=_positive_int, default=3, help="timed epochs per run (default: 3)")
+    bench.add_argument("--epochs", type=args_.positive_int, default=3, help="timed epochs per run (default: 3)")
     bench.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default: 1)")
     bench.add_argument("--target", type=float, default=None, metavar="ACC",
                        help="also time training to this test accuracy (at the first batch size; default target "
                             "with --plot: 0.88 on fashion-mnist, 0.92 on mnist-sample)")
-    bench.add_argument("--max-epochs", type=_positive_int, default=30, help="cap for --target runs")
+    bench.add_argument("--max-epochs", type=args_.positive_int, default=30, help="cap for --target runs")
     bench.add_argument("--json", metavar="FILE", help="write every result record here")
     bench.add_argument("--plot", metavar="DIR", help="write throughput.png and accuracy_vs_time.png here")
 

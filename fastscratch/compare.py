@@ -33,7 +33,6 @@ import math
 import numbers
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from os import PathLike
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from . import _argtypes as args_
 from . import _validation as check
 from ._atomic import atomic_write
 from .backends import BACKENDS, available_backends
@@ -435,58 +435,21 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
 
 
 # ----------------------------------------------------------------------- CLI
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _batch_size(text: str) -> int | None:
-    return None if text.lower() == "full" else _positive_int(text)
-
-
-def _hidden(text: str) -> list[int]:
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        return [_positive_int(part) for part in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 128,64, got {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``compare`` options to ``parser`` (a subcommand's parser or a standalone one)."""
-    parser.add_argument("--dataset", default="mnist-sample", metavar="NAME|DIR",
-                        help="mnist-sample (default, shipped with the package), mnist, fashion-mnist, digits, "
-                             "or a directory holding the four IDX files")
-    parser.add_argument("--data-dir", metavar="DIR", help="where to look for mnist / fashion-mnist files first")
-    parser.add_argument("--download", action="store_true", help="download mnist / fashion-mnist if not found")
+    args_.add_data_arguments(parser)
     parser.add_argument("--out", default="compare-report", metavar="DIR",
                         help="report directory (default: %(default)s)")
-    parser.add_argument("--hidden", type=_hidden, default=[128, 64], metavar="SIZES",
+    parser.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
                         help="hidden layer sizes, comma-separated (default: 128,64)")
     parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     parser.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"), default="sgd",
                         help="momentum and nesterov use momentum 0.9; adam the Keras defaults (default: sgd)")
-    parser.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate (default: %(default)s)")
-    parser.add_argument("--epochs", type=_positive_int, default=5, help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=_batch_size, nargs="+", default=[128], metavar="N|full",
+    parser.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
+    parser.add_argument("--epochs", type=args_.positive_int, default=5, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=args_.batch_size, nargs="+", default=[128], metavar="N|full",
                         help="one or more batch sizes; several add a seconds-per-epoch plot (default: 128)")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default: 0)")
+    parser.add_argument("--seed", type=args_.seed, default=0, help="initialisation and shuffling seed (default: 0)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None, metavar="NAME",
                         help=f"fastscratch backends to run, of {', '.join(BACKENDS)} (default: all available)")
@@ -507,8 +470,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     Errors propagate as ``ValueError``/``TypeError``/``ImportError``/``OSError`` for the
     caller (the ``fastscratch`` CLI) to report.
     """
-    if args.seed < 0:
-        raise ValueError(f"--seed must be non-negative, got {args.seed}")
     log = None if args.quiet else (lambda line: print(line, flush=True))
     results = compare(args.dataset, out_dir=args.out, hidden=args.hidden, activation=args.activation,
                       optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_sizes=args.batch_size,
