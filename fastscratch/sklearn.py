@@ -255,13 +255,13 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         if classes is not None:
             all_classes = unique_labels(classes)
             if not first and not np.array_equal(all_classes, self.classes_):
-                raise ValueError(f"classes={all_classes!r} is not the same as on earlier calls to "
-                                 f"partial_fit or fit, which had {self.classes_!r}")
+                raise ValueError(f"classes={all_classes.tolist()} is not the same as on earlier calls to "
+                                 f"partial_fit or fit, which had {self.classes_.tolist()}")
         if first:
             self._check_two_classes(all_classes)
             unseen = np.setdiff1d(np.unique(y), all_classes)
             if unseen.size:
-                raise ValueError(f"y has labels {unseen!r} that are not in classes={all_classes!r}")
+                raise ValueError(f"y has labels {unseen.tolist()} that are not in classes={all_classes.tolist()}")
             y_codes = np.searchsorted(all_classes, y)
             rs = check_random_state(self.random_state)
             network = self._new_network(X.shape[1], len(all_classes), int(rs.randint(np.iinfo(np.int32).max)))
@@ -303,13 +303,13 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             # the wording matches what scikit-learn's checks (and users) look for
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes, but the data "
-                             f"contains only one class: {classes[0]!r}")
+                             f"contains only one class: {classes[0].item()!r}")
 
     def _encode(self, y: np.ndarray, method: str) -> np.ndarray:
         """``y`` as indices into ``classes_``; ``ValueError`` naming any label not in it."""
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if unseen.size:
-            raise ValueError(f"y has labels {unseen!r} that were not among the classes {self.classes_!r} "
+            raise ValueError(f"y has labels {unseen.tolist()} that were not among the classes {self.classes_.tolist()} "
                              f"the estimator was fitted with; {method} cannot add classes")
         return np.searchsorted(self.classes_, y)
 
