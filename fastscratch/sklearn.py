@@ -80,7 +80,9 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         :class:`~fastscratch.Schedule`.
     batch_size : samples per mini-batch; ``"auto"``: ``min(200, n_samples)``;
         ``None``: full-batch gradient descent.
-    epochs : passes over the training data per :meth:`fit` (``max_iter`` in MLPClassifier).
+    epochs : passes over the training data per :meth:`fit` (``max_iter`` in MLPClassifier);
+        all of them run unless ``early_stopping`` stops sooner (there is no convergence test
+        on the training loss).
     weight_decay : L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not biases),
         added to the mean batch loss; 0 disables it.
     dropout : fraction of hidden units dropped while training (one number or one per hidden layer).

@@ -284,6 +284,13 @@ def test_float64_and_bare_int_hidden_layer(blobs):
     assert clf.predict_proba(X).dtype == np.float64
 
 
+def test_no_hidden_layer_is_softmax_regression(blobs):
+    X, y = blobs
+    clf = _small(hidden_layer_sizes=(), learning_rate=0.1).fit(X, y)
+    assert clf.network_.architecture == [4, 3] and [W.shape for W in clf.coefs_] == [(4, 3)]
+    assert clf.score(X, y) > 0.9
+
+
 def test_feature_names_from_a_dataframe(blobs):
     pd = pytest.importorskip("pandas")
     X, y = blobs
