@@ -37,6 +37,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
+from . import _validation as check
 from .backends import load_backend
 from .network import NeuralNetwork
 from .optimizers import Optimizer, get_optimizer
@@ -186,6 +187,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.n_iter_no_change, bool) or not isinstance(self.n_iter_no_change, numbers.Integral) \
                 or self.n_iter_no_change < 1:
             raise ValueError(f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}")
+        check.check_non_negative_number("tol", self.tol)
 
     def _new_network(self, n_features: int, n_classes: int, seed: int) -> NeuralNetwork:
         # NeuralNetwork validates activation, dtype, backend and dropout with clear messages
@@ -279,6 +281,8 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, network: NeuralNetwork, X: np.ndarray, y_codes: np.ndarray, epochs: int,
                X_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
         verbose, log_every = self._log_every()
+        # checked here too so the message names this estimator's parameter, not fit's `lr`
+        check.check_positive_number("learning_rate", self.learning_rate)
         optimizer = _fresh_optimizer(self.optimizer)
         if network.optimizer is not None and network.optimizer.same_config(optimizer):
             # continuing (partial_fit, warm_start): keep momentum / Adam moments and the step count
@@ -295,8 +299,10 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = list(network.history.cost)
         self.n_iter_ = network.epochs_trained
         if early_stopping:
+            # every epoch trained; NaN for epochs of earlier calls that held nothing out
+            # (partial_fit, or a warm-started fit without early_stopping)
             self.validation_scores_ = list(network.history.test_accuracy)
-            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_validation_score_ = float(np.nanmax(self.validation_scores_))
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None

@@ -315,6 +315,15 @@ def test_early_stopping_holds_out_data_and_keeps_the_best_epoch(digits):
     # the network was given the 20% it held out, stratified, as its test data
     history = clf.network_.history
     assert history.test_accuracy == clf.validation_scores_
+    # warm-started without holding data out: those two epochs have no validation score
+    first = clf.n_iter_
+    clf.set_params(warm_start=True, early_stopping=False, epochs=2).fit(X_train, y_train)
+    assert clf.validation_scores_ is None
+    clf.set_params(early_stopping=True, epochs=500).fit(X_train, y_train)
+    scores = np.array(clf.validation_scores_)
+    assert len(scores) == clf.n_iter_ > first + 2
+    assert np.isnan(scores[first:first + 2]).all() and np.isfinite(np.delete(scores, [first, first + 1])).all()
+    assert clf.best_validation_score_ == np.nanmax(scores)
     with pytest.raises(ValueError, match="could not hold out a stratified validation set"):
         _small(early_stopping=True).fit(X_train[:12], y_train[:12])
 
@@ -347,13 +356,15 @@ def test_random_state_forms(blobs):
     ({"batch_size": 2.5}, TypeError, "batch_size must be a positive integer"),
     ({"activation": "gelu"}, ValueError, "unknown activation 'gelu'"),
     ({"optimizer": "rmsprop"}, ValueError, "unknown optimizer 'rmsprop'"),
-    ({"learning_rate": -1.0}, ValueError, "lr must be a positive finite number"),
+    ({"learning_rate": -1.0}, ValueError, "learning_rate must be a positive finite number"),
+    ({"learning_rate": "fast"}, TypeError, "learning_rate must be a number"),
     ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
     ({"dtype": "float16"}, ValueError, "dtype must be one of"),
     ({"backend": "cuda"}, ValueError, "unknown backend 'cuda'"),
     ({"verbose": -1}, ValueError, "verbose must be a bool or a non-negative integer"),
     ({"early_stopping": True, "validation_fraction": 1.5}, ValueError, r"validation_fraction must be .* \(0, 1\)"),
     ({"early_stopping": True, "n_iter_no_change": 0}, ValueError, "n_iter_no_change must be a positive integer"),
+    ({"early_stopping": True, "tol": -0.1}, ValueError, "tol must be a non-negative finite number"),
     ({"dropout": 1.0}, ValueError, "dropout rates must be numbers in"),
 ])
 def test_bad_hyperparameters_fail_in_fit_not_in_init(blobs, params, error, message):
