@@ -82,6 +82,16 @@ def test_fitted_estimators_travel_through_joblib_workers(blobs):
         assert estimator.predict(X).shape == (len(X),)
 
 
+@pytest.mark.filterwarnings("error")  # e.g. log_loss warns when probabilities do not sum to 1
+@pytest.mark.parametrize("scoring", ["neg_log_loss", "roc_auc_ovr", "f1_macro"])
+def test_probability_scorers_accept_predict_proba(blobs, scoring):
+    X, y = blobs
+    labels = np.array(["x", "y", "z"])[y]
+    scores = cross_val_score(_small(epochs=40), X, labels, cv=3, scoring=scoring)
+    assert np.all(np.isfinite(scores))
+    assert scores.mean() > (-0.5 if scoring == "neg_log_loss" else 0.85)
+
+
 # ------------------------------------------------------------ labels
 def test_string_labels_round_trip(blobs):
     X, y = blobs
