@@ -148,12 +148,12 @@ def test_partial_fit_continues_like_one_long_fit(blobs):
     continues the weights, the Adam moments and step count, and the shuffling generator.
     (Were the optimizer state reset between calls, the weights would differ.)"""
     X, y = blobs
-    whole = _small(epochs=3).fit(X, y)
-    parts = _small()
+    whole = _small(epochs=3, batch_size=32).fit(X, y)
+    parts = _small(batch_size=32)  # mini-batches: each epoch draws a new shuffle
     for _ in range(3):
         parts.partial_fit(X, y, classes=np.unique(y))
     assert parts.n_iter_ == 3 and len(parts.loss_curve_) == 3
-    assert parts.network_.optimizer.iterations == whole.network_.optimizer.iterations == 3 * 1
+    assert parts.network_.optimizer.iterations == whole.network_.optimizer.iterations == 3 * 4  # 120 / 32
     for a, b in zip(parts.coefs_ + parts.intercepts_, whole.coefs_ + whole.intercepts_):
         np.testing.assert_array_equal(a, b)
     assert parts.loss_curve_ == whole.loss_curve_
@@ -200,8 +200,8 @@ def test_partial_fit_after_fit_and_its_errors(blobs):
 
 def test_warm_start_continues_and_cold_fit_restarts(blobs):
     X, y = blobs
-    whole = _small(epochs=5).fit(X, y)
-    warm = _small(epochs=3, warm_start=True).fit(X, y)
+    whole = _small(epochs=5, batch_size=32).fit(X, y)
+    warm = _small(epochs=3, batch_size=32, warm_start=True).fit(X, y)
     warm.set_params(epochs=2).fit(X, y)
     assert warm.n_iter_ == 5
     for a, b in zip(warm.coefs_, whole.coefs_):
