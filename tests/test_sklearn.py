@@ -1,9 +1,11 @@
 """fastscratch.sklearn.ScratchMLPClassifier: scikit-learn's estimator contract and what users do with it."""
 
+import json
 import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -438,3 +440,19 @@ def test_old_sklearn_gives_an_upgrade_hint(tmp_path):
     assert result.returncode != 0
     assert "needs scikit-learn >= 1.6, found 1.5.2" in result.stderr
     assert "pip install -U 'fastscratch[sklearn]'" in result.stderr
+
+
+# ------------------------------------------------------------ the benchmark script
+def test_bench_script_runs_and_reports_the_ratio(tmp_path):
+    """A smoke run (no timing is asserted): the script must keep working as the code changes."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_sklearn.py"
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(script), "--repeats", "2", "--epochs", "2", "--hidden", "8",
+                             "--threads", "1", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "MLPClassifier / fastscratch (ratio of medians)" in result.stdout
+    assert "1 thread" in result.stdout  # threadpoolctl applied the limit
+    report = json.loads(out.read_text())
+    assert set(report["times"]) == {"fastscratch", "sklearn"}
+    assert all(len(t) == 2 for t in report["times"].values())
+    assert report["ratio"] > 0
