@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: run test clean
 
 run: $(VENV)/.installed
-	$(BIN)/python examples/tutorial.py --out out
+	$(BIN)/fastscratch train --save out/model.npz --plots out
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -13,7 +13,13 @@ from .network import NeuralNetwork
 from .optimizers import SGD, Adam, Momentum, Optimizer
 from .schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
 
+# ``fastscratch.compare(...)`` is the function (the API); the module stays
+# importable by name (``from fastscratch.compare import add_arguments``), since the
+# package attribute is bound here, after the submodule's import
+from .compare import compare
+
 __all__ = [
     "NeuralNetwork", "History", "Optimizer", "SGD", "Momentum", "Adam", "Schedule", "Constant", "StepDecay",
-    "ExponentialDecay", "CosineDecay", "available_backends", "load_backend", "__version__",
+    "ExponentialDecay", "CosineDecay", "available_backends", "load_backend", "compare",
+    "__version__",
 ]

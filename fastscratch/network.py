@@ -23,6 +23,7 @@ from .backends import load_backend
 from .history import History
 from .optimizers import Optimizer, get_optimizer
 from .schedules import CosineDecay, Schedule, get_schedule
+from . import training
 from .training import NonFiniteLoss, Workspace, choose_blas_threads, run_epoch
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -110,6 +111,9 @@ class NeuralNetwork:
         self.setup_seconds = 0.0
         #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
         self.blas_threads: int | None = None
+        # what the model was trained on, when known (the CLI records it):
+        # {"dataset": name, "class_names": [one per output]}; saved with the model
+        self.data_info: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ setup
     @staticmethod
@@ -207,7 +211,8 @@ class NeuralNetwork:
             shuffle: bool = True, verbose: bool = True, log_every: int = 100,
             lr_schedule: str | Schedule | None = None, weight_decay: float = 0.0,
             early_stopping: int | None = None, monitor: str = "test_loss", min_delta: float = 0.0,
-            restore_best: bool = True, log: Callable[[str], None] | None = None) -> History:
+            restore_best: bool = True, log: Callable[[str], None] | None = None,
+            on_epoch_end: Callable[[History], None] | None = None) -> History:
         """Train by gradient descent; return the :class:`History` (all epochs so far).
 
         X_train: (n_samples, n_features) ; y_train: (n_samples,) integer labels in
@@ -226,6 +231,10 @@ class NeuralNetwork:
           ``"cost"``, ``"train_accuracy"``); with ``restore_best`` the best epoch's weights are kept.
         - ``verbose``: print the tutorial's epoch lines every ``log_every`` epochs and a summary
           (through ``log``, default ``print`` to stdout).
+        - ``on_epoch_end``: called with the history after every epoch is recorded (progress bars).
+
+        Ctrl-C (``KeyboardInterrupt``) during an epoch puts the weights and optimizer state back
+        to that epoch's start, so the model matches its history, then propagates.
 
         Raises ``FloatingPointError`` naming the epoch and batch if the loss becomes NaN or
         infinite; the weights and optimizer state then go back to the latest epoch start known
@@ -247,8 +256,9 @@ class NeuralNetwork:
         early_stopping = check.check_optional_positive_int("early_stopping", early_stopping)
         if not isinstance(monitor, str) or monitor not in MONITORS:
             raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
-        if log is not None and not callable(log):
-            raise TypeError(f"log must be a callable taking one string, got {type(log).__name__}")
+        for label, hook in (("log", log), ("on_epoch_end", on_epoch_end)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{label} must be callable, got {type(hook).__name__}")
         if early_stopping is not None and monitor.startswith("test") and X_test is None:
             raise ValueError(f"early_stopping on {monitor!r} needs X_test and y_test")
         schedule = get_schedule(lr_schedule)
@@ -278,12 +288,12 @@ class NeuralNetwork:
         previous_start = _Snapshot(tracked)
         # Jitted backends compile (or load from their cache) here, timed on its own, so
         # that no epoch's time includes compilation.
-        # Choosing BLAS threads for this batch size (timed GEMMs, see choose_blas_threads)
-        # is set-up too.
+        # Measuring BLAS threads for this batch size, when asked for, is set-up too.
         setup_start = time.perf_counter()
         warmup = getattr(self.kernels, "warmup", None)
         compiled = warmup(len(self.weights), self.dtype) if warmup is not None else 0.0
-        workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)
+        if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
+            workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)
         self.blas_threads = workspace.blas_threads
         self.compile_seconds = compiled
         self.setup_seconds = time.perf_counter() - setup_start
@@ -291,6 +301,7 @@ class NeuralNetwork:
 
         for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
             epoch_lr = schedule(lr, epoch - 1)
+            rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
             # unshuffled or full-batch epochs read X_train in place: no gather
             order = self.rng.permutation(n) if shuffle and not full_batch else None
             # The weights at the start of this epoch and of the previous one: when a
@@ -298,36 +309,46 @@ class NeuralNetwork:
             # its epoch's first batch is restored (no per-step copies needed).
             previous_start, epoch_start = epoch_start, previous_start
             epoch_start.take(tracked, opt.iterations)
-            t0 = time.perf_counter()
+            # Ctrl-C before the epoch is in the history undoes it: weights, optimizer state,
+            # shuffling and dropout draws, so fitting again continues exactly as if it had not
+            # started, and a model saved after the interrupt matches its history
             try:
-                loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
-                                                codes, opt, epoch_lr, weight_decays, self.rng)
-            except NonFiniteLoss as exc:
-                self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
-                                         epoch_start, previous_start, first_epoch, tracked, epoch_lr)
-            seconds = time.perf_counter() - t0
-            if not all(np.isfinite(a).all() for a in tracked):
-                # every batch's loss was finite, so this epoch's starting weights are good
-                last = -(-n // batch)
-                self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights or "
-                                         "optimizer state non-finite", True,
-                                         epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+                t0 = time.perf_counter()
+                try:
+                    loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
+                                                    codes, opt, epoch_lr, weight_decays, self.rng)
+                except NonFiniteLoss as exc:
+                    self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
+                                             epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+                seconds = time.perf_counter() - t0
+                if not all(np.isfinite(a).all() for a in tracked):
+                    # every batch's loss was finite, so this epoch's starting weights are good
+                    last = -(-n // batch)
+                    self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights or "
+                                             "optimizer state non-finite", True,
+                                             epoch_start, previous_start, first_epoch, tracked, epoch_lr)
 
-            cost = loss_sum / n
-            if weight_decay:
-                cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
-            test_cost, test_acc = math.nan, math.nan
-            if X_test is not None:
-                # finite inputs can still overflow in the forward pass; that shows as a
-                # NaN test cost, and must not stop the epoch from being recorded
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
-            self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
-                                test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
-                                samples_per_second=n / seconds if seconds > 0 else math.inf)
+                cost = loss_sum / n
+                if weight_decay:
+                    cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
+                test_cost, test_acc = math.nan, math.nan
+                if X_test is not None:
+                    # finite inputs can still overflow in the forward pass; that shows as a
+                    # NaN test cost, and must not stop the epoch from being recorded
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
+                self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
+                                    test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
+                                    samples_per_second=n / seconds if seconds > 0 else math.inf)
+            except KeyboardInterrupt:
+                opt.iterations = epoch_start.put_back(tracked)
+                self.rng.bit_generator.state = rng_state
+                raise
             logged = epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs
             if verbose and logged:
                 say(self._epoch_line(-1))
+            if on_epoch_end is not None:
+                on_epoch_end(self.history)
 
             if early_stopping is not None:
                 value = getattr(self.history, _MONITOR_COLUMN[monitor])[-1]

@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import zipfile
 import zlib
 from os import PathLike
 from typing import Any
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 FORMAT = "fastscratch-model"
 FORMAT_VERSION = 1
@@ -67,27 +68,12 @@ def save_model(net, path: str | PathLike) -> None:
         "architecture": net.architecture, "activations": net.activations, "dtype": net.dtype.name,
         "init": net.init, "dropout": net.dropout, "backend": net.backend, "seed": net.seed,
         "optimizer": optimizer, "rng_state": net.rng.bit_generator.state,
-        "history": net.history.to_dict(),
+        "history": net.history.to_dict(), "data": net.data_info,
     }
     metadata["sha256"] = _digest(arrays, metadata)
     encoded = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never write through someone else's file; mode 0o666 minus the umask,
-    # the permissions a plain open() gives (mkstemp's would be private 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, metadata=encoded, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, metadata=encoded, **arrays)
 
 
 class _Invalid(ValueError):
@@ -261,4 +247,11 @@ def _load(path: str):
         net.history = History.from_dict(meta["history"])
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
+    info = meta.get("data")  # optional: files from before it was recorded lack it
+    _require(info is None or (isinstance(info, dict) and set(info) == {"dataset", "class_names"}
+                              and isinstance(info["dataset"], str) and isinstance(info["class_names"], list)
+                              and len(info["class_names"]) == net.n_classes
+                              and all(isinstance(c, str) for c in info["class_names"])),
+             "metadata 'data' is malformed (expected dataset name and one class name per output)")
+    net.data_info = info
     return net

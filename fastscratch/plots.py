@@ -6,20 +6,29 @@ pyplot, so plotting works without a display and leaves no global state.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from os import PathLike
 
+import numpy as np
+
+from ._atomic import atomic_write
 from .history import History
 
 
-def _figure(title: str, ylabel: str):
+def _blank_figure(width: float, height: float):
+    """A ``width x height`` inch Figure at 100 dpi on the Agg canvas (PNG of 100x those pixels)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("plotting needs matplotlib: install it with `pip install 'fastscratch[plot]'`") from exc
-    fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure(title: str, ylabel: str):
+    fig = _blank_figure(7, 4.5)
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_xlabel("epoch")
@@ -30,14 +39,8 @@ def _figure(title: str, ylabel: str):
 
 def _finish(fig, path: str | PathLike | None):
     if path is not None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png")
     return fig
 
 
@@ -64,5 +67,133 @@ def plot_accuracies(history: History, path: str | PathLike | None = None):
     ax.plot(history.epoch, history.train_accuracy, label="train")
     if any(a == a for a in history.test_accuracy):
         ax.plot(history.epoch, history.test_accuracy, label="test")
+    ax.legend(loc="lower right")
+    return _finish(fig, path)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """``counts[i, j]``: how many samples of class ``i`` were predicted as ``j``; ``(n_classes, n_classes) int64``."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D and of one length, got {y_true.shape} and {y_pred.shape}")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(f"{name} has labels outside [0, {n_classes})")
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                          path: str | PathLike | None = None, title: str = "Confusion matrix (test set)"):
+    """Counts of true (rows) against predicted (columns) classes, with per-class recall on
+    the row labels; 700x700 PNG at ``path`` if given.  ``y_true, y_pred: (n,) int``."""
+    n = len(class_names)
+    counts = confusion_matrix(y_true, y_pred, n)
+    fig = _blank_figure(7, 7)
+    ax = fig.add_subplot()
+    ax.imshow(counts, cmap="Blues")
+    support = counts.sum(axis=1)
+    recall = [f"{counts[i, i] / support[i]:.0%}" if support[i] else "n/a" for i in range(n)]
+    ax.set_xticks(range(n), [str(c) for c in class_names], rotation=45, ha="right")
+    ax.set_yticks(range(n), [f"{c} ({r})" for c, r in zip(class_names, recall)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (recall)")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"{title}: accuracy {accuracy:.2%}")
+    threshold = counts.max() / 2
+    if n <= 20:  # numbers stay legible up to about 20 classes
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if counts[i, j] > threshold else "black")
+    return _finish(fig, path)
+
+
+def plot_class_distribution(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                            path: str | PathLike | None = None):
+    """How often each class is predicted beside how often it truly occurs (test set);
+    700x450 PNG at ``path`` if given.  A model biased towards some classes shows here."""
+    n = len(class_names)
+    counts = confusion_matrix(y_true, y_pred, n)
+    fig = _blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    ax.bar(x - 0.2, counts.sum(axis=1), width=0.4, label="true")
+    ax.bar(x + 0.2, counts.sum(axis=0), width=0.4, label="predicted")
+    ax.set_xticks(x, [str(c) for c in class_names], rotation=45 if n > 10 or max(map(len, map(str, class_names))) > 3
+                  else 0, ha="right" if n > 10 else "center")
+    ax.set_xlabel("class")
+    ax.set_ylabel("samples")
+    ax.set_title("Predicted vs true class distribution (test set)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
+                 path: str | PathLike | None = None, n: int = 36):
+    """A grid of the first ``n`` images titled "predicted (true)", mistakes in red;
+    800x800 PNG at ``path`` if given.  ``images: (m, h, w)``, ``y_true, y_pred: (m,) int``."""
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"plot_samples needs (n, height, width) images, got shape {images.shape}")
+    count = min(n, len(images))
+    if count == 0:
+        raise ValueError("plot_samples needs at least one image")
+    side = int(np.ceil(np.sqrt(count)))
+    fig = _blank_figure(8, 8)
+    for k in range(count):
+        ax = fig.add_subplot(side, side, k + 1)
+        ax.imshow(images[k], cmap="gray_r")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        wrong = y_pred[k] != y_true[k]
+        ax.set_title(f"{class_names[y_pred[k]]} ({class_names[y_true[k]]})", fontsize=8,
+                     color="red" if wrong else "black")
+    fig.suptitle("predicted (true)")
+    return _finish(fig, path)
+
+
+def plot_throughput(results, path: str | PathLike | None = None):
+    """Training samples/s against batch size, one line per framework (log-log); 700x450 PNG.
+    ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out."""
+    fig = _blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    by_framework: dict[str, list[tuple[int, float]]] = {}
+    for r in results:
+        if r.ok and r.epoch_seconds:
+            by_framework.setdefault(r.workload.framework, []).append((r.workload.batch_size or r.n_train,
+                                                                      r.samples_per_second))
+    if not by_framework:
+        raise ValueError("nothing to plot: no benchmark result has timings")
+    for framework, points in sorted(by_framework.items()):
+        points.sort()
+        ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=framework)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (the largest is full batch)")
+    ax.set_ylabel("training samples / s (median epoch)")
+    ax.set_title(f"Training throughput, {results[0].dataset}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
+    """Test accuracy against training seconds, one line per run, with the target
+    accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.bench.Result` s."""
+    fig = _blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    drawn = [r for r in results if r.ok and r.accuracy_curve]
+    if not drawn:
+        raise ValueError("nothing to plot: no time-to-accuracy result")
+    for r in drawn:
+        ax.plot([t for t, _ in r.accuracy_curve], [a for _, a in r.accuracy_curve], marker=".",
+                label=r.workload.label)
+    if drawn[0].target_accuracy is not None:
+        ax.axhline(drawn[0].target_accuracy, linestyle="--", color="gray", label="target")
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Time to accuracy, {drawn[0].dataset}")
+    ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     return _finish(fig, path)

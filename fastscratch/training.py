@@ -53,7 +53,9 @@ class Workspace:
                  keep_probs: list[float] | None = None, training: bool = True, gather: bool = True) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
-        self.blas_threads: int | None = None  # BLAS threads for run_epoch; None: as configured
+        # BLAS threads for run_epoch (None: as configured); every path that trains with
+        # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit
+        self.blas_threads: int | None = default_blas_threads(kernels, batch_size)
         n_layers = len(sizes) - 1
         self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
         empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
@@ -144,44 +146,77 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
     epoch in one call where it covers the case; otherwise, and on the NumPy
     backend, the batches run here one kernel call at a time.  Either way BLAS
-    runs on ``ws.blas_threads`` threads (``None``: as configured; ``fit`` sets it
-    with :func:`choose_blas_threads`).
+    runs on ``ws.blas_threads`` threads (``None``: as configured), which the
+    workspace takes from the backend's rule (:func:`default_blas_threads`).
     """
-    with blas_threads(ws.blas_threads):
+    with blas_threads(ws.blas_threads, ws.kernels):
         fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays)
         if fused is not None:
             return fused
         return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng)
 
 
-_THREADPOOLS: list = []  # one threadpoolctl controller, made on first use (it inspects every loaded library)
+_THREADPOOLS: dict = {}  # a threadpoolctl controller per backend, made once its BLAS is loaded
 
 
-def _threadpools():
-    """threadpoolctl's controller of the loaded thread pools, or ``None`` without threadpoolctl."""
-    if not _THREADPOOLS:
+def _threadpools(kernels: ModuleType | None = None):
+    """threadpoolctl's controller of the loaded thread pools, or ``None`` without threadpoolctl.
+
+    Made once per backend (inspecting the loaded libraries costs ~ms), after the
+    backend's module -- and with it its BLAS (SciPy's, for Numba) -- is imported."""
+    key = getattr(kernels, "NAME", "")
+    if key not in _THREADPOOLS:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:
             return None
-        _THREADPOOLS.append(ThreadpoolController())
-    return _THREADPOOLS[0]
+        _THREADPOOLS[key] = ThreadpoolController().select(user_api="blas")
+    return _THREADPOOLS[key]
 
 
 @contextlib.contextmanager
-def blas_threads(threads: int | None):
-    """Run the block with BLAS limited to ``threads`` (``None``, or no threadpoolctl: unchanged)."""
-    pools = _threadpools() if threads is not None else None
+def blas_threads(threads: int | None, kernels: ModuleType | None = None):
+    """Run the block with BLAS limited to ``threads`` (``None``, or no threadpoolctl: unchanged).
+
+    Sets and restores each library's count directly rather than through
+    ``threadpool_limits``, which builds new objects on every call: this runs once per
+    ``run_epoch`` and the step loop's allocation test sees it.
+    """
+    pools = _threadpools(kernels) if threads is not None else None
     if pools is None:
         yield
         return
-    with pools.limit(limits=threads, user_api="blas"):
+    libraries = pools.lib_controllers
+    before = [lib.num_threads for lib in libraries]
+    for lib in libraries:
+        lib.set_num_threads(threads)
+    try:
         yield
+    finally:
+        for lib, count in zip(libraries, before):
+            lib.set_num_threads(count)
 
 
 #: Forces the BLAS thread count of every epoch when set (benchmarks use it to measure
-#: the choice :func:`choose_blas_threads` makes); ``None``: choose.
+#: the choice); ``None``: the backend's rule (``blas_threads_for``).
 THREADS_OVERRIDE: int | None = None
+#: When true, ``fit`` times one thread against all at the start of training
+#: (:func:`choose_blas_threads`) instead of following the backend's fixed rule.  Off
+#: by default: OpenBLAS results differ in the last bits between thread counts, so a
+#: choice that depends on the machine's load at that moment would make two runs with
+#: the same seed differ, and the library promises bit-identical reruns.
+MEASURE_THREADS = False
+
+
+def default_blas_threads(kernels: ModuleType, batch: int) -> int | None:
+    """The BLAS threads a workspace for ``batch`` rows uses unless told otherwise:
+    ``THREADS_OVERRIDE``, else the backend's ``blas_threads_for`` rule (``None``: as configured)."""
+    if THREADS_OVERRIDE is not None:
+        return THREADS_OVERRIDE
+    advice = getattr(kernels, "blas_threads_for", None)
+    return advice(batch) if advice is not None else None
+
+
 CALIBRATION_ROWS = 4096  # full-batch GEMMs are timed on this many rows: same shape class, bounded time
 CALIBRATION_TRIAL = 0.02  # seconds per timed trial; CALIBRATION_ROUNDS trials per thread count
 CALIBRATION_ROUNDS = 4
@@ -208,11 +243,10 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
     fixed = advice(batch) if advice is not None else None
     if fixed is not None:
         return fixed
-    pools = _threadpools()
+    pools = _threadpools(kernels)
     if pools is None:
         return None
-    blas = pools.select(user_api="blas")
-    most = max((lib.num_threads for lib in blas.lib_controllers), default=1)
+    most = max((lib.num_threads for lib in pools.lib_controllers), default=1)
     if most <= 1:
         return None
     key = (kernels.NAME, tuple(sizes), batch, np.dtype(dtype).name)
@@ -241,7 +275,7 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
     total = {1: 0.0, most: 0.0}
     for _ in range(CALIBRATION_ROUNDS):  # alternating, so a change in load hits both alike
         for threads in (1, most):
-            with pools.limit(limits=threads, user_api="blas"):
+            with blas_threads(threads, kernels):
                 t0 = time.perf_counter()
                 for _ in range(repeats):
                     step_products()
@@ -271,7 +305,8 @@ def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray 
     if list(weight_decays) != [wd, 0.0] * len(weights):  # decay on weights only, one rate
         return None
     dropping = any(m is not None for m in ws.masks)
-    if not k.fused_epoch_supported(X, weights, dropping) or not y.flags.c_contiguous or y.dtype != np.intp:
+    if (not k.fused_epoch_supported(X, weights, dropping) or not y.flags.c_contiguous or not y.flags.writeable
+            or y.dtype != np.intp):
         return None
     state = optimizer.state
     extra = {}

@@ -25,7 +25,7 @@ Design choices, and why:
   inputs that are not C-contiguous.  ``fastscratch.training.run_epoch``
   chooses; :func:`fused_epoch_supported` says what the fused path covers.
 - **Threads.**  OpenBLAS threads are set per batch size around the epoch
-  (:func:`blas_threads_for`, ``fastscratch.training.choose_blas_threads``); Numba's own ``parallel`` is not
+  (:func:`blas_threads_for`: one thread below 256 rows); Numba's own ``parallel`` is not
   used: the elementwise passes here are a few hundred KB per batch, below the
   size where a second thread pays for its wake-up, and two pools on two cores
   would only fight.
@@ -542,16 +542,18 @@ def fused_epoch_supported(X: np.ndarray, weights: list[np.ndarray], dropping: bo
     """Whether :func:`train_epoch` handles this case; otherwise use the per-kernel path.
 
     Not covered: dropout (its masks come from NumPy's generator on the per-kernel
-    path), non-contiguous inputs or parameters, dtypes other than float32/float64.
+    path), non-contiguous or read-only inputs, non-contiguous parameters, dtypes
+    other than float32/float64.
     """
-    return (not dropping and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous
+    # read-only inputs (a memory map, say) are a different Numba type from the
+    # workspace's gather buffer, and the epoch uses either as the batch: per-kernel path
+    return (not dropping and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous and X.flags.writeable
             and all(W.flags.c_contiguous and W.dtype == X.dtype for W in weights)
             and max(X.shape) < 2**31)
 
 
 def blas_threads_for(batch: int) -> int | None:
-    """BLAS threads for an epoch at this batch size: 1, or ``None`` to let
-    ``fastscratch.training.choose_blas_threads`` measure one thread against all.
+    """BLAS threads for an epoch at this batch size: 1, or ``None`` for all (BLAS as configured).
 
     The same rule as the NumPy backend's (``numpy_kernels.blas_threads_for``,
     where the measurements are described).  Numba's ``parallel`` is not used

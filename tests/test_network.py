@@ -1,6 +1,7 @@
 """Training behaviour of NeuralNetwork: convergence, determinism, options, divergence."""
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -350,3 +351,63 @@ def test_prediction_memory_is_bounded_by_the_chunk_not_the_input():
     chunk = 4096 * (64 + 128 + 64 + 10 + 2) * 4 + 4096 * 64 * 8  # float32 buffers + one float64 scan block
     assert labels.shape == (100_000,)
     assert peak < labels.nbytes + 2 * chunk, peak
+
+
+def test_on_epoch_end_sees_each_recorded_epoch(blobs):
+    X, y = blobs
+    seen = []
+    nn = NeuralNetwork([X.shape[1], 8, 3], seed=0)
+    nn.fit(X, y, epochs=4, batch_size=16, verbose=False, on_epoch_end=lambda h: seen.append((len(h), h.cost[-1])))
+    assert [n for n, _ in seen] == [1, 2, 3, 4] and [c for _, c in seen] == nn.history.cost
+
+
+def test_ctrl_c_mid_epoch_undoes_the_epoch_and_resumes_exactly(blobs):
+    """An interrupt inside an epoch leaves weights, optimizer state and generator as at
+    that epoch's start, so fitting again gives the uninterrupted run's weights."""
+    X, y = blobs
+    straight = NeuralNetwork([X.shape[1], 8, 3], seed=3, dropout=0.2, backend="numpy")
+    straight.fit(X, y, epochs=3, batch_size=8, optimizer="adam", lr=0.01, verbose=False)
+
+    net = NeuralNetwork([X.shape[1], 8, 3], seed=3, dropout=0.2, backend="numpy")
+    calls = {"n": 0}
+    original = net.kernels.adam_update
+
+    def interrupting_update(*args):
+        calls["n"] += 1
+        steps_per_epoch = -(-len(X) // 8)
+        if calls["n"] == len(net.weights) * 2 * (steps_per_epoch + 2) + 1:  # a few steps into epoch 2
+            raise KeyboardInterrupt
+        return original(*args)
+
+    net.kernels = types.SimpleNamespace(**{k: getattr(net.kernels, k) for k in dir(net.kernels)
+                                           if not k.startswith("__")})
+    net.kernels.adam_update = interrupting_update
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=3, batch_size=8, optimizer="adam", lr=0.01, verbose=False)
+    assert len(net.history) == 1
+    net.fit(X, y, epochs=2, batch_size=8, optimizer="adam", lr=0.01, verbose=False)
+    for a, b in zip(net.weights + net.biases, straight.weights + straight.biases):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_while_scoring_the_test_set_also_undoes_the_epoch(blobs):
+    X, y = blobs
+    straight = NeuralNetwork([X.shape[1], 8, 3], seed=5, backend="numpy")
+    straight.fit(X, y, X, y, epochs=3, batch_size=8, verbose=False)
+    net = NeuralNetwork([X.shape[1], 8, 3], seed=5, backend="numpy")
+    original, calls = net._evaluate, {"n": 0}
+
+    def interrupting_evaluate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    net._evaluate = interrupting_evaluate
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, X, y, epochs=3, batch_size=8, verbose=False)
+    assert len(net.history) == 1
+    del net._evaluate
+    net.fit(X, y, X, y, epochs=2, batch_size=8, verbose=False)
+    for a, b in zip(net.weights + net.biases, straight.weights + straight.biases):
+        np.testing.assert_array_equal(a, b)

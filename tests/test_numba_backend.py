@@ -422,3 +422,19 @@ def test_the_fused_epoch_allocates_nothing_per_batch():
         if not was_enabled:
             _nrt_python.memsys_disable_stats()
     assert few == many
+
+
+def test_read_only_inputs_train_like_numpy():
+    """A read-only X (a memory map, say) takes the per-kernel path and still agrees."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(0, 1, (40, 5)), rng.integers(0, 3, 40)
+    X.flags.writeable = False
+    nets = {}
+    for backend in ("numpy", "numba"):
+        for batch in (8, None):
+            nets[backend, batch] = NeuralNetwork([5, 4, 3], seed=0, backend=backend, dtype="float64")
+            nets[backend, batch].fit(X, y, epochs=2, batch_size=batch, verbose=False)
+    for batch in (8, None):
+        scale = _largest(nets["numpy", batch]._params())
+        for got, want in zip(nets["numba", batch]._params(), nets["numpy", batch]._params()):
+            assert_close(got, want, np.float64, scale=scale)

@@ -24,7 +24,7 @@ import numpy
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_INPUTS = ["pyproject.toml", "README.md", "LICENSE", "fastscratch", "kernels"]
+BUILD_INPUTS = ["pyproject.toml", "README.md", "LICENSE", "NOTICE", "fastscratch", "kernels"]
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,9 @@ CHECK_INSTALLED = textwrap.dedent("""
     X = rng.normal(size=(30, 4)).astype(np.float32)
     y = rng.integers(0, 3, size=30)
     fastscratch.NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=3, verbose=False)
+
+    from fastscratch.datasets import load_dataset  # the embedded sample ships as package data
+    assert load_dataset("mnist-sample").X_train.shape == (4000, 28, 28)
     print("OK")
 """)
 
@@ -142,8 +145,13 @@ def test_wheel_installs_kernels_as_subpackage(tmp_path):
 
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-    for required in ("fastscratch/kernels/__init__.py", "fastscratch/kernels/numpy_kernels.py"):
+    for required in ("fastscratch/kernels/__init__.py", "fastscratch/kernels/numpy_kernels.py",
+                     "fastscratch/data/mnist_sample.npz", "fastscratch/cli.py"):
         assert required in names, f"{required} missing from {wheel.name}: {names}"
+    dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+    assert f"{dist_info}/licenses/NOTICE" in names, "NOTICE (the MNIST sample's credits) missing"
+    with zipfile.ZipFile(wheel) as zf:
+        assert "fastscratch = fastscratch.cli:main" in zf.read(f"{dist_info}/entry_points.txt").decode()
     top_level_kernels = [n for n in names if n.split("/")[0] == "kernels"]
     assert not top_level_kernels, f"wheel ships a top-level kernels package: {top_level_kernels}"
 

@@ -147,6 +147,9 @@ def test_any_edit_without_the_checksum_is_detected(trained, tmp_path):
     (lambda m: m.update(history={"epoch": [1]}), None, "history must have exactly the keys"),
     (lambda m: m["history"].update(epoch=m["history"]["epoch"][::-1]), None, "history epochs must count"),
     (lambda m: m.update(format_version=True), None, "format version True is not supported"),
+    (lambda m: m.update(data={"dataset": "x", "class_names": ["a"]}), None, "metadata 'data' is malformed"),
+    (lambda m: m.update(data={"dataset": 3, "class_names": ["a", "b", "c"]}), None, "'data' is malformed"),
+    (lambda m: m.update(data=["mnist"]), None, "'data' is malformed"),
     (None, lambda a: a.pop("b1"), r"arrays missing: \['b1'\]"),
     (None, lambda a: a.update(extra=np.zeros(3)), r"unexpected arrays: \['extra'\]"),
     (None, lambda a: a.update(W0=a["W0"].astype(np.float64)), "has dtype float64"),
@@ -347,3 +350,11 @@ def test_a_bloated_metadata_entry_is_refused(parts, tmp_path):
     assert path.stat().st_size < 1_000_000
     with pytest.raises(ValueError, match="array metadata claims"):
         NeuralNetwork.load(path)
+
+
+def test_data_info_round_trips_and_older_files_without_it_load(trained, tmp_path):
+    trained.data_info = {"dataset": "digits", "class_names": ["a", "b", "c"]}
+    trained.save(tmp_path / "m.npz")
+    assert NeuralNetwork.load(tmp_path / "m.npz").data_info == trained.data_info
+    old = _rewrite(tmp_path / "m.npz", tmp_path / "old.npz", lambda m: m.pop("data"))
+    assert NeuralNetwork.load(old).data_info is None

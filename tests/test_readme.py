@@ -25,7 +25,7 @@ def test_readme_tutorial_runs_verbatim(tmp_path):
     assert all(re.fullmatch(epoch_line, line) for line in lines[:6])
     assert lines[6] == "Training completed!"
     accuracy = float(re.search(r"Test accuracy: (\d\.\d+)", result.stdout).group(1))
-    assert accuracy > 0.90
+    assert accuracy >= 0.92  # issue 3's bar for the tutorial network on the MNIST sample
 
 
 def test_readme_documents_the_commands_ci_runs():

@@ -167,10 +167,11 @@ def test_values_too_large_for_float32_are_named(net, data):
         net.predict(X)
 
 
-def test_log_must_be_callable_and_is_checked_before_training(net, data):
+@pytest.mark.parametrize("hook", ["log", "on_epoch_end"])
+def test_hooks_must_be_callable_and_are_checked_before_training(net, data, hook):
     X, y = data
-    with pytest.raises(TypeError, match="log must be a callable"):
-        net.fit(X, y, epochs=1, log=5)
+    with pytest.raises(TypeError, match=f"{hook} must be callable, got int"):
+        net.fit(X, y, epochs=1, **{hook: 5})
     assert len(net.history) == 0
 
 

@@ -1,0 +1,52 @@
+"""Atomic file writes: a temporary file in the target's directory, flushed, then renamed.
+
+A failure at any point (an exception, a full disk, Ctrl-C) removes the temporary
+file and leaves whatever was at the target untouched, so no reader ever sees a
+half-written model, plot or data file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from os import PathLike
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
+    """Open a binary file that replaces ``path`` only when the ``with`` block succeeds.
+
+    A symlink is followed (its target is replaced, the link stays), an existing file's
+    permissions are kept, and a target that is not a regular file (``/dev/stdout``, a
+    FIFO) is written directly, since it cannot be replaced.
+    """
+    path = os.path.realpath(os.fspath(path))
+    try:
+        existing = os.stat(path)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with open(path, "wb") as f:
+            yield f
+        return
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never write through someone else's file; mode 0o666 minus the umask,
+    # the permissions a plain open() gives (mkstemp's would be private 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        if existing is not None:
+            os.chmod(tmp, stat.S_IMODE(existing.st_mode))
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,546 @@
+"""The ``fastscratch`` command line: train, evaluate, predict, info, compare.
+
+Exit codes: 0 success; 1 an error the message explains (missing data, a corrupt
+file, a diverged run); 2 bad arguments; 130 interrupted by Ctrl-C (after saving
+what ``--save`` and ``--plots`` asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import __version__, datasets
+from . import _argtypes as args_
+from .backends import BACKENDS, available_backends
+from .bench import FRAMEWORKS
+from .network import NeuralNetwork
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class CommandError(Exception):
+    """An error to report as ``fastscratch: error: ...`` with exit code 1."""
+
+
+def _framework_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    aliases = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras", "pytorch": "torch"}
+    names = [aliases.get(n, n) for n in names]
+    unknown = [n for n in names if n not in FRAMEWORKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown framework(s) {', '.join(unknown) or text!r}; "
+                                         f"expected from {', '.join(FRAMEWORKS)}")
+    return names
+
+
+# ------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastscratch", description="Train and use a from-scratch feedforward neural network.",
+        epilog="Run `fastscratch COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"fastscratch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a network (default: the tutorial's 784-128-64-10 on the embedded MNIST sample)",
+        description="Train a network; the defaults are the tutorial's: ReLU hidden layers 128 and 64, full-batch "
+                    "gradient descent, lr 0.1, 500 epochs, on the embedded 5,000-digit MNIST sample.")
+    args_.add_data_arguments(train)
+    train.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
+                       help="hidden layer sizes, comma-separated (default: 128,64)")
+    train.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
+    train.add_argument("--epochs", type=args_.positive_int, default=500)
+    train.add_argument("--batch-size", type=args_.batch_size, default=None, metavar="N|full",
+                       help="mini-batch size, or 'full' for full-batch gradient descent (default)")
+    train.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
+    train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None)
+    train.add_argument("--weight-decay", type=args_.non_negative_float, default=0.0, metavar="L2")
+    train.add_argument("--dropout", type=args_.fraction, default=0.0, help="fraction of hidden units dropped")
+    train.add_argument("--early-stopping", type=args_.positive_int, default=None, metavar="PATIENCE",
+                       help="stop when the test loss has not improved for PATIENCE epochs")
+    train.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--seed", type=args_.seed, default=0, help="seed for initialisation and shuffling (default: 0)")
+    train.add_argument("--log-every", type=args_.positive_int, default=None, metavar="N",
+                       help="print an epoch line every N epochs (default: about 5 lines per run)")
+    train.add_argument("--save", metavar="MODEL.npz", type=args_.path, help="write the trained model here")
+    train.add_argument("--plots", metavar="DIR", type=args_.path,
+                       help="write cost.png, accuracy.png, class_distribution.png, confusion_matrix.png and "
+                            "samples.png here")
+    _add_progress_arguments(train)
+
+    evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
+                                   description="Score a saved model on a dataset's test part.")
+    evaluate.add_argument("model", metavar="MODEL.npz")
+    args_.add_data_arguments(evaluate, default=None, default_text="the dataset the model was trained on, when recorded, "
+                                                            "else mnist-sample")
+    evaluate.add_argument("--plots", metavar="DIR", type=args_.path,
+                          help="write class_distribution.png, confusion_matrix.png and samples.png here (and the "
+                               "model's cost.png and accuracy.png when it has a training history)")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    predict = commands.add_parser(
+        "predict", help="predict the classes of images or feature rows",
+        description="Predict classes. Each INPUT is an IDX file (.gz or not) or a .npy file (read without pickle) "
+                    "of images (n, h, w) or feature rows (n, d) -- uint8 pixels are scaled to [0, 1], other types "
+                    "taken as they are -- or a PNG image (grey or colour, averaged to grey, as MNIST: light digit on "
+                    "dark ground). Writes `index,label` CSV lines, over all inputs in order (with --proba, the "
+                    "class probabilities too).")
+    predict.add_argument("model", metavar="MODEL.npz")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+")
+    predict.add_argument("--output", "-o", metavar="FILE", type=args_.path, help="write the CSV here (atomically) instead of stdout")
+    predict.add_argument("--proba", action="store_true", help="add one probability column per class")
+
+    bench = commands.add_parser(
+        "bench", help="time training epochs of fastscratch, tf.keras and PyTorch side by side",
+        description="Train the same network with each framework on the same data and print seconds per epoch "
+                    "(median [min-max] after warm-up), samples/s, GFLOP/s, the share of this machine's SGEMM "
+                    "rate and the ratios to tf.keras and PyTorch measured in the same run. Frameworks that are "
+                    "not installed are listed as skipped.")
+    bench.add_argument("--dataset", default="auto", metavar="NAME|DIR",
+                       help="default: fashion-mnist when found, else mnist-sample")
+    bench.add_argument("--frameworks", "--backends", default=",".join(FRAMEWORKS), metavar="LIST",
+                       type=_framework_list, help=f"comma-separated, from {','.join(FRAMEWORKS)} (default: all)")
+    bench.add_argument("--batch-sizes", default=[32, 128, 512, None], type=args_.batch_list, metavar="LIST",
+                       help="comma-separated; 'full' for full batch (default: 32,128,512,full)")
+    bench.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES")
+    bench.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
+    bench.add_argument("--lr", type=args_.positive_float, default=0.1)
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench.add_argument("--epochs", type=args_.positive_int, default=3, help="timed epochs per run (default: 3)")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default: 1)")
+    bench.add_argument("--target", type=float, default=None, metavar="ACC",
+                       help="also time training to this test accuracy (at the first batch size; default target "
+                            "with --plot: 0.88 on fashion-mnist, 0.92 on mnist-sample)")
+    bench.add_argument("--max-epochs", type=args_.positive_int, default=30, help="cap for --target runs")
+    bench.add_argument("--json", metavar="FILE", help="write every result record here")
+    bench.add_argument("--plot", metavar="DIR", help="write throughput.png and accuracy_vs_time.png here")
+
+    info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
+                               description="Show versions, backends, BLAS threads and which datasets are found; "
+                                           "with MODEL, describe a saved model.")
+    info.add_argument("model", nargs="?", metavar="MODEL.npz")
+
+    from .compare import add_arguments as add_compare_arguments
+
+    compare = commands.add_parser(
+        "compare", help="train fastscratch (each backend) and tf.keras alike; write a report with plots",
+        description="Train fastscratch on each available backend and the same network in tf.keras (same initial "
+                    "weights, same batches) and write report.md, results.json and plots to --out.")
+    add_compare_arguments(compare)
+    return parser
+
+
+def _add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="show a progress bar (default: when stderr is a terminal)")
+    group.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no epoch lines: only the run's description and the closing summary")
+
+
+# --------------------------------------------------------------------- commands
+def _load_data(args: argparse.Namespace) -> datasets.Dataset:
+    return datasets.load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+
+
+def _probe_directory(directory: str, flag: str, given: str) -> None:
+    """Create ``directory`` if needed and prove a file can be written there, before any work."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise CommandError(f"{flag} {given}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _check_plotting(directory: str | None) -> None:
+    """Fail before training, not after, when plots are asked for but cannot be made."""
+    if directory is None:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CommandError("--plots needs matplotlib: `pip install 'fastscratch[plot]'`")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CommandError(f"--plots {directory}: exists and is not a directory")
+    _probe_directory(directory, "--plots", directory)
+
+
+def _prepare_output(path: str | None, flag: str) -> None:
+    """Refuse a directory as the file and prove its directory is writable, before any work."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise CommandError(f"{flag} {path}: is a directory")
+    _probe_directory(os.path.dirname(os.path.abspath(path)), flag, path)
+
+
+def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: str, say) -> list[str]:
+    from . import plots
+
+    os.makedirs(directory, exist_ok=True)
+    X_test = datasets.to_features(data.X_test, net.dtype)
+    predicted = net.predict(X_test)
+    written = []
+    if len(net.history):
+        net.plot_cost(os.path.join(directory, "cost.png"))
+        net.plot_accuracies(os.path.join(directory, "accuracy.png"))
+        written += ["cost.png", "accuracy.png"]
+    plots.plot_class_distribution(data.y_test, predicted, data.class_names,
+                                  os.path.join(directory, "class_distribution.png"))
+    plots.plot_confusion_matrix(data.y_test, predicted, data.class_names, os.path.join(directory, "confusion_matrix.png"))
+    plots.plot_samples(data.X_test, data.y_test, predicted, data.class_names, os.path.join(directory, "samples.png"))
+    written += ["class_distribution.png", "confusion_matrix.png", "samples.png"]
+    say(f"Plots written to {directory}/: {', '.join(written)}")
+    return written
+
+
+def _blas_line() -> str:
+    from ._system import blas_summary
+
+    return blas_summary()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _check_plotting(args.plots)
+    _prepare_output(args.save, "--save")
+    data = _load_data(args)
+    X_train = datasets.to_features(data.X_train, args.dtype)
+    X_test = datasets.to_features(data.X_test, args.dtype)
+    n_classes = max(data.n_classes, int(data.y_train.max()) + 1)
+    architecture = [X_train.shape[1], *args.hidden, n_classes]
+    net = NeuralNetwork(architecture, activation=args.activation, dtype=args.dtype, seed=args.seed,
+                        backend=args.backend, dropout=args.dropout if args.hidden else 0.0)
+    names = list(data.class_names) + [str(k) for k in range(len(data.class_names), n_classes)]
+    net.data_info = {"dataset": data.name if data.name in datasets.DATASETS else os.path.abspath(args.dataset),
+                     "class_names": names}
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    log_every = args.log_every or max(1, args.epochs // 5)
+
+    from tqdm.auto import tqdm
+
+    out = sys.stdout
+    print(f"Dataset {data.name}: {len(X_train):,} training / {len(X_test):,} test samples, {X_train.shape[1]} "
+          f"features, {n_classes} classes ({data.source})", file=out)
+    print(f"Network {'-'.join(map(str, architecture))}, {args.activation}, {args.optimizer}, lr {args.lr:g}, "
+          f"batch {args.batch_size or 'full'}, {args.epochs} epochs, backend {net.kernels.NAME}, {args.dtype}",
+          file=out, flush=True)
+    bar = tqdm(total=args.epochs, unit="epoch", disable=not progress, file=sys.stderr, dynamic_ncols=True,
+               leave=False)
+
+    def say(line: str) -> None:
+        if args.quiet and not line.startswith(("Training completed", "Final", "Trained")):
+            return
+        if progress:
+            bar.write(line, file=out)
+        else:
+            print(line, file=out, flush=True)
+
+    def on_epoch_end(history) -> None:
+        postfix = {"cost": f"{history.cost[-1]:.4f}", "train": f"{history.train_accuracy[-1]:.4f}"}
+        if not math.isnan(history.test_accuracy[-1]):
+            postfix["test"] = f"{history.test_accuracy[-1]:.4f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        net.fit(X_train, data.y_train, X_test, data.y_test, lr=args.lr, epochs=args.epochs,
+                batch_size=args.batch_size, optimizer=args.optimizer, lr_schedule=args.lr_schedule,
+                weight_decay=args.weight_decay, early_stopping=args.early_stopping, log_every=log_every,
+                verbose=True, log=say, on_epoch_end=on_epoch_end)
+    except KeyboardInterrupt:
+        interrupted = True
+        bar.close()
+        done = len(net.history)
+        print(f"\nInterrupted after {done} complete epoch{'s' if done != 1 else ''}; the model holds the weights "
+              f"of epoch {done}." if done else "\nInterrupted before the first epoch completed: nothing to save, "
+              "no model or plots written.", file=sys.stderr)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+
+    if len(net.history):
+        test_acc = net.accuracy(X_test, data.y_test)
+        trained = sum(net.history.seconds)
+        rate = len(X_train) * len(net.history) / trained if trained > 0 else math.inf
+        print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
+              f"| {rate:,.0f} training samples/s | backend {net.kernels.NAME} | BLAS: {_blas_line()}",
+              file=out, flush=True)
+    if args.save and len(net.history):
+        net.save(args.save)
+        print(f"Model saved to {args.save}", file=out)
+    if args.plots and len(net.history):
+        _write_result_plots(net, data, args.plots, lambda line: print(line, file=out))
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _load_model(path: str) -> NeuralNetwork:
+    if not os.path.isfile(path):
+        raise CommandError(f"{path}: no such model file")
+    return NeuralNetwork.load(path)
+
+
+def _check_model_fits(net: NeuralNetwork, n_features: int, where: str) -> None:
+    if n_features != net.n_features:
+        raise CommandError(f"{where} has {n_features} features per sample but the model expects "
+                           f"{net.n_features} (architecture {'-'.join(map(str, net.architecture))})")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _check_plotting(args.plots)
+    net = _load_model(args.model)
+    trained_on = (net.data_info or {}).get("dataset")
+    if args.dataset is None:  # default: what the model was trained on
+        args.dataset = trained_on if trained_on in datasets.DATASETS or (trained_on and os.path.isdir(trained_on)) \
+            else "mnist-sample"
+    elif trained_on and args.dataset != trained_on and os.path.abspath(args.dataset) != trained_on:
+        print(f"warning: {args.model} was trained on {trained_on!r}, evaluating on {args.dataset!r}", file=sys.stderr)
+    data = _load_data(args)
+    X_test = datasets.to_features(data.X_test, net.dtype)
+    _check_model_fits(net, X_test.shape[1], f"dataset {data.name!r}")
+    if data.y_test.max() >= net.n_classes:
+        raise CommandError(f"dataset {data.name!r} has labels up to {data.y_test.max()} but the model has "
+                           f"{net.n_classes} classes")
+    loss, accuracy = net.evaluate(X_test, data.y_test)
+    predicted = net.predict(X_test)
+    per_class = {}
+    for k in range(net.n_classes):
+        mask = data.y_test == k
+        if mask.any():
+            per_class[data.class_names[k] if k < len(data.class_names) else str(k)] = float(
+                (predicted[mask] == k).mean())
+    result = {"model": args.model, "dataset": data.name, "source": data.source, "n_samples": int(len(X_test)),
+              "loss": float(loss), "accuracy": float(accuracy), "per_class_accuracy": per_class}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"Model {args.model} ({'-'.join(map(str, net.architecture))}) on {data.name} test set "
+              f"({len(X_test):,} samples): loss {loss:.4f}, accuracy {accuracy:.4f}")
+        for name, value in per_class.items():
+            print(f"  {name:>12}: {value:.4f}")
+    if args.plots:
+        _write_result_plots(net, data, args.plots, lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
+    return 0
+
+
+def _read_png(path: str) -> np.ndarray:
+    """One PNG as ``(h, w)`` grey in [0, 1] (matplotlib's reader); colour is averaged to grey."""
+    try:
+        from matplotlib import image
+    except ImportError:
+        raise CommandError("PNG input needs matplotlib: `pip install 'fastscratch[plot]'`") from None
+    try:
+        pixels = image.imread(path)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise CommandError(f"{path}: not a readable PNG ({exc})") from None
+    if pixels.dtype == np.uint8:
+        pixels = pixels / 255.0
+    if pixels.ndim == 3:  # RGB or RGBA: average the colour channels, ignore alpha
+        pixels = pixels[..., :3].mean(axis=2)
+    return np.asarray(pixels, dtype=np.float64)
+
+
+def _read_input(path: str) -> np.ndarray:
+    """Rows of features in [0, 1] from an IDX or .npy file (images or rows; uint8 is scaled by
+    1/255) or a PNG (one image)."""
+    if not os.path.isfile(path):
+        raise CommandError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        signature = f.read(8)
+    if signature == b"\x89PNG\r\n\x1a\n":
+        return _read_png(path).reshape(1, -1)
+    if signature.startswith(b"\x93NUMPY"):
+        try:
+            # memory-mapped: a header claiming more data than the file holds fails here,
+            # before anything is allocated
+            raw = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, SyntaxError) as exc:
+            raise CommandError(f"{path}: not a plain .npy array ({exc})") from None
+    else:
+        raw = datasets.read_idx(path)
+    if raw.ndim not in (2, 3) or raw.shape[0] == 0:
+        raise CommandError(f"{path}: expected (n, height, width) images or (n, features) rows with n > 0, "
+                           f"got shape {raw.shape}")
+    if raw.dtype == np.uint8:
+        return datasets.to_features(np.asarray(raw).reshape(raw.shape[0], -1), np.float64)
+    if raw.dtype.kind not in "fiu":
+        raise CommandError(f"{path}: expected numbers, got dtype {raw.dtype}")
+    return raw.reshape(raw.shape[0], -1)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    net = _load_model(args.model)
+    _prepare_output(args.output, "--output")
+    parts = [_read_input(path) for path in args.inputs]
+    for path, part in zip(args.inputs, parts):
+        _check_model_fits(net, part.shape[1], path)
+    X = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    names = (net.data_info or {}).get("class_names")
+    header = ["index", "label"] + (["class"] if names else [])
+    if args.proba:
+        proba = net.predict_proba(X)
+        labels = proba.argmax(axis=1)
+        header += [f"p{k}" for k in range(net.n_classes)]
+    else:
+        labels = net.predict(X)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for i, label in enumerate(labels):
+        row = [i, int(label)] + ([names[label]] if names else [])
+        writer.writerow(row + ([f"{p:.6g}" for p in proba[i]] if args.proba else []))
+    text = buffer.getvalue()
+    if args.output:
+        from ._atomic import atomic_write
+
+        with atomic_write(args.output) as f:
+            f.write(text.encode())
+        print(f"{len(X):,} predictions written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ._system import blas_summary, tensorflow_gpus, versions
+
+    if args.model:
+        net = _load_model(args.model)
+        h = net.history
+        print(f"Model {args.model}")
+        print(f"  architecture {'-'.join(map(str, net.architecture))}, activations {', '.join(net.activations)}, "
+              f"{net.dtype.name}, dropout {net.dropout}")
+        print(f"  trained {len(h)} epochs" + (f", optimizer {net.optimizer.config()}" if net.optimizer else ""))
+        if len(h):
+            line = f"  last epoch: cost {h.cost[-1]:.4f}, train accuracy {h.train_accuracy[-1]:.4f}"
+            if not math.isnan(h.test_accuracy[-1]):
+                line += f", test accuracy {h.test_accuracy[-1]:.4f}"
+            print(line)
+        return 0
+    print(f"fastscratch {__version__}")
+    for name, version in versions().items():
+        if name != "fastscratch":
+            print(f"  {name} {version}")
+    backends = available_backends()
+    print(f"Backends available: {', '.join(backends)} (auto picks {backends[0] if 'numba' in backends else 'numpy'})")
+    if "numba" not in backends:
+        print("  Numba is not installed: training runs on the NumPy backend "
+              "(`pip install 'fastscratch[numba]'` for the jitted one).")
+    print(f"BLAS: {blas_summary()}")
+    print(f"CPU cores: {os.cpu_count()}")
+    print(f"GPU: {tensorflow_gpus()}")
+    print("Datasets:")
+    for name in datasets.DATASETS:
+        print(f"  {name:<14} {_where(name)}")
+    print(f"  download cache: {datasets.cache_dir()}")
+    return 0
+
+
+def _where(name: str) -> str:
+    try:
+        return datasets.locate(name) or "not found (see `fastscratch train --dataset NAME` for where it looks)"
+    except ImportError as exc:
+        return f"unavailable ({exc})"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from ._system import versions
+
+    _check_plotting(args.plot)
+    _prepare_output(args.json, "--json")
+    name, data = bench.load_data(args.dataset, args.dtype)
+    sizes = [data[0].shape[1], *args.hidden, int(data[1].max()) + 1]
+    print(f"fastscratch bench: {name}, {len(data[0]):,} training samples, {'-'.join(map(str, sizes))}, "
+          f"{args.dtype}, {args.optimizer} lr {args.lr:g}; {args.warmup} warm-up + {args.epochs} timed epochs")
+    print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    sgemm = bench.sgemm_rate(dtype=args.dtype)
+    print(f"BLAS: {bench.thread_summary()}; SGEMM (128x784)x(784x128): {sgemm[0]:.1f} GFLOP/s "
+          f"[{sgemm[1]:.1f}-{sgemm[2]:.1f}]", flush=True)
+    results = []
+    for batch in args.batch_sizes:
+        for framework in args.frameworks:
+            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
+            print(f"  running {workload.label} ...", file=sys.stderr, flush=True)
+            results.append(bench.run(workload, epochs=args.epochs, warmup=args.warmup, data=data))
+    print()
+    print("\n".join(bench.format_table(results, sgemm)))
+    target = args.target if args.target is not None else (bench.DEFAULT_TARGETS.get(name, 0.9) if args.plot else None)
+    accuracy_runs = []
+    if target is not None:
+        batch = args.batch_sizes[0]
+        print(f"\nTime to {target:.0%} test accuracy (batch {batch or 'full'}, {args.optimizer} lr {args.lr:g}, "
+              f"at most {args.max_epochs} epochs):")
+        for framework in args.frameworks:
+            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
+            accuracy_runs.append(bench.time_to_accuracy(workload, target, args.max_epochs, data=data))
+            print("\n".join(bench.format_time_to_accuracy(accuracy_runs[-1:])), flush=True)
+    if args.json:
+        from ._atomic import atomic_write
+
+        record = {"dataset": name, "sgemm_gflops": sgemm, "threads": bench.thread_summary(),
+                  "results": [r.to_dict() for r in results], "time_to_accuracy": [r.to_dict() for r in accuracy_runs]}
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(record, indent=2, default=str).encode())
+        print(f"\nResults written to {args.json}")
+    if args.plot:
+        from . import plots
+
+        os.makedirs(args.plot, exist_ok=True)
+        plots.plot_throughput(results, os.path.join(args.plot, "throughput.png"))
+        written = ["throughput.png"]
+        if any(r.ok for r in accuracy_runs):
+            plots.plot_accuracy_vs_time(accuracy_runs, os.path.join(args.plot, "accuracy_vs_time.png"))
+            written.append("accuracy_vs_time.png")
+        print(f"Plots written to {args.plot}/: {', '.join(written)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import run_from_args
+
+    return run_from_args(args)
+
+
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "evaluate": cmd_evaluate, "predict": cmd_predict, "info": cmd_info,
+            "compare": cmd_compare}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastscratch`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        expected = (CommandError, ValueError, TypeError, OSError, ImportError, FloatingPointError)
+        what = str(exc) if isinstance(exc, expected) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            what = f"out of memory ({exc or 'the arrays asked for do not fit'})"
+        print(f"fastscratch {args.command}: error: {what}", file=sys.stderr)
+        return EXIT_ERROR
+

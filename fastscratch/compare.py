@@ -1,0 +1,480 @@
+"""fastscratch against tf.keras, side by side: the same network, start, batches and settings.
+
+:func:`compare` trains one fastscratch network per available backend and the
+tf.keras equivalent (:mod:`fastscratch.reference.keras`: same initial weights,
+same optimizer, same per-epoch batch order) for each batch size asked for, and
+writes a report directory:
+
+- ``report.md``: a table per run (framework/backend, device, seconds per epoch
+  median and min-max, samples/s, final train/test accuracy, final loss), the
+  settings, library versions, BLAS and thread counts;
+- ``results.json``: everything in the table plus every epoch's history;
+- ``loss.png`` (training loss per epoch), ``accuracy_vs_time.png`` (test accuracy
+  against cumulative training time) and, with several batch sizes,
+  ``seconds_per_epoch.png`` (seconds per epoch by batch size).
+
+Every file is written to a temporary name and renamed, so a report directory never
+holds half-written files.  From the command line: ``fastscratch compare`` (options:
+:func:`add_arguments`).
+
+How time is measured: an epoch's seconds are the wall time of its training steps
+(batch gathering included, evaluation excluded) — ``History.seconds`` for
+fastscratch, the time between Keras' epoch-begin and epoch-end callbacks for
+Keras.  The first epoch includes Numba's compilation and Keras' graph tracing,
+which is why the table gives the median and the range.  Absolute times on shared
+machines vary between runs; ratios measured in the same run are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import numbers
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from . import _argtypes as args_
+from . import _validation as check
+from ._atomic import atomic_write
+from .backends import BACKENDS, available_backends
+from .network import ACTIVATIONS, NeuralNetwork
+from .optimizers import Adam, Momentum, Optimizer, get_optimizer
+
+__all__ = ["compare", "resolve_dataset", "add_arguments", "run_from_args", "RESULT_KEYS", "RUN_KEYS"]
+
+RESULT_KEYS = ("fastscratch_version", "created", "dataset", "settings", "environment", "runs", "notes", "files")
+RUN_KEYS = ("name", "framework", "backend", "device", "batch_size", "seconds_per_epoch", "samples_per_second",
+            "final", "total_train_seconds", "history")
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+# ----------------------------------------------------------------------- data
+def resolve_dataset(dataset: str | PathLike | Sequence[Any], dtype: str = "float32", *,
+                    data_dir: str | PathLike | None = None, download: bool = False) -> tuple[str, Arrays]:
+    """``(name, (X_train, y_train, X_test, y_test))`` with ``X: (n, features)`` of ``dtype`` in [0, 1].
+
+    ``dataset``: a name or directory for :func:`fastscratch.datasets.load_dataset`
+    (``"mnist-sample"``, ``"mnist"``, ``"fashion-mnist"``, ``"digits"``, a directory of
+    IDX files), or a tuple of four arrays (features already scaled; taken as given).
+    """
+    if isinstance(dataset, (str, PathLike)):
+        from .datasets import load_dataset, to_features
+
+        data = load_dataset(dataset, data_dir=data_dir, download=download)
+        return data.name, (to_features(data.X_train, dtype), data.y_train, to_features(data.X_test, dtype),
+                           data.y_test)
+    if isinstance(dataset, Sequence) and len(dataset) == 4:
+        X_train, y_train, X_test, y_test = dataset
+        if np.ndim(X_train) != 2 or np.ndim(X_test) != 2:
+            raise ValueError("dataset arrays must be (X_train, y_train, X_test, y_test) with X of shape "
+                             f"(n, features); got X_train {np.shape(X_train)}, X_test {np.shape(X_test)}")
+        return "arrays", (X_train, y_train, X_test, y_test)
+    raise TypeError("dataset must be a dataset name, a directory, or a tuple (X_train, y_train, X_test, y_test); "
+                    f"got {type(dataset).__name__}")
+
+
+# ------------------------------------------------------------------- compare
+def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir: str | PathLike = "compare-report",
+            hidden: Sequence[int] = (128, 64), activation: str = "relu", optimizer: str | Optimizer = "sgd",
+            lr: float = 0.1, epochs: int = 5, batch_sizes: Sequence[int | None] | int | None = (128,),
+            seed: int = 0, dtype: str = "float32", backends: Sequence[str] | None = None,
+            keras: bool | str = "auto", device: str = "auto", data_dir: str | PathLike | None = None,
+            download: bool = False, plots: bool = True, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Train fastscratch (each backend) and tf.keras alike; write the report; return the results.
+
+    - ``dataset``: see :func:`resolve_dataset`.  The network is
+      ``[n_features, *hidden, n_classes]`` with ``activation`` on the hidden layers.
+    - ``optimizer``: ``"sgd"``, ``"momentum"``, ``"nesterov"`` (momentum 0.9), ``"adam"`` or an
+      optimizer object; ``lr`` is constant.  ``batch_sizes``: one or several (``None``: full batch).
+    - ``backends``: fastscratch backends to run (default: every one available here).
+    - ``keras``: ``True`` (required), ``False`` (skip) or ``"auto"`` (run it when TensorFlow is
+      installed, else note in the report how to get it).  ``device``: Keras' device, ``"auto"``
+      (a GPU when TensorFlow sees one), ``"cpu"`` or ``"gpu"``; fastscratch always runs on the CPU.
+    - ``plots``: write the PNGs (needs matplotlib; without it they are skipped with a note).
+    - ``log``: progress lines (``None``: silent).
+
+    Returns the dict written to ``results.json`` (keys :data:`RESULT_KEYS`; each run has
+    :data:`RUN_KEYS`).  Bad settings raise ``ValueError``/``TypeError`` before anything is trained.
+    """
+    say = log if log is not None else (lambda line: None)
+    if log is not None and not callable(log):
+        raise TypeError("log must be callable with one string, or None")
+    settings = _check_settings(hidden, activation, optimizer, lr, epochs, batch_sizes, seed, dtype, backends, keras,
+                               device)
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
+    name, (X_train, y_train, X_test, y_test) = resolve_dataset(dataset, settings["dtype"], data_dir=data_dir,
+                                                               download=download)
+    X_train = check.check_features(X_train, np.shape(X_train)[1], np.dtype(settings["dtype"]), "X_train")
+    n_classes = int(max(np.max(y_train), np.max(y_test))) + 1
+    architecture = [X_train.shape[1], *settings["hidden"], n_classes]
+    use_keras, keras_note = _keras_wanted(settings["keras"])
+    notes = [] if keras_note is None else [keras_note]
+    if keras_note is not None and settings["keras"] == "auto":
+        say(keras_note)
+    say(f"Comparing on {name}: {len(X_train):,} training / {len(X_test):,} test samples, network "
+        f"{'-'.join(map(str, architecture))}, {settings['optimizer_label']}, lr {settings['lr']:g}, "
+        f"{settings['epochs']} epochs, batch sizes {', '.join(_batch_label(b) for b in settings['batch_sizes'])}")
+
+    def network(backend: str) -> NeuralNetwork:
+        return NeuralNetwork(architecture, activation=settings["activation"], dtype=settings["dtype"],
+                             seed=settings["seed"], backend=backend)
+
+    runs = []
+    for batch in settings["batch_sizes"]:
+        for backend in settings["backends"]:
+            nn = network(backend)
+            started = time.perf_counter()
+            history = nn.fit(X_train, y_train, X_test, y_test, lr=settings["lr"], epochs=settings["epochs"],
+                             batch_size=batch, optimizer=get_optimizer(settings["optimizer"].config()),
+                             verbose=False)
+            runs.append(_run_record(f"fastscratch ({nn.kernels.NAME})", "fastscratch", nn.kernels.NAME,
+                                    f"cpu ({os.cpu_count()} cores)", batch, len(X_train), history))
+            say(_run_line(runs[-1], time.perf_counter() - started))
+        if use_keras:
+            from .reference.keras import train_keras
+
+            started = time.perf_counter()
+            run = train_keras(network("numpy"), X_train, y_train, X_test, y_test, lr=settings["lr"],
+                              epochs=settings["epochs"], batch_size=batch,
+                              optimizer=get_optimizer(settings["optimizer"].config()), device=settings["device"])
+            label = "tf.keras" + (" (XLA)" if run.jit_compile else "")
+            runs.append(_run_record(label, "tf.keras", "xla" if run.jit_compile else "tensorflow", run.device, batch,
+                                    len(X_train), run.history))
+            say(_run_line(runs[-1], time.perf_counter() - started))
+
+    results = {
+        "fastscratch_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": {"name": name, "n_train": int(len(X_train)), "n_test": int(len(X_test)),
+                    "n_features": int(X_train.shape[1]), "n_classes": n_classes},
+        "settings": {"architecture": architecture, "activation": settings["activation"],
+                     "optimizer": settings["optimizer"].config(), "lr": settings["lr"], "epochs": settings["epochs"],
+                     "batch_sizes": settings["batch_sizes"], "seed": settings["seed"], "dtype": settings["dtype"],
+                     "same_initial_weights": True, "same_batch_order": True},
+        "environment": _environment(use_keras),
+        "runs": runs,
+        "notes": notes,
+        "files": [],
+    }
+    results["files"] = _write_report(out_dir, results, plots, notes)
+    say(f"Report written to {out_dir}/: {', '.join(results['files'])}")
+    return results
+
+
+def _batch_label(batch: int | None) -> str:
+    return "full" if batch is None else str(batch)
+
+
+def _check_settings(hidden, activation, optimizer, lr, epochs, batch_sizes, seed, dtype, backends, keras,
+                    device) -> dict[str, Any]:
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise TypeError(f"hidden must be a list of layer sizes such as [128, 64], got {hidden!r}")
+    hidden = [check.check_positive_int("hidden layer size", h) for h in hidden]
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    label = optimizer if isinstance(optimizer, str) else repr(optimizer)
+    if isinstance(optimizer, str) and optimizer.lower() == "nesterov":
+        optimizer = Momentum(0.9, nesterov=True)
+    opt = get_optimizer(optimizer)
+    if not isinstance(opt, (Momentum, Adam)) and opt.name != "sgd":
+        raise ValueError(f"optimizer {opt!r} has no Keras equivalent here; use sgd, momentum, nesterov or adam")
+    if batch_sizes is None or isinstance(batch_sizes, numbers.Integral):
+        batch_sizes = [batch_sizes]
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Sequence) or not batch_sizes:
+        raise TypeError(f"batch_sizes must be a batch size or a non-empty list of them, got {batch_sizes!r}")
+    batch_sizes = [check.check_optional_positive_int("batch size", b) for b in batch_sizes]
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"batch_sizes lists a size twice: {batch_sizes}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    found = available_backends()
+    if backends is None:
+        backends = found
+    elif isinstance(backends, str):
+        backends = [backends]
+    for b in backends:
+        if b not in BACKENDS:
+            raise ValueError(f"unknown backend {b!r}; expected some of {BACKENDS}")
+        if b not in found:
+            raise ValueError(f"backend {b!r} is not available here (available: {', '.join(found)})")
+    if keras not in (True, False, "auto"):
+        raise ValueError(f"keras must be True, False or 'auto', got {keras!r}")
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+    if not backends and keras is False:
+        raise ValueError("nothing to compare: no backends and keras=False")
+    return {"hidden": hidden, "activation": activation, "optimizer": opt, "optimizer_label": label,
+            "lr": check.check_positive_number("lr", lr), "epochs": check.check_positive_int("epochs", epochs),
+            "batch_sizes": batch_sizes, "seed": int(seed), "dtype": dtype, "backends": list(dict.fromkeys(backends)),
+            "keras": keras, "device": device}
+
+
+def _keras_wanted(keras: bool | str) -> tuple[bool, str | None]:
+    """Whether to run Keras, and a note for the report when it is skipped."""
+    if keras is False:
+        return False, "tf.keras was not run (keras=False / --no-keras)."
+    try:
+        from .reference.keras import import_tensorflow
+
+        import_tensorflow()
+    except ImportError:
+        if keras is True:
+            raise
+        return False, ("tf.keras was not run: TensorFlow is not installed "
+                       "(`pip install 'fastscratch[keras]'` adds it).")
+    return True, None
+
+
+def _run_record(name: str, framework: str, backend: str, device: str, batch: int | None, n_train: int,
+                history) -> dict[str, Any]:
+    seconds = list(history.seconds)
+    median = statistics.median(seconds)
+    final = {"loss": history.cost[-1], "train_accuracy": history.train_accuracy[-1],
+             "test_loss": history.test_cost[-1], "test_accuracy": history.test_accuracy[-1]}
+    return {"name": name, "framework": framework, "backend": backend, "device": device,
+            "batch_size": batch if batch is not None else n_train,
+            "seconds_per_epoch": {"median": median, "min": min(seconds), "max": max(seconds)},
+            "samples_per_second": n_train / median if median > 0 else None,
+            "final": {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in final.items()},
+            "total_train_seconds": float(sum(seconds)), "history": history.to_dict()}
+
+
+def _run_line(run: dict[str, Any], wall: float) -> str:
+    f, s = run["final"], run["seconds_per_epoch"]
+    test = f"{f['test_accuracy']:.4f}" if f["test_accuracy"] is not None else "-"
+    return (f"  {run['name']:<22} batch {run['batch_size']:>6}: {s['median']:.3f} s/epoch (median), "
+            f"loss {f['loss']:.4f}, test accuracy {test} ({wall:.1f} s in all)")
+
+
+def _environment(with_keras: bool) -> dict[str, Any]:
+    from ._system import blas_info, versions
+
+    env: dict[str, Any] = {"versions": versions(), "cpu_count": os.cpu_count()}
+    try:
+        env["blas"] = blas_info()
+    except ImportError:
+        env["blas"] = []
+    if with_keras:
+        from .reference.keras import import_tensorflow
+
+        tf = import_tensorflow()
+        import keras
+
+        env["versions"].update({"tensorflow": tf.__version__, "keras": keras.__version__})
+        # 0 means "TensorFlow decides" (one thread per core)
+        env["tensorflow_threads"] = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                                     "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+                                     "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86)")}
+    return env
+
+
+# -------------------------------------------------------------------- report
+def _write_text(path: str, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def _write_report(out_dir: str, results: dict[str, Any], plots: bool, notes: list[str]) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    files = []
+    if plots:
+        try:
+            files += _write_plots(out_dir, results["runs"], results["settings"]["batch_sizes"])
+        except ImportError as exc:
+            notes.append(f"Plots skipped: {exc}")
+    files = ["report.md", "results.json"] + files
+    results["files"] = files
+    _write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2, allow_nan=False) + "\n")
+    _write_text(os.path.join(out_dir, "report.md"), _markdown(results))
+    return files
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    s, d, env = results["settings"], results["dataset"], results["environment"]
+    opt = ", ".join(f"{k}={v}" for k, v in s["optimizer"].items() if k != "name")
+    lines = [
+        "# fastscratch vs tf.keras",
+        "",
+        f"Dataset **{d['name']}**: {d['n_train']:,} training / {d['n_test']:,} test samples, {d['n_features']} "
+        f"features, {d['n_classes']} classes.  Network {'-'.join(map(str, s['architecture']))} ({s['activation']}, "
+        f"softmax output), {s['dtype']}, optimizer {s['optimizer']['name']}" + (f" ({opt})" if opt else "")
+        + f", lr {s['lr']:g}, {s['epochs']} epochs, seed {s['seed']}.",
+        "Every run starts from the same initial weights and sees the same batches in the same order.",
+        "",
+        "| framework (backend) | device | batch | s/epoch median (min-max) | samples/s | train acc | test acc "
+        "| final loss |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for run in results["runs"]:
+        t, f = run["seconds_per_epoch"], run["final"]
+        lines.append(f"| {run['name']} | {run['device']} | {run['batch_size']} | {t['median']:.3f} "
+                     f"({t['min']:.3f}-{t['max']:.3f}) | {_fmt(run['samples_per_second'], ',.0f')} | "
+                     f"{_fmt(f['train_accuracy'], '.4f')} | {_fmt(f['test_accuracy'], '.4f')} | "
+                     f"{_fmt(f['loss'], '.4f')} |")
+    ratios = _ratios(results["runs"])
+    if ratios:
+        lines += ["", "Against tf.keras at the same batch size (median s/epoch, measured in this run):", ""]
+        lines += [f"- {r}" for r in ratios]
+    lines += [
+        "",
+        "Seconds per epoch are the wall time of the training steps (batch gathering included, evaluation "
+        "excluded); the first epoch includes Numba compilation and Keras graph tracing, hence median and range. "
+        "Train accuracy and loss are measured during the epoch, each batch before its update (as Keras does).",
+        "",
+        "## Environment",
+        "",
+    ]
+    for name, version in env["versions"].items():
+        lines.append(f"- {name} {version}")
+    lines.append(f"- CPU cores: {env['cpu_count']}")
+    if env.get("blas"):
+        for b in env["blas"]:
+            lines.append(f"- BLAS: {b['library']} {b['version']}"
+                         + (f" ({b['architecture']})" if b.get("architecture") else "") + f", {b['threads']} threads")
+    else:
+        lines.append("- BLAS: unknown (threadpoolctl found none)")
+    if "tensorflow_threads" in env:
+        t = env["tensorflow_threads"]
+        lines.append(f"- TensorFlow threads: intra-op {t['intra_op'] or 'auto'}, inter-op {t['inter_op'] or 'auto'}; "
+                     f"oneDNN {t['onednn']}")
+    if results["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
+    pngs = [f for f in results["files"] if f.endswith(".png")]
+    if pngs:
+        lines += ["", "## Plots", ""] + [f"![{f[:-4].replace('_', ' ')}]({f})" for f in pngs]
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(runs: list[dict[str, Any]]) -> list[str]:
+    """For each fastscratch run: its speed against tf.keras at the same batch size, and how far
+    its per-epoch training loss is from Keras' (they start alike and see the same batches)."""
+    out = []
+    for run in runs:
+        if run["framework"] != "fastscratch":
+            continue
+        for ref in runs:
+            if ref["framework"] == "tf.keras" and ref["batch_size"] == run["batch_size"]:
+                ratio = ref["seconds_per_epoch"]["median"] / run["seconds_per_epoch"]["median"]
+                speed = (f"{ratio:.2f}x as fast as tf.keras" if ratio >= 1
+                         else f"tf.keras is {1 / ratio:.2f}x as fast")
+                ours, theirs = np.array(run["history"]["cost"]), np.array(ref["history"]["cost"])
+                gap = float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
+                out.append(f"{run['name']} at batch {run['batch_size']}: {speed}; per-epoch training loss "
+                           f"within {gap:.1e} (relative) of tf.keras'")
+    return out
+
+
+def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int | None]) -> list[str]:
+    from .plots import _blank_figure, _finish
+
+    several = len(batch_sizes) > 1
+
+    def label(run: dict[str, Any]) -> str:
+        return run["name"] + (f", batch {run['batch_size']}" if several else "")
+
+    def axes(title: str, xlabel: str, ylabel: str):
+        fig = _blank_figure(7, 4.5)
+        ax = fig.add_subplot()
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        return fig, ax
+
+    files = []
+    fig, ax = axes("Training loss per epoch", "epoch", "cross-entropy loss (mean over the epoch's batches)")
+    for run in runs:
+        ax.plot(run["history"]["epoch"], run["history"]["cost"], marker="o", markersize=3, label=label(run))
+    ax.legend(fontsize="small")
+    _finish(fig, os.path.join(out_dir, "loss.png"))
+    files.append("loss.png")
+
+    has_test = any(run["final"]["test_accuracy"] is not None for run in runs)
+    key, what = ("test_accuracy", "test accuracy") if has_test else ("train_accuracy", "train accuracy")
+    fig, ax = axes(f"{what.capitalize()} against training time", "cumulative training time (s)", what)
+    for run in runs:
+        elapsed = np.cumsum(run["history"]["seconds"])
+        values = [math.nan if v is None else v for v in run["history"][key]]
+        ax.plot(elapsed, values, marker="o", markersize=3, label=label(run))
+    ax.legend(fontsize="small", loc="lower right")
+    _finish(fig, os.path.join(out_dir, "accuracy_vs_time.png"))
+    files.append("accuracy_vs_time.png")
+
+    if several:
+        fig, ax = axes("Seconds per epoch by batch size (median; bars: min-max)", "batch size", "seconds per epoch")
+        for name in dict.fromkeys(run["name"] for run in runs):
+            mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["batch_size"])
+            x = [r["batch_size"] for r in mine]
+            med = np.array([r["seconds_per_epoch"]["median"] for r in mine])
+            low = med - np.array([r["seconds_per_epoch"]["min"] for r in mine])
+            high = np.array([r["seconds_per_epoch"]["max"] for r in mine]) - med
+            ax.errorbar(x, med, yerr=[low, high], marker="o", capsize=3, label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.legend(fontsize="small")
+        _finish(fig, os.path.join(out_dir, "seconds_per_epoch.png"))
+        files.append("seconds_per_epoch.png")
+    return files
+
+
+# ----------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``compare`` options to ``parser`` (a subcommand's parser or a standalone one)."""
+    args_.add_data_arguments(parser)
+    parser.add_argument("--out", default="compare-report", metavar="DIR",
+                        help="report directory (default: %(default)s)")
+    parser.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
+                        help="hidden layer sizes, comma-separated (default: 128,64)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"), default="sgd",
+                        help="momentum and nesterov use momentum 0.9; adam the Keras defaults (default: sgd)")
+    parser.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
+    parser.add_argument("--epochs", type=args_.positive_int, default=5, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=args_.batch_size, nargs="+", default=[128], metavar="N|full",
+                        help="one or more batch sizes; several add a seconds-per-epoch plot (default: 128)")
+    parser.add_argument("--seed", type=args_.seed, default=0, help="initialisation and shuffling seed (default: 0)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None, metavar="NAME",
+                        help=f"fastscratch backends to run, of {', '.join(BACKENDS)} (default: all available)")
+    keras = parser.add_mutually_exclusive_group()
+    keras.add_argument("--no-keras", dest="keras", action="store_const", const=False, default="auto",
+                       help="leave tf.keras out")
+    keras.add_argument("--require-keras", dest="keras", action="store_const", const=True,
+                       help="fail if TensorFlow is not installed (default: note it in the report and go on)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="where Keras runs (default: a GPU when TensorFlow sees one)")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNGs")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only where the report went")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run :func:`compare` from parsed :func:`add_arguments` options; returns the exit code (0).
+
+    Errors propagate as ``ValueError``/``TypeError``/``ImportError``/``OSError`` for the
+    caller (the ``fastscratch`` CLI) to report.
+    """
+    log = None if args.quiet else (lambda line: print(line, flush=True))
+    results = compare(args.dataset, out_dir=args.out, hidden=args.hidden, activation=args.activation,
+                      optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_sizes=args.batch_size,
+                      seed=args.seed, dtype=args.dtype, backends=args.backends, keras=args.keras,
+                      device=args.device, data_dir=args.data_dir, download=args.download, plots=args.plots, log=log)
+    if args.quiet:
+        print(os.path.join(args.out, "report.md"))
+    return 0 if results["runs"] else 1

@@ -1,0 +1,312 @@
+"""The ``fastscratch`` command line, run as a user runs it: in a subprocess."""
+
+import dataclasses
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastscratch import NeuralNetwork, cli, datasets
+from fastscratch.datasets import write_idx
+
+FAST = ["--epochs", "3", "--batch-size", "64", "--hidden", "16"]
+
+
+def run(*args, cwd=None, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "fastscratch", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", raw[16:24])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained by ``fastscratch train`` with plots, and the run's output."""
+    out = tmp_path_factory.mktemp("train")
+    result = run("train", *FAST, "--save", out / "models" / "m.npz", "--plots", out / "plots", "--log-every", "1")
+    return out, result
+
+
+def test_train_prints_epoch_lines_summary_and_writes_files(trained):
+    out, result = trained
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Dataset mnist-sample: 4,000 training / 1,000 test samples, 784 features")
+    assert lines[1].startswith("Network 784-16-10, relu, sgd, lr 0.1, batch 64, 3 epochs")
+    epochs = [line for line in lines if line.startswith("Epoch ")]
+    assert [line[:10] for line in epochs] == ["Epoch    1", "Epoch    2", "Epoch    3"]
+    assert "Training completed!" in lines
+    summary = next(line for line in lines if line.startswith("Summary: test accuracy"))
+    assert "BLAS:" in summary and "thread" in summary
+    assert NeuralNetwork.load(out / "models" / "m.npz").epochs_trained == 3
+    sizes = {name: png_size(out / "plots" / name) for name in
+             ("cost.png", "accuracy.png", "class_distribution.png", "confusion_matrix.png", "samples.png")}
+    assert sizes == {"cost.png": (700, 450), "accuracy.png": (700, 450), "class_distribution.png": (700, 450),
+                     "confusion_matrix.png": (700, 700), "samples.png": (800, 800)}
+    assert all((out / "plots" / name).stat().st_size > 10_000 for name in sizes)  # drawn, not blank
+
+
+def test_progress_bar_when_asked(tmp_path):
+    result = run("train", *FAST, "--progress")
+    assert result.returncode == 0, result.stderr
+    assert "3/3" in result.stderr and "epoch" in result.stderr  # tqdm's counter and unit
+    assert "Epoch    3" in result.stdout
+
+
+def test_quiet_prints_only_the_summary():
+    result = run("train", *FAST, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("Epoch") for line in result.stdout.splitlines())
+    assert "Training completed!" in result.stdout and "Summary: test accuracy" in result.stdout
+
+
+def test_evaluate(trained):
+    out, _ = trained
+    result = run("evaluate", out / "models" / "m.npz", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dataset"] == "mnist-sample" and report["n_samples"] == 1000
+    assert 0.5 < report["accuracy"] <= 1 and set(report["per_class_accuracy"]) == set("0123456789")
+    model = NeuralNetwork.load(out / "models" / "m.npz")
+    X_test, y_test = datasets.to_features(datasets.load_dataset().X_test), datasets.load_dataset().y_test
+    assert report["accuracy"] == pytest.approx(model.accuracy(X_test, y_test))
+    text = run("evaluate", out / "models" / "m.npz")
+    assert text.returncode == 0 and "accuracy" in text.stdout
+
+
+def test_predict_idx_and_npy(trained, tmp_path):
+    out, _ = trained
+    model = out / "models" / "m.npz"
+    images = datasets.load_dataset().X_test[:7]
+    write_idx(tmp_path / "x.idx.gz", images)
+    result = run("predict", model, tmp_path / "x.idx.gz")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    expected = NeuralNetwork.load(model).predict(datasets.to_features(images))
+    assert lines[0] == "index,label,class" and lines[1:] == [f"{i},{k},{k}" for i, k in enumerate(expected)]
+
+    np.save(tmp_path / "x.npy", datasets.to_features(images))
+    result = run("predict", model, tmp_path / "x.npy", "--proba", "-o", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "index,label,class," + ",".join(f"p{k}" for k in range(10)) and len(rows) == 8
+    probabilities = np.array([[float(v) for v in row.split(",")[3:]] for row in rows[1:]])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+
+
+def test_info(trained):
+    out, _ = trained
+    result = run("info")
+    assert result.returncode == 0, result.stderr
+    assert "Backends available:" in result.stdout and "BLAS:" in result.stdout and "GPU: " in result.stdout
+    assert "mnist-sample   embedded in the package" in result.stdout
+    if "numba" not in result.stdout.split("Backends available:")[1].splitlines()[0]:
+        assert result.stdout.count("Numba is not installed") == 1
+    model = run("info", out / "models" / "m.npz")
+    assert model.returncode == 0 and "architecture 784-16-10" in model.stdout and "trained 3 epochs" in model.stdout
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("fastscratch ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--epochs", "0"], "positive integer"),
+    (["train", "--epochs", "ten"], "positive integer"),
+    (["train", "--hidden", "128,x"], "layer sizes"),
+    (["train", "--hidden", "128,-4"], "positive"),
+    (["train", "--lr", "nan"], "positive number"),
+    (["train", "--dropout", "1"], "[0, 1)"),
+    (["train", "--activation", "softplus"], "invalid choice"),
+    (["train", "--batch-size", "0"], "positive integer"),
+    (["fly"], "invalid choice"),
+    ([], "required"),
+    (["predict", "model.npz"], "required"),
+    (["train", "--seed", "-1"], "non-negative integer"),
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--save", ""], "empty string"),
+    (["bench", "--frameworks", "jax"], "unknown framework"),
+])
+def test_bad_arguments_exit_2_with_a_message(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_errors_exit_1_with_a_message_not_a_traceback(tmp_path, trained):
+    out, _ = trained
+    missing = run("evaluate", tmp_path / "nope.npz")
+    assert missing.returncode == 1 and "no such model file" in missing.stderr
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    junk = run("evaluate", tmp_path / "junk.npz")
+    assert junk.returncode == 1 and "junk.npz" in junk.stderr
+    (tmp_path / "bad.idx").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 10) + b"abc")
+    bad = run("predict", out / "models" / "m.npz", tmp_path / "bad.idx")
+    assert bad.returncode == 1 and "truncated" in bad.stderr
+    write_idx(tmp_path / "small.idx", np.zeros((2, 8, 8), dtype=np.uint8))
+    wrong = run("predict", out / "models" / "m.npz", tmp_path / "small.idx")
+    assert wrong.returncode == 1 and "64 features per sample but the model expects 784" in wrong.stderr
+    for result in (missing, junk, bad, wrong):
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), KERAS_HOME=str(tmp_path / "keras"))
+    env.pop("FASTSCRATCH_DATA", None)
+    result = run("train", "--dataset", "mnist", "--data-dir", tmp_path / "here", env=env)
+    assert result.returncode == 1
+    assert "dataset 'mnist' not found" in result.stderr and str(tmp_path / "here") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fashion_mnist_without_debian_package(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FASTSCRATCH_DATA", raising=False)
+    monkeypatch.setitem(datasets._REMOTE, "fashion-mnist",
+                        dataclasses.replace(datasets._REMOTE["fashion-mnist"], system_dirs=()))
+    assert cli.main(["train", "--dataset", "fashion-mnist", "--epochs", "1"]) == 1
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
+def test_train_on_fashion_mnist(tmp_path):
+    result = run("train", "--dataset", "fashion-mnist", "--epochs", "1", "--batch-size", "128", "--hidden", "32")
+    assert result.returncode == 0, result.stderr
+    assert "Dataset fashion-mnist: 60,000 training / 10,000 test samples" in result.stdout
+    accuracy = float(result.stdout.split("Summary: test accuracy ")[1].split()[0])
+    assert accuracy > 0.7
+
+
+def test_directory_dataset_from_the_command_line(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "tiny"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (30, 5, 5), dtype=np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", np.arange(30, dtype=np.uint8) % 3)
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (9, 5, 5), dtype=np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(9, dtype=np.uint8) % 3)
+    result = run("train", "--dataset", d, "--epochs", "2", "--hidden", "4", "--save", tmp_path / "t.npz")
+    assert result.returncode == 0, result.stderr
+    assert NeuralNetwork.load(tmp_path / "t.npz").architecture == [25, 4, 3]
+
+
+def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
+    model = tmp_path / "interrupted.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastscratch", "train", "--epochs", "100000", "--batch-size", "500", "--hidden", "8",
+         "--log-every", "1", "--save", str(model), "--plots", str(tmp_path / "plots")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            seen.append(line)
+            if line.startswith("Epoch    3"):
+                break
+        assert seen[-1].startswith("Epoch    3"), "".join(seen)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Interrupted after" in stderr and "Traceback" not in stderr
+    assert "Model saved to" in stdout
+    net = NeuralNetwork.load(model)
+    assert net.epochs_trained >= 3
+    # the saved weights are exactly those of the epochs in its history: a fresh run of that
+    # many epochs with the same seed gives the same bits
+    data = datasets.load_dataset()
+    fresh = NeuralNetwork([784, 8, 10], seed=0)
+    fresh.fit(datasets.to_features(data.X_train), data.y_train, epochs=net.epochs_trained, batch_size=500,
+              verbose=False)
+    for a, b in zip(net.weights + net.biases, fresh.weights + fresh.biases):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "plots" / "cost.png").stat().st_size > 0
+
+
+def test_predict_png_uint8_rows_and_several_inputs(trained, tmp_path):
+    from matplotlib import image
+
+    out, _ = trained
+    model = out / "models" / "m.npz"
+    images = datasets.load_dataset().X_test[:3]
+    expected = NeuralNetwork.load(model).predict(datasets.to_features(images)).tolist()
+    for k in range(3):
+        image.imsave(tmp_path / f"d{k}.png", images[k], cmap="gray", vmin=0, vmax=255)
+    np.save(tmp_path / "rows.npy", images.reshape(3, 784))  # uint8 rows: scaled like images
+    result = run("predict", model, *(tmp_path / f"d{k}.png" for k in range(3)), tmp_path / "rows.npy")
+    assert result.returncode == 0, result.stderr
+    labels = [int(line.split(",")[1]) for line in result.stdout.splitlines()[1:]]
+    assert labels == expected + expected
+
+
+def test_lying_npy_header_and_debug_flag(trained, tmp_path):
+    out, _ = trained
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 784), }"
+    header += b" " * (117 - len(header)) + b"\n"
+    (tmp_path / "lie.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 64)
+    result = run("predict", out / "models" / "m.npz", tmp_path / "lie.npy")
+    assert result.returncode == 1 and "lie.npy" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    debug = run("--debug", "predict", out / "models" / "m.npz", tmp_path / "lie.npy")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for flag in ("--save", "--plots"):
+        target = tmp_path / "file" / "sub" / ("m.npz" if flag == "--save" else "plots")
+        result = run("train", *FAST, flag, target)
+        assert result.returncode == 1 and "cannot write there" in result.stderr, result.stderr
+        assert "Epoch" not in result.stdout
+
+
+def test_evaluate_plots(trained, tmp_path):
+    out, _ = trained
+    result = run("evaluate", out / "models" / "m.npz", "--plots", tmp_path / "ev")
+    assert result.returncode == 0, result.stderr
+    for name in ("class_distribution.png", "confusion_matrix.png", "samples.png", "cost.png"):
+        assert (tmp_path / "ev" / name).stat().st_size > 10_000
+
+
+def test_save_through_a_symlink_keeps_the_link(tmp_path):
+    (tmp_path / "runs").mkdir()
+    real = tmp_path / "runs" / "r1.npz"
+    real.write_bytes(b"old")
+    real.chmod(0o600)
+    (tmp_path / "latest.npz").symlink_to(real)
+    result = run("train", *FAST, "--save", tmp_path / "latest.npz")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "latest.npz").is_symlink()
+    assert NeuralNetwork.load(real).epochs_trained == 3 and (real.stat().st_mode & 0o777) == 0o600
+
+
+def test_model_remembers_its_dataset(tmp_path):
+    """evaluate defaults to the training dataset, warns on another; predict names the classes."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "shapes"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", np.arange(40, dtype=np.uint8) % 3)
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (9, 28, 28), dtype=np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(9, dtype=np.uint8) % 3)
+    assert run("train", "--dataset", d, "--epochs", "2", "--hidden", "4", "--save", tmp_path / "s.npz").returncode == 0
+    assert NeuralNetwork.load(tmp_path / "s.npz").data_info == {"dataset": str(d), "class_names": ["0", "1", "2"]}
+    own = run("evaluate", tmp_path / "s.npz", "--json")
+    assert own.returncode == 0 and json.loads(own.stdout)["n_samples"] == 9 and "warning" not in own.stderr
+    other = run("evaluate", tmp_path / "s.npz", "--dataset", "mnist-sample")
+    assert "warning: " in other.stderr and "trained on" in other.stderr

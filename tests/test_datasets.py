@@ -1,0 +1,332 @@
+"""IDX files, the embedded MNIST sample, dataset lookup and verified downloads."""
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+import http.server
+import os
+import shutil
+import struct
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fastscratch import datasets
+from fastscratch.datasets import load_dataset, read_idx, to_features, write_idx
+
+IDX_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+# ------------------------------------------------------------------------ IDX
+@given(array=st.sampled_from(IDX_DTYPES).flatmap(
+    lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5),
+                          elements={"allow_nan": False} if np.dtype(dt).kind == "f" else None)),
+       compress=st.booleans())
+def test_idx_round_trip(tmp_path_factory, array, compress):
+    path = tmp_path_factory.mktemp("idx") / ("a.idx.gz" if compress else "a.idx")
+    write_idx(path, array)
+    back = read_idx(path)
+    assert back.dtype == array.dtype.newbyteorder("=") and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == compress
+
+
+def test_idx_header_is_the_documented_big_endian_layout(tmp_path):
+    path = tmp_path / "x.idx"
+    write_idx(path, np.arange(6, dtype=np.int32).reshape(2, 3))
+    raw = path.read_bytes()
+    assert raw[:4] == bytes([0, 0, 0x0C, 2]) and struct.unpack(">2I", raw[4:12]) == (2, 3)
+    assert struct.unpack(">6i", raw[12:]) == tuple(range(6))
+
+
+def _valid_idx(tmp_path, compress=False) -> Path:
+    path = tmp_path / ("v.idx.gz" if compress else "v.idx")
+    write_idx(path, np.arange(60, dtype=np.uint8).reshape(3, 4, 5))
+    return path
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-1], "truncated"),
+    (lambda b: b[:10], "truncated"),
+    (lambda b: b[:2], "not an IDX file"),
+    (lambda b: b"", "not an IDX file"),
+    (lambda b: b"\x01" + b[1:], "magic number"),
+    (lambda b: b[:2] + b"\x42" + b[3:], "data type code"),
+    (lambda b: b[:3] + b"\x00" + b[4:], "0 dimensions"),
+    (lambda b: b[:3] + b"\xff" + b[4:], "255 dimensions"),
+    (lambda b: b + b"junk", "longer than its header"),
+    (lambda b: b[:4] + struct.pack(">I", 2) + b[8:], "longer than its header"),
+    (lambda b: b[:4] + struct.pack(">I", 4) + b[8:], "truncated"),
+    (lambda b: b[:4] + struct.pack(">I", 2**31) + b[8:], "declares shape"),
+])
+def test_bad_idx_files_raise_value_error_naming_the_file(tmp_path, compress, damage, message):
+    good = _valid_idx(tmp_path).read_bytes()
+    bad = damage(good)
+    path = tmp_path / ("bad.idx.gz" if compress else "bad.idx")
+    path.write_bytes(gzip.compress(bad, mtime=0) if compress else bad)
+    with pytest.raises(ValueError, match=message) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_gzip_stream_is_a_value_error(tmp_path):
+    raw = bytearray(_valid_idx(tmp_path, compress=True).read_bytes())
+    raw[-6] ^= 0xFF  # the CRC / length trailer
+    path = tmp_path / "crc.gz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=str(path)):
+        read_idx(path)
+    path.write_bytes(b"\x1f\x8b" + os.urandom(200))
+    with pytest.raises(ValueError, match="corrupt gzip"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_lying_header_is_rejected_fast_and_without_allocating(tmp_path, compress):
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**31 - 1, 28, 28)
+    body = header + bytes(100 - len(header))
+    path = tmp_path / "lie.idx"
+    path.write_bytes(gzip.compress(body) if compress else body)
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="declares shape"):
+        read_idx(path)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # generous bound for a busy CI machine; the check itself takes well under a millisecond
+    assert elapsed < 0.25 and peak < 2 * 2**20
+
+
+def test_write_idx_rejects_what_idx_cannot_hold(tmp_path):
+    with pytest.raises(TypeError, match="dtype"):
+        write_idx(tmp_path / "a.idx", np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        write_idx(tmp_path / "a.idx", np.uint8(3))
+    assert list(tmp_path.iterdir()) == []
+
+
+# -------------------------------------------------------------- mnist-sample
+def test_mnist_sample_is_balanced_real_digits():
+    data = load_dataset("mnist-sample")
+    X_train, y_train, X_test, y_test = data
+    assert X_train.shape == (4000, 28, 28) and X_test.shape == (1000, 28, 28)
+    assert X_train.dtype == np.uint8 and y_train.dtype == np.int64
+    assert np.bincount(y_train, minlength=10).tolist() == [400] * 10
+    assert np.bincount(y_test, minlength=10).tolist() == [100] * 10
+    assert np.bincount(np.concatenate([y_train, y_test])).tolist() == [500] * 10
+    assert X_train.max() == 255 and X_train.min() == 0
+    # train and test share no image
+    train_rows = {row.tobytes() for row in X_train}
+    assert not any(row.tobytes() in train_rows for row in X_test)
+    assert data.name == "mnist-sample" and data.class_names == tuple("0123456789")
+
+
+def test_mnist_sample_checksum_is_verified(tmp_path, monkeypatch):
+    tampered = tmp_path / "mnist_sample.npz"
+    raw = bytearray(datasets._MNIST_SAMPLE.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    tampered.write_bytes(bytes(raw))
+    monkeypatch.setattr(datasets, "_MNIST_SAMPLE", tampered)
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_dataset("mnist-sample")
+
+
+def test_mnist_sample_checksum_constant_matches_the_shipped_file():
+    assert hashlib.sha256(datasets._MNIST_SAMPLE.read_bytes()).hexdigest() == datasets.MNIST_SAMPLE_SHA256
+
+
+def test_to_features_scales_and_flattens():
+    images = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    X = to_features(images)
+    assert X.dtype == np.float32 and X.shape == (1, 4)
+    np.testing.assert_allclose(X, [[0, 1, 0.2, 0.4]], rtol=1e-6)
+    assert to_features(images, np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="uint8"):
+        to_features(images.astype(np.float32))
+
+
+def test_digits_dataset():
+    pytest.importorskip("sklearn")
+    X_train, y_train, X_test, y_test = load_dataset("digits")
+    assert X_train.shape[1:] == (8, 8) and len(X_train) + len(X_test) == 1797
+    assert X_train.dtype == np.uint8 and X_train.max() == 255
+
+
+# ------------------------------------------------------------------ lookup
+def _write_fake_set(directory: Path, n_train=12, n_test=5, compress=True, side=4) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if compress else ""
+    write_idx(directory / (FILES[0] + suffix), rng.integers(0, 256, (n_train, side, side), dtype=np.uint8))
+    write_idx(directory / (FILES[1] + suffix), (np.arange(n_train) % 10).astype(np.uint8))
+    write_idx(directory / (FILES[2] + suffix), rng.integers(0, 256, (n_test, side, side), dtype=np.uint8))
+    write_idx(directory / (FILES[3] + suffix), (np.arange(n_test) % 10).astype(np.uint8))
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No user cache, env var, Keras cache or Debian package visible to the lookup."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("FASTSCRATCH_DATA", raising=False)
+    monkeypatch.setitem(datasets._REMOTE, "fashion-mnist",
+                        dataclasses.replace(datasets._REMOTE["fashion-mnist"], system_dirs=()))
+    return tmp_path
+
+
+def test_directory_dataset(tmp_path):
+    _write_fake_set(tmp_path / "mine", compress=False)
+    data = load_dataset(tmp_path / "mine")
+    assert data.X_train.shape == (12, 4, 4) and data.y_test.tolist() == [0, 1, 2, 3, 4]
+    (tmp_path / "mine" / FILES[3]).unlink()
+    with pytest.raises(FileNotFoundError, match="four IDX files"):
+        load_dataset(tmp_path / "mine")
+
+
+def test_inconsistent_directory_dataset(tmp_path):
+    _write_fake_set(tmp_path / "d")
+    write_idx(tmp_path / "d" / (FILES[1] + ".gz"), np.zeros(11, dtype=np.uint8))
+    with pytest.raises(ValueError, match="12 train images but 11 train labels"):
+        load_dataset(tmp_path / "d")
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        load_dataset("cifar")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_not_found_lists_every_place_looked(isolated, name):
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset(name, data_dir=isolated / "given")
+    message = str(info.value)
+    assert str(isolated / "given") in message and str(isolated / "cache" / "fastscratch" / name) in message
+    if name == "fashion-mnist":
+        assert "apt-get install dataset-fashion-mnist" in message
+    else:
+        assert str(isolated / "keras" / "datasets" / "mnist.npz") in message
+
+
+def test_shared_roots_are_searched_by_dataset_subfolder_only(isolated, monkeypatch):
+    """mnist and fashion-mnist files have the same names: four files directly in
+    $FASTSCRATCH_DATA must not pass for either."""
+    _write_fake_set(isolated / "flat")
+    monkeypatch.setenv("FASTSCRATCH_DATA", str(isolated / "flat"))
+    assert datasets.locate("mnist") is None and datasets.locate("fashion-mnist") is None
+
+
+def test_a_partial_set_is_named_in_the_error(isolated):
+    _write_fake_set(isolated / "cache" / "fastscratch" / "mnist")
+    (isolated / "cache" / "fastscratch" / "mnist" / (FILES[2] + ".gz")).unlink()
+    with pytest.raises(FileNotFoundError, match="has only train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                                                "t10k-labels-idx1-ubyte"):
+        load_dataset("mnist")
+
+
+def test_empty_test_set_is_rejected(tmp_path):
+    _write_fake_set(tmp_path / "e", n_test=0)
+    with pytest.raises(ValueError, match="the test set is empty"):
+        load_dataset(tmp_path / "e")
+    assert to_features(np.zeros((0, 3, 3), dtype=np.uint8)).shape == (0, 9)
+
+
+def test_lookup_order_data_dir_env_cache(isolated, monkeypatch):
+    _write_fake_set(isolated / "cache" / "fastscratch" / "mnist", n_train=13)
+    assert len(load_dataset("mnist").X_train) == 13
+    _write_fake_set(isolated / "env" / "mnist", n_train=14)
+    monkeypatch.setenv("FASTSCRATCH_DATA", str(isolated / "env"))
+    assert len(load_dataset("mnist").X_train) == 14
+    _write_fake_set(isolated / "arg", n_train=15)
+    assert len(load_dataset("mnist", data_dir=isolated / "arg").X_train) == 15
+    assert datasets.locate("mnist", data_dir=isolated / "arg") == str(isolated / "arg")
+
+
+def test_keras_cached_mnist_is_used(isolated):
+    path = isolated / "keras" / "datasets" / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    np.savez(path, x_train=rng.integers(0, 256, (7, 28, 28), dtype=np.uint8), y_train=np.arange(7, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), y_test=np.arange(3, dtype=np.uint8))
+    data = load_dataset("mnist")
+    assert data.source == str(path) and len(data.X_train) == 7
+    np.savez(path, x_train=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="Keras MNIST"):
+        load_dataset("mnist")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
+def test_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FASTSCRATCH_DATA", raising=False)
+    data = load_dataset("fashion-mnist")
+    assert data.source == "/usr/share/datasets/fashion-mnist"
+    assert data.X_train.shape == (60000, 28, 28) and data.X_test.shape == (10000, 28, 28)
+    assert np.bincount(data.y_train).tolist() == [6000] * 10 and data.class_names[9] == "Ankle boot"
+
+
+# ----------------------------------------------------------------- downloads
+@pytest.fixture
+def local_mirror(tmp_path):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``; yields (url, directory)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _serve_fake_mnist(served: Path, isolated: Path, monkeypatch, url: str, corrupt: str | None = None):
+    _write_fake_set(served)
+    md5 = {f + ".gz": hashlib.md5((served / (f + ".gz")).read_bytes()).hexdigest() for f in FILES}
+    if corrupt:
+        md5[corrupt] = "0" * 32
+    monkeypatch.setitem(datasets._REMOTE, "mnist",
+                        dataclasses.replace(datasets._REMOTE["mnist"], mirrors=(url,), md5=md5))
+
+
+def test_download_verifies_and_fills_the_cache(isolated, local_mirror, monkeypatch):
+    url, served = local_mirror
+    _serve_fake_mnist(served, isolated, monkeypatch, url)
+    data = load_dataset("mnist", download=True, progress=False)
+    cache = isolated / "cache" / "fastscratch" / "mnist"
+    assert data.source == str(cache) and len(data.X_train) == 12
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f + ".gz" for f in FILES)
+    shutil.rmtree(served)  # second load comes from the cache, no server needed
+    assert len(load_dataset("mnist").X_train) == 12
+
+
+def test_checksum_mismatch_leaves_nothing_in_the_cache(isolated, local_mirror, monkeypatch):
+    url, served = local_mirror
+    _serve_fake_mnist(served, isolated, monkeypatch, url, corrupt="t10k-images-idx3-ubyte.gz")
+    with pytest.raises(OSError, match="checksum mismatch"):
+        load_dataset("mnist", download=True, progress=False)
+    # not even the three files that verified: the cache holds nothing at all
+    assert list((isolated / "cache").rglob("*")) in ([], [isolated / "cache" / "fastscratch"])
+    with pytest.raises(FileNotFoundError):  # the partial set is not mistaken for a dataset
+        load_dataset("mnist")
+
+
+def test_unreachable_mirror_is_a_clear_os_error(isolated, monkeypatch):
+    monkeypatch.setitem(datasets._REMOTE, "mnist",
+                        dataclasses.replace(datasets._REMOTE["mnist"], mirrors=("http://127.0.0.1:9/",)))
+    with pytest.raises(OSError, match="could not download train-images-idx3-ubyte.gz"):
+        load_dataset("mnist", download=True, progress=False)
