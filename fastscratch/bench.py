@@ -74,6 +74,7 @@ class Result:
     n_train: int = 0
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
     warmup_seconds: float = math.nan  # the first epoch: includes JIT compilation / graph tracing
+    compile_seconds: float = math.nan  # fastscratch-numba: compiling (or loading) its kernels, apart from epochs
     median_seconds: float = math.nan
     min_seconds: float = math.nan
     max_seconds: float = math.nan
@@ -142,6 +143,8 @@ class Trainer:
     """Trains one workload one epoch at a time.  ``epoch()`` returns that epoch's seconds."""
 
     device = "cpu"
+    compile_seconds = math.nan  # set by trainers that compile apart from their epochs
+    threads_note = ""  # threads the trainer itself chose, for the record
 
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         self.workload = workload
@@ -174,7 +177,10 @@ class FastscratchTrainer(Trainer):
         w = self.workload
         self.net.fit(self.X_train, self.y_train, lr=w.lr, epochs=1, batch_size=w.batch_size,
                      optimizer=w.optimizer, verbose=False)
-        return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks
+        if math.isnan(self.compile_seconds):  # the first fit compiles (or loads the cache); later ones do not
+            self.compile_seconds = self.net.compile_seconds
+        self.threads_note = f"fastscratch BLAS threads during epochs: {self.net.blas_threads or 'all'}"
+        return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks or set-up
 
     def accuracy(self) -> float:
         return self.net.accuracy(self.X_test, self.y_test)
@@ -330,7 +336,8 @@ def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.nda
     _summarise(result, trainer)
     result.test_accuracy = trainer.accuracy()
     result.peak_rss_mb = _peak_rss_mb()
-    result.threads = thread_summary()
+    result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
+    result.compile_seconds = trainer.compile_seconds
     return result
 
 

@@ -23,7 +23,8 @@ from .backends import load_backend
 from .history import History
 from .optimizers import Optimizer, get_optimizer
 from .schedules import CosineDecay, Schedule, get_schedule
-from .training import NonFiniteLoss, Workspace, run_epoch
+from . import training
+from .training import NonFiniteLoss, Workspace, choose_blas_threads, run_epoch
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("he", "xavier")
@@ -103,6 +104,13 @@ class NeuralNetwork:
         self.rng = np.random.default_rng(self.seed)
         self.history = History()
         self.optimizer: Optimizer | None = None
+        #: seconds the last ``fit`` spent compiling or loading jitted kernels (0 on NumPy);
+        #: kept out of the epoch times in ``history.seconds``
+        self.compile_seconds = 0.0
+        #: seconds the last ``fit`` spent before its first epoch: compiling, and choosing BLAS threads
+        self.setup_seconds = 0.0
+        #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
+        self.blas_threads: int | None = None
         # what the model was trained on, when known (the CLI records it):
         # {"dataset": name, "class_names": [one per output]}; saved with the model
         self.data_info: dict[str, Any] | None = None
@@ -278,6 +286,17 @@ class NeuralNetwork:
         tracked = params + [a for kind in opt.state_names for a in opt.state[kind]]
         epoch_start = _Snapshot(tracked)
         previous_start = _Snapshot(tracked)
+        # Jitted backends compile (or load from their cache) here, timed on its own, so
+        # that no epoch's time includes compilation.
+        # Measuring BLAS threads for this batch size, when asked for, is set-up too.
+        setup_start = time.perf_counter()
+        warmup = getattr(self.kernels, "warmup", None)
+        compiled = warmup(len(self.weights), self.dtype) if warmup is not None else 0.0
+        if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
+            workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)
+        self.blas_threads = workspace.blas_threads
+        self.compile_seconds = compiled
+        self.setup_seconds = time.perf_counter() - setup_start
         started = time.perf_counter()
 
         for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
@@ -376,8 +395,12 @@ class NeuralNetwork:
         if index != -1:
             line += f" (epoch {h.epoch[index]})"
         say(line)
-        say(f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
-            f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
+        line = (f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
+                f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
+        if self.compile_seconds:
+            line += (f" (+ {self.setup_seconds:.2f} s before the first epoch: "
+                     f"{self.compile_seconds:.2f} s compiling kernels, choosing BLAS threads)")
+        say(line)
 
     def _stop_on_divergence(self, epoch: int, what: str, epoch_start_is_good: bool, epoch_start: "_Snapshot",
                             previous_start: "_Snapshot", first_epoch: int, tracked: list[np.ndarray],

@@ -21,10 +21,14 @@ tutorial (column per sample)           here (row per sample)
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from types import ModuleType
 
 import numpy as np
+
+from .optimizers import SGD, Adam, Momentum
 
 
 _STEP_BUFSIZE = 256  # elements; see run_epoch
@@ -49,6 +53,9 @@ class Workspace:
                  keep_probs: list[float] | None = None, training: bool = True, gather: bool = True) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
+        # BLAS threads for run_epoch (None: as configured); every path that trains with
+        # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit
+        self.blas_threads: int | None = default_blas_threads(kernels, batch_size)
         n_layers = len(sizes) - 1
         self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
         empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
@@ -135,7 +142,192 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     backward, optimizer update.  Returns ``(loss_sum, n_correct)`` over the
     epoch; raises :class:`NonFiniteLoss` before updating on a batch whose loss
     is not finite.
+
+    A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
+    epoch in one call where it covers the case; otherwise, and on the NumPy
+    backend, the batches run here one kernel call at a time.  Either way BLAS
+    runs on ``ws.blas_threads`` threads (``None``: as configured), which the
+    workspace takes from the backend's rule (:func:`default_blas_threads`).
     """
+    with blas_threads(ws.blas_threads, ws.kernels):
+        fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays)
+        if fused is not None:
+            return fused
+        return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng)
+
+
+_THREADPOOLS: dict = {}  # a threadpoolctl controller per backend, made once its BLAS is loaded
+
+
+def _threadpools(kernels: ModuleType | None = None):
+    """threadpoolctl's controller of the loaded thread pools, or ``None`` without threadpoolctl.
+
+    Made once per backend (inspecting the loaded libraries costs ~ms), after the
+    backend's module -- and with it its BLAS (SciPy's, for Numba) -- is imported."""
+    key = getattr(kernels, "NAME", "")
+    if key not in _THREADPOOLS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return None
+        _THREADPOOLS[key] = ThreadpoolController().select(user_api="blas")
+    return _THREADPOOLS[key]
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int | None, kernels: ModuleType | None = None):
+    """Run the block with BLAS limited to ``threads`` (``None``, or no threadpoolctl: unchanged).
+
+    Sets and restores each library's count directly rather than through
+    ``threadpool_limits``, which builds new objects on every call: this runs once per
+    ``run_epoch`` and the step loop's allocation test sees it.
+    """
+    pools = _threadpools(kernels) if threads is not None else None
+    if pools is None:
+        yield
+        return
+    libraries = pools.lib_controllers
+    before = [lib.num_threads for lib in libraries]
+    for lib in libraries:
+        lib.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for lib, count in zip(libraries, before):
+            lib.set_num_threads(count)
+
+
+#: Forces the BLAS thread count of every epoch when set (benchmarks use it to measure
+#: the choice); ``None``: the backend's rule (``blas_threads_for``).
+THREADS_OVERRIDE: int | None = None
+#: When true, ``fit`` times one thread against all at the start of training
+#: (:func:`choose_blas_threads`) instead of following the backend's fixed rule.  Off
+#: by default: OpenBLAS results differ in the last bits between thread counts, so a
+#: choice that depends on the machine's load at that moment would make two runs with
+#: the same seed differ, and the library promises bit-identical reruns.
+MEASURE_THREADS = False
+
+
+def default_blas_threads(kernels: ModuleType, batch: int) -> int | None:
+    """The BLAS threads a workspace for ``batch`` rows uses unless told otherwise:
+    ``THREADS_OVERRIDE``, else the backend's ``blas_threads_for`` rule (``None``: as configured)."""
+    if THREADS_OVERRIDE is not None:
+        return THREADS_OVERRIDE
+    advice = getattr(kernels, "blas_threads_for", None)
+    return advice(batch) if advice is not None else None
+
+
+CALIBRATION_ROWS = 4096  # full-batch GEMMs are timed on this many rows: same shape class, bounded time
+CALIBRATION_TRIAL = 0.02  # seconds per timed trial; CALIBRATION_ROUNDS trials per thread count
+CALIBRATION_ROUNDS = 4
+MULTITHREAD_MARGIN = 1.15  # all threads must be this much faster than one to be chosen
+_CHOICES: dict = {}  # (backend, sizes, batch, dtype) -> (threads, when chosen)
+CHOICE_LIFETIME = 30.0  # seconds a measured choice is reused (a shared machine's load changes)
+
+
+def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype: np.dtype) -> int | None:
+    """BLAS threads for training ``sizes`` at ``batch`` rows: 1, or ``None`` (all configured).
+
+    The backend may decide outright (``blas_threads_for``: small batches always run on one
+    thread, whose GEMMs are too small to split).  Otherwise the step's matrix products
+    are timed here on one thread and on all, four trials of ~20 ms each, alternating
+    (~0.2 s in all), and all threads are chosen only when clearly faster.  Measuring rather than fixing a threshold matters on shared machines:
+    when other processes hold the cores, a multi-threaded BLAS waits for threads that
+    are not running and a 128-row GEMM gets tens of times slower than on one thread;
+    on an idle 2-core machine two threads are ~1.2-1.4x faster from 128 rows on.
+    Without threadpoolctl nothing is measured or limited.
+    """
+    if THREADS_OVERRIDE is not None:
+        return THREADS_OVERRIDE
+    advice = getattr(kernels, "blas_threads_for", None)
+    fixed = advice(batch) if advice is not None else None
+    if fixed is not None:
+        return fixed
+    pools = _threadpools(kernels)
+    if pools is None:
+        return None
+    most = max((lib.num_threads for lib in pools.lib_controllers), default=1)
+    if most <= 1:
+        return None
+    key = (kernels.NAME, tuple(sizes), batch, np.dtype(dtype).name)
+    now = time.monotonic()
+    if key in _CHOICES and now - _CHOICES[key][1] < CHOICE_LIFETIME:
+        return _CHOICES[key][0]
+
+    rows = min(batch, CALIBRATION_ROWS)
+    rng = np.random.default_rng(0)
+    acts = [rng.random((rows, n)).astype(dtype) for n in sizes]
+    weights = [rng.random((a, b)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    grads = [np.empty_like(W) for W in weights]
+
+    def step_products() -> None:  # the eight (for 3 layers) GEMMs of one training step
+        for layer, W in enumerate(weights):
+            kernels.matmul(acts[layer], W, acts[layer + 1])
+        for layer in range(len(weights) - 1, -1, -1):
+            kernels.matmul(acts[layer].T, acts[layer + 1], grads[layer])
+            if layer > 0:
+                kernels.matmul(acts[layer + 1], weights[layer].T, acts[layer])
+
+    step_products()
+    t0 = time.perf_counter()
+    step_products()
+    repeats = max(1, min(500, int(CALIBRATION_TRIAL / max(time.perf_counter() - t0, 1e-7))))
+    total = {1: 0.0, most: 0.0}
+    for _ in range(CALIBRATION_ROUNDS):  # alternating, so a change in load hits both alike
+        for threads in (1, most):
+            with blas_threads(threads, kernels):
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    step_products()
+                total[threads] += time.perf_counter() - t0
+    # Totals, not minima: under load the multi-threaded GEMMs are fast in some short
+    # windows and stall for whole scheduler slices in others, and the epoch sees the
+    # mix.  More threads must also win clearly, since a wrong choice costs far more in
+    # that direction (x10 and worse) than in the other (at most x2 on 2 cores).
+    choice = None if total[most] * MULTITHREAD_MARGIN < total[1] else 1
+    _CHOICES[key] = (choice, now)
+    return choice
+
+
+_FUSED_KINDS = {SGD: "OPT_SGD", Momentum: "OPT_MOMENTUM", Adam: "OPT_ADAM"}
+
+
+def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+                 weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
+                 lr: float, weight_decays: list[float]) -> tuple[float, int] | None:
+    """The epoch in one call of the backend's ``train_epoch`` when it has one and covers
+    this case (see ``numba_kernels.fused_epoch_supported``); ``None`` otherwise."""
+    k = ws.kernels
+    kind_name = _FUSED_KINDS.get(type(optimizer))  # exact types: a subclass may change the rule
+    if getattr(k, "train_epoch", None) is None or kind_name is None:
+        return None
+    wd = weight_decays[0]
+    if list(weight_decays) != [wd, 0.0] * len(weights):  # decay on weights only, one rate
+        return None
+    dropping = any(m is not None for m in ws.masks)
+    if (not k.fused_epoch_supported(X, weights, dropping) or not y.flags.c_contiguous or not y.flags.writeable
+            or y.dtype != np.intp):
+        return None
+    state = optimizer.state
+    extra = {}
+    if isinstance(optimizer, Momentum):
+        extra = dict(momentum=optimizer.momentum, nesterov=optimizer.nesterov, state1=state["velocity"])
+    elif isinstance(optimizer, Adam):
+        extra = dict(beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps, state1=state["m"],
+                     state2=state["v"])
+    loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
+        X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
+        ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, **extra)
+    optimizer.iterations += steps
+    if bad_batch:
+        raise NonFiniteLoss(bad_batch, bad_loss)
+    return loss, correct
+
+
+def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
+                    weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
+                    lr: float, weight_decays: list[float], rng: np.random.Generator) -> tuple[float, int]:
+    """The epoch as a Python loop over batches, each a sequence of kernel calls."""
     params = [p for pair in zip(weights, biases) for p in pair]
     n = X.shape[0]
     batch = ws.batch_size

@@ -276,3 +276,29 @@ def adam_update(
     np.divide(m, scratch, out=scratch)
     scratch *= alpha
     param -= scratch
+
+
+#: Batches of fewer rows than this run BLAS on one thread (see ``blas_threads_for``).
+SINGLE_THREAD_BELOW_ROWS = 256
+
+
+def blas_threads_for(batch: int) -> int | None:
+    """BLAS threads for an epoch at this batch size: 1, or ``None`` for all (BLAS as configured).
+
+    Measured on the shared 2-core development machine (OpenBLAS 0.3.30/0.3.31,
+    784-128-64-10, float32, ``scripts/bench_epoch.py --threads 1,2``, 2026-11-25
+    13:21 UTC, load average 1.3-4 from other jobs), Numba epoch medians, 1 vs 2
+    threads: batch 32 0.29 vs 2.26 s, 128 0.24 vs 0.87 s, 512 0.35 vs 5.9 s, full
+    0.25 vs 0.32 s (PyTorch alike: 1.03 vs 10.8 s at 32).  A second OpenBLAS thread
+    that has to wait for a core stalls every GEMM, and one spinning after each GEMM
+    takes the core the elementwise work between GEMMs needs.  Only with the
+    machine quiet did two threads win (an earlier run: 128 rows 0.20 vs 0.23 s,
+    512 0.17 vs 0.24, full 0.15 vs 0.27; the fastest full-batch epoch above, 0.147 s,
+    was also on two).  So: one thread below 256 rows, where a quiet machine gains
+    at most ~15% from two and a busy one loses 3-8x; all threads from 256 rows on,
+    where the GEMMs are big enough for two threads to pay when a core is free.
+    The rule is fixed, not measured per run, so that the same seed gives the same
+    bits (OpenBLAS rounds differently on different thread counts); set
+    ``fastscratch.training.MEASURE_THREADS`` to have ``fit`` time both instead.
+    """
+    return 1 if batch < SINGLE_THREAD_BELOW_ROWS else None

@@ -1,0 +1,50 @@
+"""scripts/bench_epoch.py, the thread-count front end over fastscratch.bench: a smoke run.
+
+No speed is asserted (timings belong in benchmarks, not unit tests); the workload
+module itself is tested with the other front ends (tests/benchmarks, test_cli).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fastscratch import bench, training
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_epoch.py"
+
+
+def _script():
+    namespace = {"__name__": "bench_epoch"}
+    exec(compile(SCRIPT.read_text(), str(SCRIPT), "exec"), namespace)  # noqa: S102
+    return namespace["main"]
+
+
+def test_the_script_prints_tables_per_thread_count_and_writes_json(tmp_path, capsys):
+    pytest.importorskip("threadpoolctl")
+    out = tmp_path / "r.json"
+    code = _script()(["--dataset", "digits", "--batch-sizes", "64,full", "--epochs", "1", "--warmup", "0",
+                      "--frameworks", "fastscratch-numpy,fastscratch-numba", "--threads", "auto,1",
+                      "--sgemm-seconds", "0.05", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "SGEMM" in text and "threads: 1" in text and "threads: auto" in text
+    assert "ratios to the fastest" in text
+    records = json.loads(out.read_text())["results"]
+    assert [(r["workload"]["batch_size"], r["threads_asked"]) for r in records][:2] == [(64, None), (64, None)]
+    assert len(records) == 8
+    assert training.THREADS_OVERRIDE is None  # put back after the one-thread runs
+    numba = [r for r in records if r["workload"]["framework"] == "fastscratch-numba"]
+    if numba[0]["status"] == "ok":
+        assert numba[0]["compile_seconds"] >= 0 and "fastscratch BLAS threads" in numba[0]["threads"]
+        assert "fastscratch BLAS threads during epochs: 1" in numba[1]["threads"]  # --threads 1
+
+
+def test_fastscratch_results_carry_compile_time_apart_from_epochs():
+    pytest.importorskip("numba")
+    _, data = bench.load_data("digits")
+    result = bench.run(bench.Workload(framework="fastscratch-numba", batch_size=64, dataset="digits"),
+                       epochs=1, warmup=1, data=data)
+    assert result.ok and not math.isnan(result.compile_seconds)
+    assert "fastscratch BLAS threads during epochs" in result.threads

@@ -1,0 +1,440 @@
+"""The Numba backend against the NumPy reference: kernel by kernel, one step, one whole epoch.
+
+Skipped, with the reason shown, only when Numba (or SciPy, which gives jitted code
+its BLAS) is not importable; a broken ``numba_kernels`` module fails loudly.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+pytest.importorskip("numba", reason="numba is not installed: the Numba backend is not tested")
+pytest.importorskip("scipy.linalg.cython_blas", reason="scipy is not installed: the Numba backend has no BLAS")
+
+from fastscratch import Adam, Momentum, NeuralNetwork  # noqa: E402
+from fastscratch.kernels import numba_kernels as NB  # noqa: E402
+from fastscratch.kernels import numpy_kernels as NP  # noqa: E402
+from fastscratch.training import Workspace  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+# kernel outputs: one kernel call apart, so rounding-level differences only
+KERNEL_TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+CODES = {"relu": NP.RELU, "sigmoid": NP.SIGMOID, "tanh": NP.TANH, "identity": NP.IDENTITY}
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def assert_close(actual, expected, dtype, what="", scale=None):
+    """Within ``RTOL[dtype]`` relative to ``scale`` (default: the array's largest entry).
+
+    Why not entry by entry: an entry near 0 carries the absolute rounding of the
+    larger numbers it was computed from.  The clearest case is the output gradient
+    ``p - 1`` of a confident prediction (p = 0.99999): in float32 it keeps only a
+    couple of significant digits, so two correct implementations can differ in it
+    by 1%, and a one-unit layer's bias, computed from nothing else, shows exactly
+    that.  Training comparisons therefore pass the largest parameter of the whole
+    network as ``scale``: ``max |numba - numpy| <= rtol * max |parameters|``.
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    if scale is None:
+        scale = float(np.abs(expected).max(initial=0.0))
+    scale = max(scale, 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * scale, err_msg=what)
+
+
+def _largest(arrays):
+    return max(float(np.abs(a).max(initial=0.0)) for a in arrays) if arrays else 0.0
+
+
+def matrices(dtype, rows=st.integers(1, 9), cols=st.integers(1, 9), scale=5.0):
+    return st.tuples(rows, cols).flatmap(
+        lambda shape: arrays(dtype, shape, elements=st.floats(-scale, scale, width=32)))
+
+
+# ---- kernel by kernel ------------------------------------------------------------------------------
+
+def test_the_backend_is_selected():
+    assert NeuralNetwork([3, 2], backend="numba").kernels is NB
+    assert NeuralNetwork([3, 2], backend="auto").kernels is NB
+    assert NB.NAME == "numba"
+    missing = [name for name in dir(NP) if callable(getattr(NP, name)) and not name.startswith("_")
+               and getattr(getattr(NP, name), "__module__", "") == NP.__name__ and not hasattr(NB, name)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(CODES))
+@given(data=st.data())
+def test_bias_activation_and_backward_match_numpy(dtype, name, data):
+    z = data.draw(matrices(dtype))
+    b = data.draw(arrays(dtype, z.shape[1], elements=st.floats(-2, 2, width=32)))
+    expected, actual = np.empty_like(z), np.empty_like(z)
+    NP.bias_activation(z, b, CODES[name], expected)
+    NB.bias_activation(z, b, CODES[name], actual)
+    np.testing.assert_allclose(actual, expected, **KERNEL_TOL[dtype])
+    in_place = z.copy()
+    NB.bias_activation(in_place, b, CODES[name], in_place)
+    np.testing.assert_array_equal(in_place, actual)
+
+    delta = data.draw(arrays(dtype, z.shape, elements=st.floats(-3, 3, width=32)))
+    d_np, d_nb = delta.copy(), delta.copy()
+    NP.activation_backward(d_np, expected.copy(), CODES[name])
+    NB.activation_backward(d_nb, expected.copy(), CODES[name])
+    np.testing.assert_allclose(d_nb, d_np, **KERNEL_TOL[dtype])
+
+
+def test_unknown_activation_code_is_refused():
+    z = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        NB.bias_activation(z, np.zeros(2, np.float32), 7, z)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_softmax_cross_entropy_gradient_matches_numpy(dtype, data):
+    logits = data.draw(matrices(dtype, cols=st.integers(2, 8), scale=30.0))
+    batch, n_classes = logits.shape
+    labels = np.array(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=batch, max_size=batch)), np.intp)
+    scale = data.draw(st.sampled_from([1.0, 1.0 / batch]))
+    scratch = (np.empty((2, batch), dtype), np.empty((2, batch), np.intp))
+    g_np, g_nb = np.empty_like(logits), logits.copy()  # the Numba one in place, over its logits
+    loss_np, correct_np = NP.softmax_cross_entropy_grad(logits.copy(), labels, g_np, scale, *scratch)
+    loss_nb, correct_nb = NB.softmax_cross_entropy_grad(g_nb, labels, g_nb, scale, *scratch)
+    assert correct_nb == correct_np
+    assert math.isclose(loss_nb, loss_np, rel_tol=RTOL[dtype] * 10, abs_tol=RTOL[dtype] * 10)
+    np.testing.assert_allclose(g_nb, g_np, **KERNEL_TOL[dtype])
+
+    p_np, p_nb = np.empty_like(logits), np.empty_like(logits)
+    NP.softmax(logits, p_np, np.empty(batch, dtype))
+    NB.softmax(logits, p_nb, np.empty(batch, dtype))
+    np.testing.assert_allclose(p_nb, p_np, **KERNEL_TOL[dtype])
+
+
+def test_softmax_kernel_refuses_a_grad_it_cannot_write_in_place():
+    with pytest.raises(ValueError, match="C-contiguous"):
+        NB.softmax_cross_entropy_grad(np.zeros((4, 3), np.float32), np.zeros(4, np.intp),
+                                      np.zeros((4, 3), np.float32, order="F"), 1.0, None, None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), trans_a=st.booleans(), trans_b=st.booleans())
+def test_matmul_column_sum_gather_match_numpy(dtype, data, trans_a, trans_b):
+    m, k, n = (data.draw(st.integers(1, 9)) for _ in range(3))
+    a = data.draw(arrays(dtype, (k, m) if trans_a else (m, k), elements=st.floats(-5, 5, width=32)))
+    b = data.draw(arrays(dtype, (n, k) if trans_b else (k, n), elements=st.floats(-5, 5, width=32)))
+    a, b = (a.T if trans_a else a), (b.T if trans_b else b)  # transposed views, as backprop passes them
+    out_np, out_nb = np.empty((m, n), dtype), np.empty((m, n), dtype)
+    NP.matmul(a, b, out_np)
+    NB.matmul(a, b, out_nb)
+    np.testing.assert_allclose(out_nb, out_np, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+    sums = np.empty(n, dtype)
+    NB.column_sum(out_np, sums)
+    np.testing.assert_allclose(sums, out_np.sum(axis=0), **KERNEL_TOL[dtype])
+
+    idx = np.array(data.draw(st.lists(st.integers(0, m - 1), min_size=1, max_size=12)), np.intp)
+    rows = np.empty((len(idx), n), dtype)
+    NB.gather_rows(out_np, idx, rows)
+    np.testing.assert_array_equal(rows, out_np[idx])
+    labels = np.arange(m, dtype=np.intp) * 3
+    picked = np.empty(len(idx), np.intp)
+    NB.gather_rows(labels, idx, picked)
+    np.testing.assert_array_equal(picked, labels[idx])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), keep=st.floats(0.05, 1.0))
+def test_dropout_kernels_match_numpy(dtype, data, keep):
+    u = data.draw(arrays(dtype, st.tuples(st.integers(1, 9), st.integers(1, 9)),
+                         elements=st.floats(0, 1, width=32, exclude_max=True)))
+    u_np, u_nb = u.copy(), u.copy()
+    NP.dropout_mask(u_np, keep)
+    NB.dropout_mask(u_nb, keep)
+    np.testing.assert_array_equal(u_nb, u_np)  # the same units kept, the same scale
+    a = data.draw(arrays(dtype, u.shape, elements=st.floats(-5, 5, width=32)))
+    out = np.empty_like(a)
+    NB.multiply_into(a, u_np, out)
+    np.testing.assert_array_equal(out, a * u_np)
+
+
+def params_and_grads(dtype):
+    return st.tuples(st.integers(1, 6), st.integers(1, 6)).flatmap(lambda shape: st.tuples(
+        arrays(dtype, shape, elements=st.floats(-3, 3, width=32)), arrays(dtype, shape, elements=st.floats(-3, 3, width=32))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), lr=st.floats(1e-4, 1.0), mu=st.floats(0.0, 0.99), nesterov=st.booleans(),
+       wd=st.sampled_from([0.0, 0.01]))
+def test_optimizer_kernels_match_numpy(dtype, data, lr, mu, nesterov, wd):
+    p0, g = data.draw(params_and_grads(dtype))
+    tol = KERNEL_TOL[dtype] if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    for K in (NP, NB):  # two steps of each rule, numpy then numba, compared below
+        p = p0.copy()
+        K.sgd_update(p, g.copy(), lr, wd, np.empty_like(p))
+        pm, v = p0.copy(), np.zeros_like(p0)
+        pa, m1, m2 = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+        for t in (1, 2):
+            K.momentum_update(pm, g.copy(), v, lr, mu, nesterov, wd, np.empty_like(p0))
+            K.adam_update(pa, g.copy(), m1, m2, lr * 0.1, 0.9, 0.999, 1e-7, t, wd, np.empty_like(p0))
+        if K is NP:
+            expected = [p, pm, v, pa, m1, m2]
+    for name, got, want in zip(["sgd", "momentum", "velocity", "adam", "m", "v"], [p, pm, v, pa, m1, m2], expected):
+        np.testing.assert_allclose(got, want, err_msg=name, **tol)
+
+
+# ---- one step and one epoch, numba vs numpy ------------------------------------------------------------
+
+@st.composite
+def training_cases(draw):
+    sizes = [draw(st.integers(1, 12))]
+    sizes += draw(st.lists(st.integers(1, 12), min_size=0, max_size=3))
+    sizes.append(draw(st.integers(2, 6)))
+    n_hidden = len(sizes) - 2
+    activations = draw(st.lists(st.sampled_from(["relu", "sigmoid", "tanh"]), min_size=n_hidden,
+                                max_size=n_hidden))
+    n_samples = draw(st.integers(1, 40))
+    # 1, odd, even, and larger than the data (full batch)
+    batch = draw(st.sampled_from([1, 3, 7, 16, None, n_samples + 5]))
+    optimizer = draw(st.sampled_from(["sgd", "momentum", "nesterov", "adam"]))
+    weight_decay = draw(st.sampled_from([0.0, 1e-3]))
+    dropout = draw(st.sampled_from([0.0, 0.0, 0.25])) if n_hidden else 0.0
+    shuffle = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    return sizes, activations, n_samples, batch, optimizer, weight_decay, dropout, shuffle, seed
+
+
+def _optimizer(name):
+    # Adam's eps is 1e-3 here, not Keras' 1e-7: Adam divides by sqrt(v) + eps, so a gradient
+    # of the size of eps has its absolute rounding multiplied by about lr / eps.  The tiny
+    # networks drawn here often produce such gradients (a confident prediction's p - 1 keeps
+    # few digits), and with eps = 1e-7 two correct float32 implementations then differ by a
+    # good fraction of lr.  The default eps is compared on real data below.
+    return {"sgd": "sgd", "momentum": Momentum(0.9), "nesterov": Momentum(0.8, nesterov=True),
+            "adam": Adam(eps=1e-3)}[name]
+
+
+def _train(backend, dtype, case, epochs=1, one_step=False):
+    sizes, activations, n_samples, batch, optimizer, weight_decay, dropout, shuffle, seed = case
+    rng = np.random.default_rng(seed + 1)
+    if one_step:  # the data is one batch
+        n_samples = batch if batch is not None and batch <= n_samples else n_samples
+    X = rng.normal(0, 1, (n_samples, sizes[0]))
+    y = rng.integers(0, sizes[-1], n_samples)
+    net = NeuralNetwork(sizes, activation=activations, dtype=dtype, seed=seed, backend=backend, dropout=dropout)
+    lr = 0.01 if optimizer == "adam" else 0.1
+    history = net.fit(X, y, lr=lr, epochs=epochs, batch_size=batch, optimizer=_optimizer(optimizer),
+                      weight_decay=weight_decay, shuffle=shuffle, verbose=False)
+    state = [a for kind in net.optimizer.state_names for a in net.optimizer.state[kind]]
+    return net, history, state
+
+
+def _assert_same_training(case, dtype, epochs=1, one_step=False):
+    np_net, np_hist, np_state = _train("numpy", dtype, case, epochs, one_step)
+    nb_net, nb_hist, nb_state = _train("numba", dtype, case, epochs, one_step)
+    assert nb_net.kernels is NB
+    scale = _largest(np_net._params())
+    for i, (got, want) in enumerate(zip(nb_net._params(), np_net._params())):
+        assert_close(got, want, dtype, f"parameter {i}", scale)
+    n_params = len(np_net._params())
+    for kind in range(len(np_state) // n_params):  # velocity; Adam's m, then v
+        group = slice(kind * n_params, (kind + 1) * n_params)
+        scale = _largest(np_state[group])
+        for i, (got, want) in enumerate(zip(nb_state[group], np_state[group])):
+            assert_close(got, want, dtype, f"optimizer state {kind}, parameter {i}", scale)
+    assert nb_net.optimizer.iterations == np_net.optimizer.iterations
+    np.testing.assert_allclose(nb_hist.cost, np_hist.cost, rtol=RTOL[dtype] * 10)
+    assert nb_hist.train_accuracy == np_hist.train_accuracy
+    # the generator advanced alike (permutations, dropout draws): the next epoch would match too
+    assert nb_net.rng.bit_generator.state == np_net.rng.bit_generator.state
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(case=training_cases())
+@example(case=([784, 128, 64, 10], ["relu", "relu"], 1, 1, "sgd", 0.0, 0.0, True, 0), )
+def test_one_step_matches_numpy(dtype, case):
+    _assert_same_training(case, dtype, one_step=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(case=training_cases())
+@example(case=([5, 4, 3], ["tanh"], 23, 7, "sgd", 1e-3, 0.0, True, 1))          # odd batch, partial last
+@example(case=([5, 4, 3], ["sigmoid"], 23, 40, "adam", 0.0, 0.0, True, 2))      # batch larger than the data
+@example(case=([5, 3], [], 9, 1, "nesterov", 1e-3, 0.0, True, 3))               # no hidden layer, batch 1
+@example(case=([6, 5, 4, 3], ["relu", "tanh"], 31, 8, "momentum", 0.0, 0.25, True, 4))  # dropout: per-kernel
+def test_one_epoch_matches_numpy(dtype, case):
+    _assert_same_training(case, dtype, epochs=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_three_epochs_on_digits_match_numpy(dtype, optimizer, digits):
+    """Longer runs drift only by rounding: real data, 3 epochs of 23 batches each
+    (Adam with its default eps)."""
+    X, y, _, _ = digits
+    nets = {}
+    for backend in ("numpy", "numba"):
+        nets[backend] = NeuralNetwork([64, 32, 16, 10], seed=5, dtype=dtype, backend=backend)
+        opt, lr = (Momentum(0.9), 0.05) if optimizer == "momentum" else (Adam(), 1e-3)
+        nets[backend].fit(X, y, lr=lr, epochs=3, batch_size=64, optimizer=opt, verbose=False)
+    scale = _largest(nets["numpy"]._params())
+    for got, want in zip(nets["numba"]._params(), nets["numpy"]._params()):
+        assert_close(got, want, dtype, scale=scale)
+
+
+# ---- the fused epoch's gradient, by finite differences ---------------------------------------------------
+
+def _loss(net, X, y):
+    """Mean loss of the whole data, with NumPy's forward pass (no dropout)."""
+    ws = Workspace(NP, net.architecture, X.shape[0], net.dtype, training=False, gather=False)
+    logits = ws.forward(X, net.weights, net.biases, net._codes())
+    loss, _ = NP.softmax_cross_entropy_grad(logits, y, logits, 1.0, ws.row_scratch, ws.index_scratch)
+    return loss / X.shape[0]
+
+
+@given(case=training_cases())
+def test_fused_sgd_step_is_minus_the_finite_difference_gradient(case):
+    """One full-batch SGD step with lr=1 on the fused path moves every parameter by
+    minus the gradient of the mean loss; checked by central differences in float64."""
+    sizes, activations, n_samples, _, _, _, _, _, seed = case
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 1.5, (n_samples, sizes[0]))
+    y = rng.integers(0, sizes[-1], n_samples).astype(np.intp)
+    net = NeuralNetwork(sizes, activation=activations, dtype="float64", seed=seed, backend="numba")
+    # ReLU kinks make central differences meaningless there: keep away from them
+    a = X
+    for W, b, name in zip(net.weights, net.biases, activations):
+        z = a @ W + b
+        assume(name != "relu" or np.abs(z).min() > 1e-4)
+        a = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}[name](z)
+    eps = 1e-6
+    numeric = []
+    for p in net._params():
+        grad = np.zeros_like(p)
+        for index in np.ndindex(p.shape):
+            original = p[index]
+            p[index] = original + eps
+            plus = _loss(net, X, y)
+            p[index] = original - eps
+            minus = _loss(net, X, y)
+            p[index] = original
+            grad[index] = (plus - minus) / (2 * eps)
+        numeric.append(grad)
+    before = [p.copy() for p in net._params()]
+    net.fit(X, y, lr=1.0, epochs=1, batch_size=None, verbose=False)  # full batch: the fused path, one step
+    for old, new, num in zip(before, net._params(), numeric):
+        step = old - new
+        error = np.linalg.norm(step - num) / max(np.linalg.norm(step) + np.linalg.norm(num), 1e-3)
+        assert error < 1e-6, (sizes, activations)
+
+
+# ---- behaviour around the fused path -----------------------------------------------------------------
+
+def test_divergence_is_reported_and_undone_like_numpy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (64, 5)).astype(np.float32) * 1e3
+    y = rng.integers(0, 3, 64)
+    outcomes = {}
+    for backend in ("numpy", "numba"):
+        net = NeuralNetwork([5, 8, 3], seed=0, backend=backend)
+        with pytest.raises(FloatingPointError) as info:
+            net.fit(X, y, lr=1e30, epochs=5, batch_size=8, verbose=False)
+        outcomes[backend] = (str(info.value), [p.copy() for p in net._params()], len(net.history))
+    assert outcomes["numba"][0] == outcomes["numpy"][0]
+    assert outcomes["numba"][2] == outcomes["numpy"][2]
+    scale = _largest(outcomes["numpy"][1])
+    for got, want in zip(outcomes["numba"][1], outcomes["numpy"][1]):
+        assert_close(got, want, np.float32, scale=scale)
+
+
+def test_compile_time_is_reported_apart_from_epoch_times(capsys):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((50, 4)), rng.integers(0, 2, 50)
+    net = NeuralNetwork([4, 3, 2], seed=0, backend="numba", dtype="float64")
+    NB._WARM.discard((2, np.dtype("float64")))  # as in a fresh process (with a warm on-disk cache)
+    net.fit(X, y, epochs=2, batch_size=10, log_every=1)
+    assert net.compile_seconds > 0
+    assert "compiling kernels" in capsys.readouterr().out
+    net.fit(X, y, epochs=1, batch_size=10, verbose=False)
+    assert net.compile_seconds == 0.0  # compiled once per process
+
+
+def test_without_a_writable_cache_the_kernels_still_compile():
+    """A read-only install: Numba finds no cache location for the source file and
+    would raise at decoration; the backend falls back to compiling without a cache.
+    (Code built from a string has no file, so Numba cannot cache it either.)"""
+    namespace = {}
+    exec("def double(x):\n    return 2 * x\n", namespace)  # noqa: S102
+    jitted = NB._jit(namespace["double"])
+    assert jitted(21) == 42
+    assert not jitted._cache.__class__.__name__.endswith("FunctionCache")
+
+
+def test_blas_threads_follow_the_batch_size():
+    from fastscratch import training
+    assert NB.blas_threads_for(32) == 1 and NP.blas_threads_for(32) == 1
+    assert NB.blas_threads_for(100_000) is None  # large GEMMs: measured at the start of fit
+    assert training.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 1
+    assert training.choose_blas_threads(NB, [20, 8, 3], 512, np.float32) in (1, None)
+    training.THREADS_OVERRIDE = 2
+    try:
+        assert training.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 2
+    finally:
+        training.THREADS_OVERRIDE = None
+
+
+def test_the_fused_epoch_allocates_nothing_per_batch():
+    """Numba's own allocation counter: an epoch of 50 batches allocates exactly as
+    much as one of 5 (scratch made once per call, and the arrays handed in from
+    Python), so nothing is allocated inside the batch loop."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    sizes, batch = [20, 16, 8, 4], 8
+
+    def allocations(n):
+        rng = np.random.default_rng(0)
+        X = rng.random((n, sizes[0]), dtype=np.float32)
+        y = rng.integers(0, sizes[-1], n).astype(np.intp)
+        Ws = [rng.random((a, b), dtype=np.float32) * 0.1 for a, b in zip(sizes[:-1], sizes[1:])]
+        bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+        acts = [np.empty((batch, b), np.float32) for b in sizes[1:]]
+        deltas = [np.empty((batch, b), np.float32) for b in sizes[1:-1]]
+        state = [np.zeros_like(p) for pair in zip(Ws, bs) for p in pair]
+        args = (X, y, rng.permutation(n), batch, Ws, bs, [NP.RELU, NP.TANH, NP.IDENTITY],
+                np.empty((batch, sizes[0]), np.float32), np.empty(batch, np.intp), acts, deltas,
+                [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs])
+        counts = {}
+        for kind in (NB.OPT_SGD, NB.OPT_ADAM):
+            NB.train_epoch(*args, kind, 0.01, 1e-4, state1=state, state2=state)  # compiled, warm
+            before = rtsys.get_allocation_stats().alloc
+            NB.train_epoch(*args, kind, 0.01, 1e-4, state1=state, state2=state)
+            counts[kind] = rtsys.get_allocation_stats().alloc - before
+        return counts
+
+    was_enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        few, many = allocations(5 * batch), allocations(50 * batch)
+    finally:
+        if not was_enabled:
+            _nrt_python.memsys_disable_stats()
+    assert few == many
+
+
+def test_read_only_inputs_train_like_numpy():
+    """A read-only X (a memory map, say) takes the per-kernel path and still agrees."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(0, 1, (40, 5)), rng.integers(0, 3, 40)
+    X.flags.writeable = False
+    nets = {}
+    for backend in ("numpy", "numba"):
+        for batch in (8, None):
+            nets[backend, batch] = NeuralNetwork([5, 4, 3], seed=0, backend=backend, dtype="float64")
+            nets[backend, batch].fit(X, y, epochs=2, batch_size=batch, verbose=False)
+    for batch in (8, None):
+        scale = _largest(nets["numpy", batch]._params())
+        for got, want in zip(nets["numba", batch]._params(), nets["numpy", batch]._params()):
+            assert_close(got, want, np.float64, scale=scale)
