@@ -407,28 +407,47 @@ def _ratio(value: float, reference: Result | None) -> str:
     return f"{value / reference.median_seconds:.2f}x"
 
 
-def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None) -> list[str]:
-    """Text table of ``results``: per batch size, each framework's s/epoch (median [min-max]),
-    samples/s, GFLOP/s, share of the SGEMM rate, test accuracy, and s/epoch ratios to tf.keras
-    and PyTorch in the same run (below 1: faster than them)."""
-    header = (f"{'batch':>6}  {'framework':<18} {'s/epoch median [min-max]':<26} {'samples/s':>10} "
-              f"{'GFLOP/s':>8} {'%SGEMM':>7} {'test acc':>8} {'vs keras':>9} {'vs torch':>9}")
-    lines = [header, "-" * len(header)]
-    batches = sorted({r.workload.batch_size or r.n_train for r in results})
-    for batch in batches:
+_COLUMNS = ("batch", "framework", "s/epoch median [min-max]", "samples/s", "GFLOP/s", "%SGEMM", "test acc",
+            "vs keras", "vs torch")
+
+
+def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None) -> list[list[str]]:
+    """One row of cells per result (see :data:`_COLUMNS`): per batch size, each framework's
+    s/epoch (median [min-max]), samples/s, GFLOP/s, share of the SGEMM rate, test accuracy,
+    and s/epoch ratios to tf.keras and PyTorch in the same run (below 1: faster than them).
+    A skipped result has its status in the third cell and nothing after it."""
+    rows = []
+    for batch in sorted({r.workload.batch_size or r.n_train for r in results}):
         group = [r for r in results if (r.workload.batch_size or r.n_train) == batch]
         keras = next((r for r in group if r.workload.framework == "tf.keras"), None)
         torch = next((r for r in group if r.workload.framework == "torch"), None)
         for r in group:
             label = "full" if r.workload.batch_size is None else str(batch)
             if not r.ok:
-                lines.append(f"{label:>6}  {r.workload.framework:<18} {r.status}")
+                rows.append([label, r.workload.framework, r.status])
                 continue
-            spread = f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]"
-            share = f"{r.gflops / sgemm[0]:.0%}" if sgemm else "-"
-            lines.append(f"{label:>6}  {r.workload.framework:<18} {spread:<26} {r.samples_per_second:>10,.0f} "
-                         f"{r.gflops:>8.1f} {share:>7} {r.test_accuracy:>8.4f} "
-                         f"{_ratio(r.median_seconds, keras):>9} {_ratio(r.median_seconds, torch):>9}")
+            rows.append([label, r.workload.framework,
+                         f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]",
+                         f"{r.samples_per_second:,.0f}", f"{r.gflops:.1f}",
+                         f"{r.gflops / sgemm[0]:.0%}" if sgemm else "-", f"{r.test_accuracy:.4f}",
+                         _ratio(r.median_seconds, keras), _ratio(r.median_seconds, torch)])
+    return rows
+
+
+def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None,
+                 markdown: bool = False) -> list[str]:
+    """:func:`table_rows` as aligned text lines, or as a Markdown table."""
+    rows = table_rows(results, sgemm)
+    if markdown:
+        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join(" --- " for _ in _COLUMNS) + "|"]
+        return lines + ["| " + " | ".join(row + [""] * (len(_COLUMNS) - len(row))) + " |" for row in rows]
+    widths = [6, 18, 26, 10, 8, 7, 8, 9, 9]
+    align = [">", "<", "<", ">", ">", ">", ">", ">", ">"]
+    render = lambda cells: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()  # noqa: E731
+    header = render(list(_COLUMNS))
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(render(row) if len(row) == len(_COLUMNS) else f"{row[0]:>6}  {row[1]:<18}  {row[2]}")
     return lines
 
 

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "with --plot: 0.88 on fashion-mnist, 0.92 on mnist-sample)")
     bench.add_argument("--max-epochs", type=args_.positive_int, default=30, help="cap for --target runs")
     bench.add_argument("--json", metavar="FILE", help="write every result record here")
+    bench.add_argument("--markdown", metavar="FILE", type=args_.path,
+                       help="also write the run as Markdown (command, date, versions, BLAS, the table)")
     bench.add_argument("--plot", metavar="DIR", help="write throughput.png and accuracy_vs_time.png here")
 
     info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
@@ -460,12 +462,18 @@ def _where(name: str) -> str:
         return f"unavailable ({exc})"
 
 
+def argv_is_bench() -> bool:
+    """Whether this process was started as ``fastscratch bench ...`` (to quote its command line)."""
+    return len(sys.argv) > 1 and sys.argv[1] == "bench"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from ._system import versions
 
     _check_plotting(args.plot)
     _prepare_output(args.json, "--json")
+    _prepare_output(args.markdown, "--markdown")
     name, data = bench.load_data(args.dataset, args.dtype)
     sizes = [data[0].shape[1], *args.hidden, int(data[1].max()) + 1]
     print(f"fastscratch bench: {name}, {len(data[0]):,} training samples, {'-'.join(map(str, sizes))}, "
@@ -494,6 +502,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                       dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
             accuracy_runs.append(bench.time_to_accuracy(workload, target, args.max_epochs, data=data))
             print("\n".join(bench.format_time_to_accuracy(accuracy_runs[-1:])), flush=True)
+    if args.markdown:
+        from ._atomic import atomic_write
+
+        command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench"])
+        text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {name} "
+                f"({len(data[0]):,} training samples), {'-'.join(map(str, sizes))}, {args.dtype}, "
+                f"{args.optimizer} lr {args.lr:g}, {args.warmup} warm-up + {args.epochs} timed epochs.",
+                "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+                f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores; SGEMM (128x784)x(784x128) "
+                f"{sgemm[0]:.1f} GFLOP/s [{sgemm[1]:.1f}-{sgemm[2]:.1f}].", ""]
+        text += bench.format_table(results, sgemm, markdown=True)
+        if accuracy_runs:
+            text += ["", f"Time to {target:.0%} test accuracy:", ""]
+            text += [f"- {line.strip()}" for line in bench.format_time_to_accuracy(accuracy_runs)]
+        with atomic_write(args.markdown) as f:
+            f.write(("\n".join(text) + "\n").encode())
+        print(f"Markdown written to {args.markdown}")
     if args.json:
         from ._atomic import atomic_write
 

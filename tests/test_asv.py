@@ -39,4 +39,4 @@ def test_asv_check_and_quick_run(tmp_path):
     assert len(statuses) >= 10, output  # every benchmark reported (10 today)
     failed = [name for name, status in statuses if status == "failed"]
     assert not failed, output
-    assert "'mnist-sample'" in output  # the dataset is in the parameters
+    assert "mnist-sample" in output  # the dataset is in the parameters

@@ -310,3 +310,21 @@ def test_model_remembers_its_dataset(tmp_path):
     assert own.returncode == 0 and json.loads(own.stdout)["n_samples"] == 9 and "warning" not in own.stderr
     other = run("evaluate", tmp_path / "s.npz", "--dataset", "mnist-sample")
     assert "warning: " in other.stderr and "trained on" in other.stderr
+
+
+def test_bench_table_json_markdown_and_plots(tmp_path):
+    env = dict(os.environ, FASTSCRATCH_BENCH_DATASET="mnist-sample")
+    result = run("bench", "--frameworks", "numpy,keras", "--batch-sizes", "256,full", "--epochs", "2",
+                 "--hidden", "32", "--json", tmp_path / "b.json", "--markdown", tmp_path / "b.md",
+                 "--plot", tmp_path / "plots", "--max-epochs", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "SGEMM (128x784)x(784x128):" in result.stdout and "vs keras" in result.stdout
+    record = json.loads((tmp_path / "b.json").read_text())
+    numpy_runs = [r for r in record["results"] if r["workload"]["framework"] == "fastscratch-numpy"]
+    assert len(numpy_runs) == 2 and all(len(r["epoch_seconds"]) == 2 and r["gflops"] > 0 for r in numpy_runs)
+    keras_runs = [r for r in record["results"] if r["workload"]["framework"] == "tf.keras"]
+    assert all(r["status"] == "ok" or r["status"].startswith("skipped") for r in keras_runs)
+    markdown = (tmp_path / "b.md").read_text()
+    assert markdown.startswith("`fastscratch bench --frameworks") and "| batch | framework |" in markdown
+    assert png_size(tmp_path / "plots" / "throughput.png") == (700, 450)
+    assert png_size(tmp_path / "plots" / "accuracy_vs_time.png") == (700, 450)
