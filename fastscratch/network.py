@@ -398,8 +398,7 @@ class NeuralNetwork:
         line = (f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
                 f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
         if self.compile_seconds:
-            line += (f" (+ {self.setup_seconds:.2f} s before the first epoch: "
-                     f"{self.compile_seconds:.2f} s compiling kernels, choosing BLAS threads)")
+            line += f" (+ {self.compile_seconds:.2f} s compiling or loading the jitted kernels first)"
         say(line)
 
     def _stop_on_divergence(self, epoch: int, what: str, epoch_start_is_good: bool, epoch_start: "_Snapshot",
