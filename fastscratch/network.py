@@ -241,12 +241,7 @@ class NeuralNetwork:
         to give a finite loss.  Invalid arguments raise ``ValueError``/``TypeError`` before
         anything is changed.
         """
-        X_train = check.check_features(X_train, self.n_features, self.dtype, "X_train")
-        y_train = check.check_labels(y_train, X_train.shape[0], self.n_classes, "y_train")
-        check.check_pair(X_test, y_test)
-        if X_test is not None:
-            X_test = check.check_features(X_test, self.n_features, self.dtype, "X_test")
-            y_test = check.check_labels(y_test, X_test.shape[0], self.n_classes, "y_test")
+        X_train, y_train, X_test, y_test = self._check_data(X_train, y_train, X_test, y_test)
         lr = check.check_positive_number("lr", lr)
         epochs = check.check_positive_int("epochs", epochs)
         batch_size = check.check_optional_positive_int("batch_size", batch_size)
@@ -377,6 +372,18 @@ class NeuralNetwork:
             self._summary(say, time.perf_counter() - started, n * (self.epochs_trained - first_epoch),
                           summary_index)
         return self.history
+
+    def _check_data(self, X_train: Any, y_train: Any, X_test: Any = None,
+                    y_test: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Training (and optional test) data checked and converted as ``fit`` takes them:
+        features of the model's dtype, labels as integer vectors."""
+        X_train = check.check_features(X_train, self.n_features, self.dtype, "X_train")
+        y_train = check.check_labels(y_train, X_train.shape[0], self.n_classes, "y_train")
+        check.check_pair(X_test, y_test)
+        if X_test is not None:
+            X_test = check.check_features(X_test, self.n_features, self.dtype, "X_test")
+            y_test = check.check_labels(y_test, X_test.shape[0], self.n_classes, "y_test")
+        return X_train, y_train, X_test, y_test
 
     def _epoch_line(self, index: int) -> str:
         h = self.history

@@ -245,12 +245,7 @@ def train_keras(nn: NeuralNetwork, X_train: Any, y_train: Any, X_test: Any = Non
     tf = import_tensorflow()
     import keras
 
-    X = check.check_features(X_train, nn.n_features, nn.dtype, "X_train")
-    y = check.check_labels(y_train, X.shape[0], nn.n_classes, "y_train")
-    check.check_pair(X_test, y_test)
-    if X_test is not None:
-        X_test = check.check_features(X_test, nn.n_features, nn.dtype, "X_test")
-        y_test = check.check_labels(y_test, X_test.shape[0], nn.n_classes, "y_test")
+    X, y, X_test, y_test = nn._check_data(X_train, y_train, X_test, y_test)
     lr = check.check_positive_number("lr", lr)
     epochs = check.check_positive_int("epochs", epochs)
     batch_size = check.check_optional_positive_int("batch_size", batch_size)

@@ -61,8 +61,7 @@ def train_steps(nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.
     (without the L2 penalty), measured before that batch's update, in the order
     the batches were trained.  ``nn.history`` is not extended.
     """
-    X = check.check_features(X_train, nn.n_features, nn.dtype, "X_train")
-    y = check.check_labels(y_train, X.shape[0], nn.n_classes, "y_train")
+    X, y, _, _ = nn._check_data(X_train, y_train)
     lr = check.check_positive_number("lr", lr)
     epochs = check.check_positive_int("epochs", epochs)
     batch_size = check.check_optional_positive_int("batch_size", batch_size)
