@@ -28,8 +28,11 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v > 0, "a positive integer")
 
 
-def seed(text: str) -> int:
+def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a non-negative integer")
+
+
+seed = non_negative_int
 
 
 def positive_float(text: str) -> float:
@@ -42,6 +45,10 @@ def non_negative_float(text: str) -> float:
 
 def fraction(text: str) -> float:
     return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+
+
+def accuracy(text: str) -> float:
+    return _number(text, float, lambda v: 0.0 < v <= 1.0, "an accuracy in (0, 1]")
 
 
 def batch_size(text: str) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import tempfile
 import stat
 from collections.abc import Iterator
 from os import PathLike
@@ -50,3 +51,11 @@ def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def ensure_writable_dir(directory: str | PathLike) -> None:
+    """Create ``directory`` if needed and prove a file can be written there (``OSError`` if not):
+    commands call this before long work, so an unwritable output fails first, not last."""
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import resource
 import statistics
 import sys
 import time
@@ -300,6 +299,10 @@ def thread_summary() -> str:
 
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return math.nan
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 
@@ -23,6 +22,7 @@ import numpy as np
 from . import __version__, datasets
 from . import _argtypes as args_
 from .backends import BACKENDS, available_backends
+from ._atomic import ensure_writable_dir
 from .bench import FRAMEWORKS
 from .network import NeuralNetwork
 
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rate and the ratios to tf.keras and PyTorch measured in the same run. Frameworks that are "
                     "not installed are listed as skipped.")
     bench.add_argument("--dataset", default="auto", metavar="NAME|DIR",
+                       type=lambda text: text if text == "auto" else args_.dataset(text),
                        help="default: fashion-mnist when found, else mnist-sample")
     bench.add_argument("--frameworks", "--backends", default=",".join(FRAMEWORKS), metavar="LIST",
                        type=_framework_list, help=f"comma-separated, from {','.join(FRAMEWORKS)} (default: all)")
@@ -121,15 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--lr", type=args_.positive_float, default=0.1)
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--epochs", type=args_.positive_int, default=3, help="timed epochs per run (default: 3)")
-    bench.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default: 1)")
-    bench.add_argument("--target", type=float, default=None, metavar="ACC",
+    bench.add_argument("--warmup", type=args_.non_negative_int, default=1, help="untimed epochs first (default: 1)")
+    bench.add_argument("--target", type=args_.accuracy, default=None, metavar="ACC",
                        help="also time training to this test accuracy (at the first batch size; default target "
                             "with --plot: 0.88 on fashion-mnist, 0.92 on mnist-sample)")
     bench.add_argument("--max-epochs", type=args_.positive_int, default=30, help="cap for --target runs")
-    bench.add_argument("--json", metavar="FILE", help="write every result record here")
+    bench.add_argument("--json", metavar="FILE", type=args_.path, help="write every result record here")
     bench.add_argument("--markdown", metavar="FILE", type=args_.path,
                        help="also write the run as Markdown (command, date, versions, BLAS, the table)")
-    bench.add_argument("--plot", metavar="DIR", help="write throughput.png and accuracy_vs_time.png here")
+    bench.add_argument("--plot", metavar="DIR", type=args_.path, help="write throughput.png and accuracy_vs_time.png here")
 
     info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
                                description="Show versions, backends, BLAS threads and which datasets are found; "
@@ -163,24 +164,22 @@ def _load_data(args: argparse.Namespace) -> datasets.Dataset:
 def _probe_directory(directory: str, flag: str, given: str) -> None:
     """Create ``directory`` if needed and prove a file can be written there, before any work."""
     try:
-        os.makedirs(directory, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        ensure_writable_dir(directory)
     except OSError as exc:
         raise CommandError(f"{flag} {given}: cannot write there ({exc.strerror or exc})") from None
 
 
-def _check_plotting(directory: str | None) -> None:
+def _check_plotting(directory: str | None, flag: str = "--plots") -> None:
     """Fail before training, not after, when plots are asked for but cannot be made."""
     if directory is None:
         return
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise CommandError("--plots needs matplotlib: `pip install 'fastscratch[plot]'`")
+        raise CommandError(f"{flag} needs matplotlib: `pip install 'fastscratch[plot]'`")
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise CommandError(f"--plots {directory}: exists and is not a directory")
-    _probe_directory(directory, "--plots", directory)
+        raise CommandError(f"{flag} {directory}: exists and is not a directory")
+    _probe_directory(directory, flag, directory)
 
 
 def _prepare_output(path: str | None, flag: str) -> None:
@@ -282,9 +281,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         test_acc = net.accuracy(X_test, data.y_test)
         trained = sum(net.history.seconds)
         rate = len(X_train) * len(net.history) / trained if trained > 0 else math.inf
+        threads = f"epochs on {net.blas_threads} BLAS thread{'s' if net.blas_threads != 1 else ''}" \
+            if net.blas_threads else "epochs on all BLAS threads"
         print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
-              f"| {rate:,.0f} training samples/s | backend {net.kernels.NAME} | BLAS: {_blas_line()}",
-              file=out, flush=True)
+              f"| {rate:,.0f} samples/s in the training epochs alone | backend {net.kernels.NAME} | {threads} "
+              f"| BLAS: {_blas_line()}", file=out, flush=True)
     if args.save and len(net.history):
         net.save(args.save)
         print(f"Model saved to {args.save}", file=out)
@@ -310,8 +311,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     net = _load_model(args.model)
     trained_on = (net.data_info or {}).get("dataset")
     if args.dataset is None:  # default: what the model was trained on
-        args.dataset = trained_on if trained_on in datasets.DATASETS or (trained_on and os.path.isdir(trained_on)) \
-            else "mnist-sample"
+        if trained_on is None:  # a model from before datasets were recorded
+            args.dataset = "mnist-sample"
+        elif trained_on in datasets.DATASETS or os.path.isdir(trained_on):
+            args.dataset = trained_on
+        else:
+            raise CommandError(f"{args.model} was trained on {trained_on!r}, which is not there any more; "
+                               "say which data to use with --dataset")
     elif trained_on and args.dataset != trained_on and os.path.abspath(args.dataset) != trained_on:
         print(f"warning: {args.model} was trained on {trained_on!r}, evaluating on {args.dataset!r}", file=sys.stderr)
     data = _load_data(args)
@@ -471,7 +477,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from ._system import versions
 
-    _check_plotting(args.plot)
+    _check_plotting(args.plot, "--plot")
     _prepare_output(args.json, "--json")
     _prepare_output(args.markdown, "--markdown")
     name, data = bench.load_data(args.dataset, args.dtype)

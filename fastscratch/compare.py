@@ -43,7 +43,7 @@ import numpy as np
 from . import __version__
 from . import _argtypes as args_
 from . import _validation as check
-from ._atomic import atomic_write
+from ._atomic import atomic_write, ensure_writable_dir
 from .backends import BACKENDS, available_backends
 from .network import ACTIVATIONS, NeuralNetwork
 from .optimizers import Adam, Momentum, Optimizer, get_optimizer
@@ -113,6 +113,10 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
+    try:  # before the training, not after it
+        ensure_writable_dir(out_dir)
+    except OSError as exc:
+        raise OSError(f"out_dir {out_dir!r}: cannot write there ({exc.strerror or exc})") from None
     name, (X_train, y_train, X_test, y_test) = resolve_dataset(dataset, settings["dtype"], data_dir=data_dir,
                                                                download=download)
     X_train = check.check_features(X_train, np.shape(X_train)[1], np.dtype(settings["dtype"]), "X_train")

@@ -296,18 +296,18 @@ class NeuralNetwork:
 
         for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
             epoch_lr = schedule(lr, epoch - 1)
-            rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
-            # unshuffled or full-batch epochs read X_train in place: no gather
-            order = self.rng.permutation(n) if shuffle and not full_batch else None
             # The weights at the start of this epoch and of the previous one: when a
             # batch's loss is not finite, the newest of them that gave a finite loss on
             # its epoch's first batch is restored (no per-step copies needed).
             previous_start, epoch_start = epoch_start, previous_start
             epoch_start.take(tracked, opt.iterations)
+            rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
             # Ctrl-C before the epoch is in the history undoes it: weights, optimizer state,
             # shuffling and dropout draws, so fitting again continues exactly as if it had not
             # started, and a model saved after the interrupt matches its history
             try:
+                # unshuffled or full-batch epochs read X_train in place: no gather
+                order = self.rng.permutation(n) if shuffle and not full_batch else None
                 t0 = time.perf_counter()
                 try:
                     loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,

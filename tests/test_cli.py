@@ -328,3 +328,37 @@ def test_bench_table_json_markdown_and_plots(tmp_path):
     assert markdown.startswith("`fastscratch bench --frameworks") and "| batch | framework |" in markdown
     assert png_size(tmp_path / "plots" / "throughput.png") == (700, 450)
     assert png_size(tmp_path / "plots" / "accuracy_vs_time.png") == (700, 450)
+
+
+def test_evaluate_refuses_when_the_recorded_dataset_is_gone(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "gone"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28), dtype=np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", np.arange(20, dtype=np.uint8) % 10)
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(10, dtype=np.uint8))
+    assert run("train", "--dataset", d, "--epochs", "1", "--hidden", "4", "--save", tmp_path / "g.npz").returncode == 0
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+    result = run("evaluate", tmp_path / "g.npz")
+    assert result.returncode == 1 and "not there any more" in result.stderr and "--dataset" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "bogus"], "unknown dataset"),
+    (["--warmup", "-1"], "non-negative integer"),
+    (["--target", "2"], "accuracy in (0, 1]"),
+    (["--json", ""], "empty string"),
+])
+def test_bench_bad_arguments(args, message):
+    result = run("bench", *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_compare_checks_its_output_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run("compare", "--epochs", "1", "--hidden", "4", "--no-keras", "--out", tmp_path / "file" / "x")
+    assert result.returncode == 1 and "cannot write there" in result.stderr
+    assert "Epoch" not in result.stdout and "fastscratch-" not in result.stdout

@@ -104,8 +104,9 @@ def test_lying_header_is_rejected_fast_and_without_allocating(tmp_path, compress
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    # generous bound for a busy CI machine; the check itself takes well under a millisecond
-    assert elapsed < 0.25 and peak < 2 * 2**20
+    # generous bound for a busy CI machine (the check itself takes well under a millisecond);
+    # reading 1.6 GB would take seconds, and the allocation bound is the sharp test
+    assert elapsed < 1.0 and peak < 2 * 2**20
 
 
 def test_write_idx_rejects_what_idx_cannot_hold(tmp_path):
