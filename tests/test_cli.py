@@ -24,6 +24,17 @@ def run(*args, cwd=None, env=None, timeout=300):
                           cwd=cwd, env=env, timeout=timeout)
 
 
+def idx_dataset(d: Path, n_train: int, n_test: int, side: int, n_classes: int) -> Path:
+    """A custom dataset directory: the four IDX files, random images, labels cycling over the classes."""
+    rng = np.random.default_rng(0)
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (n_train, side, side), dtype=np.uint8))
+    write_idx(d / "train-labels-idx1-ubyte", (np.arange(n_train) % n_classes).astype(np.uint8))
+    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, side, side), dtype=np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte", (np.arange(n_test) % n_classes).astype(np.uint8))
+    return d
+
+
 def png_size(path: Path) -> tuple[int, int]:
     raw = path.read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
@@ -191,13 +202,7 @@ def test_train_on_fashion_mnist(tmp_path):
 
 
 def test_directory_dataset_from_the_command_line(tmp_path):
-    rng = np.random.default_rng(0)
-    d = tmp_path / "tiny"
-    d.mkdir()
-    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (30, 5, 5), dtype=np.uint8))
-    write_idx(d / "train-labels-idx1-ubyte", np.arange(30, dtype=np.uint8) % 3)
-    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (9, 5, 5), dtype=np.uint8))
-    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(9, dtype=np.uint8) % 3)
+    d = idx_dataset(tmp_path / "tiny", n_train=30, n_test=9, side=5, n_classes=3)
     result = run("train", "--dataset", d, "--epochs", "2", "--hidden", "4", "--save", tmp_path / "t.npz")
     assert result.returncode == 0, result.stderr
     assert NeuralNetwork.load(tmp_path / "t.npz").architecture == [25, 4, 3]
@@ -297,13 +302,7 @@ def test_save_through_a_symlink_keeps_the_link(tmp_path):
 
 def test_model_remembers_its_dataset(tmp_path):
     """evaluate defaults to the training dataset, warns on another; predict names the classes."""
-    rng = np.random.default_rng(0)
-    d = tmp_path / "shapes"
-    d.mkdir()
-    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
-    write_idx(d / "train-labels-idx1-ubyte", np.arange(40, dtype=np.uint8) % 3)
-    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (9, 28, 28), dtype=np.uint8))
-    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(9, dtype=np.uint8) % 3)
+    d = idx_dataset(tmp_path / "shapes", n_train=40, n_test=9, side=28, n_classes=3)
     assert run("train", "--dataset", d, "--epochs", "2", "--hidden", "4", "--save", tmp_path / "s.npz").returncode == 0
     assert NeuralNetwork.load(tmp_path / "s.npz").data_info == {"dataset": str(d), "class_names": ["0", "1", "2"]}
     own = run("evaluate", tmp_path / "s.npz", "--json")
@@ -331,13 +330,7 @@ def test_bench_table_json_markdown_and_plots(tmp_path):
 
 
 def test_evaluate_refuses_when_the_recorded_dataset_is_gone(tmp_path):
-    rng = np.random.default_rng(0)
-    d = tmp_path / "gone"
-    d.mkdir()
-    write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28), dtype=np.uint8))
-    write_idx(d / "train-labels-idx1-ubyte", np.arange(20, dtype=np.uint8) % 10)
-    write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
-    write_idx(d / "t10k-labels-idx1-ubyte", np.arange(10, dtype=np.uint8))
+    d = idx_dataset(tmp_path / "gone", n_train=20, n_test=10, side=28, n_classes=10)
     assert run("train", "--dataset", d, "--epochs", "1", "--hidden", "4", "--save", tmp_path / "g.npz").returncode == 0
     for f in d.iterdir():
         f.unlink()
