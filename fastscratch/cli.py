@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plots", metavar="DIR", type=args_.path,
                        help="write cost.png, accuracy.png, class_distribution.png, confusion_matrix.png and "
                             "samples.png here")
+    train.add_argument("--checkpoint", metavar="RUN.npz", type=args_.path,
+                       help="save the training state here (atomically) every --checkpoint-every epochs, at the "
+                            "end and on Ctrl-C; a killed run continues from it with --resume")
+    train.add_argument("--checkpoint-every", type=args_.positive_int, default=1, metavar="N",
+                       help="epochs between checkpoints (default: %(default)s)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved in --checkpoint (the same command line; start afresh if the "
+                            "file does not exist yet); --epochs may be raised to train further")
     _add_progress_arguments(train)
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
@@ -218,8 +226,12 @@ def _blas_line() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.checkpoint and os.path.exists(args.checkpoint) and not args.resume and not os.path.isdir(args.checkpoint):
+        raise CommandError(f"--checkpoint {args.checkpoint}: exists; add --resume to continue that run, or remove "
+                           "it to start afresh")
     _check_plotting(args.plots)
     _prepare_output(args.save, "--save")
+    _prepare_output(args.checkpoint, "--checkpoint")
     data = _load_data(args)
     X_train = datasets.to_features(data.X_train, args.dtype)
     X_test = datasets.to_features(data.X_test, args.dtype)
@@ -257,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not math.isnan(history.test_accuracy[-1]):
             postfix["test"] = f"{history.test_accuracy[-1]:.4f}"
         bar.set_postfix(postfix, refresh=False)
-        bar.update(1)
+        bar.update(len(history) - bar.n)  # a resumed run starts part way
 
     started = time.perf_counter()
     interrupted = False
@@ -265,7 +277,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         net.fit(X_train, data.y_train, X_test, data.y_test, lr=args.lr, epochs=args.epochs,
                 batch_size=args.batch_size, optimizer=args.optimizer, lr_schedule=args.lr_schedule,
                 weight_decay=args.weight_decay, early_stopping=args.early_stopping, log_every=log_every,
-                verbose=True, log=say, on_epoch_end=on_epoch_end)
+                verbose=True, log=say, on_epoch_end=on_epoch_end, checkpoint=args.checkpoint,
+                checkpoint_every=args.checkpoint_every, resume=args.resume)
     except KeyboardInterrupt:
         interrupted = True
         bar.close()
@@ -273,6 +286,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\nInterrupted after {done} complete epoch{'s' if done != 1 else ''}; the model holds the weights "
               f"of epoch {done}." if done else "\nInterrupted before the first epoch completed: nothing to save, "
               "no model or plots written.", file=sys.stderr)
+        if args.checkpoint and done:
+            print(f"Checkpoint saved to {args.checkpoint}; add --resume to the same command to continue.",
+                  file=sys.stderr)
     finally:
         bar.close()
     wall = time.perf_counter() - started
@@ -560,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastscratch`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "resume", False) and not args.checkpoint:
+        parser.error("--resume needs --checkpoint FILE: the run to continue")
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -9,22 +9,27 @@ map).
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import os
 import sys
 import time
+import warnings
 from os import PathLike
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import _validation as check
+from . import checkpoint as ckpt
+from ._atomic import ensure_writable_dir
 from .backends import load_backend
 from .history import History
 from .optimizers import Optimizer, get_optimizer
 from .schedules import CosineDecay, Schedule, get_schedule
 from . import training
-from .training import NonFiniteLoss, Workspace, choose_blas_threads, run_epoch
+from .training import LossDiverged, Workspace, choose_blas_threads, run_epoch
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("he", "xavier")
@@ -55,6 +60,37 @@ class _Snapshot:
         for a, saved in zip(arrays, self.arrays):
             np.copyto(a, saved)
         return self.iterations
+
+
+class TrainingDivergedWarning(RuntimeWarning):
+    """``fit(on_divergence="warn")`` stopped because the loss diverged (the message says where)."""
+
+
+def _divergence_cause(exc: LossDiverged, max_loss: float) -> str:
+    if not math.isfinite(exc.loss):
+        return f"batch {exc.batch}: the loss is {exc.loss}"
+    return f"batch {exc.batch}: the mean loss {exc.loss:.4g} is above max_loss={max_loss:.4g}"
+
+
+def _check_checkpoint_path(path: Any, resume: Any) -> str | None:
+    """``path`` as a string, checked before training: its directory must be writable, and an
+    existing file is only accepted for resuming (a finished run is never overwritten by accident)."""
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume must be True or False, got {resume!r}")
+    if path is None:
+        if resume:
+            raise ValueError("resume=True needs checkpoint=<file> to resume from")
+        return None
+    if not isinstance(path, (str, PathLike)) or not os.fspath(path):
+        raise TypeError(f"checkpoint must be a file path, got {path!r}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path} is a directory; give a file name such as run.npz")
+    if os.path.exists(path) and not resume:
+        raise FileExistsError(f"checkpoint {path} already exists: pass resume=True to continue that run, "
+                              "or remove the file or choose another one to start afresh")
+    ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
+    return path
 
 
 class NeuralNetwork:
@@ -212,7 +248,9 @@ class NeuralNetwork:
             lr_schedule: str | Schedule | None = None, weight_decay: float = 0.0,
             early_stopping: int | None = None, monitor: str = "test_loss", min_delta: float = 0.0,
             restore_best: bool = True, log: Callable[[str], None] | None = None,
-            on_epoch_end: Callable[[History], None] | None = None) -> History:
+            on_epoch_end: Callable[[History], None] | None = None, checkpoint: str | PathLike | None = None,
+            checkpoint_every: int = 1, resume: bool = False, max_loss: float | None = None,
+            on_divergence: str = "raise") -> History:
         """Train by gradient descent; return the :class:`History` (all epochs so far).
 
         X_train: (n_samples, n_features) ; y_train: (n_samples,) integer labels in
@@ -232,14 +270,30 @@ class NeuralNetwork:
         - ``verbose``: print the tutorial's epoch lines every ``log_every`` epochs and a summary
           (through ``log``, default ``print`` to stdout).
         - ``on_epoch_end``: called with the history after every epoch is recorded (progress bars).
+        - ``checkpoint``: a file to save the training state to (atomically) every
+          ``checkpoint_every`` epochs, when the fit ends and on Ctrl-C: weights, optimizer
+          state, generator state, history, early-stopping counters and this call's settings
+          (see :mod:`fastscratch.checkpoint`; ``NeuralNetwork.load`` reads it as a model).
+          An existing file is never overwritten unless ``resume=True``.
+        - ``resume``: continue from ``checkpoint`` when it exists (start afresh when it does
+          not), up to this call's ``epochs`` counted from where the checkpointed run began.
+          The network, data and settings must be the ones the checkpoint was made with
+          (``ValueError`` naming what differs); ``epochs`` may differ.  On the same backend
+          the result is bit-identical to a run that was never stopped.
+        - ``max_loss``: a batch whose mean loss per sample exceeds it (or is NaN or infinite)
+          counts as diverged.  ``None``: 100 times the larger of ``ln(n_classes)`` (the loss of a
+          uniform guess) and the loss on the first training rows when the fit starts, far
+          above anything a converging run reaches; ``math.inf``: only NaN and infinity.
+        - ``on_divergence``: ``"raise"`` (default) raises ``FloatingPointError`` naming the
+          epoch and batch; ``"warn"`` issues a :class:`TrainingDivergedWarning` with the same
+          message and returns.  Either way the batch's update is not applied and the weights
+          and optimizer state go back to the latest epoch start known to give a sound loss
+          (the history loses an epoch whose updates are undone).
 
-        Ctrl-C (``KeyboardInterrupt``) during an epoch puts the weights and optimizer state back
-        to that epoch's start, so the model matches its history, then propagates.
-
-        Raises ``FloatingPointError`` naming the epoch and batch if the loss becomes NaN or
-        infinite; the weights and optimizer state then go back to the latest epoch start known
-        to give a finite loss.  Invalid arguments raise ``ValueError``/``TypeError`` before
-        anything is changed.
+        Ctrl-C (``KeyboardInterrupt``) during an epoch puts the weights, optimizer state and
+        generator back to that epoch's start, so the model matches its history, then
+        propagates.  Invalid arguments raise ``ValueError``/``TypeError`` before anything is
+        changed.
         """
         X_train, y_train, X_test, y_test = self._check_data(X_train, y_train, X_test, y_test)
         lr = check.check_positive_number("lr", lr)
@@ -249,6 +303,11 @@ class NeuralNetwork:
         weight_decay = check.check_non_negative_number("weight_decay", weight_decay)
         min_delta = check.check_non_negative_number("min_delta", min_delta)
         early_stopping = check.check_optional_positive_int("early_stopping", early_stopping)
+        checkpoint_every = check.check_positive_int("checkpoint_every", checkpoint_every)
+        if max_loss is not None:
+            max_loss = check.check_positive_number("max_loss", max_loss) if max_loss != math.inf else math.inf
+        if on_divergence not in ("raise", "warn"):
+            raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
         if not isinstance(monitor, str) or monitor not in MONITORS:
             raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
         for label, hook in (("log", log), ("on_epoch_end", on_epoch_end)):
@@ -256,31 +315,75 @@ class NeuralNetwork:
                 raise TypeError(f"{label} must be callable, got {type(hook).__name__}")
         if early_stopping is not None and monitor.startswith("test") and X_test is None:
             raise ValueError(f"early_stopping on {monitor!r} needs X_test and y_test")
-        schedule = get_schedule(lr_schedule)
-        if isinstance(schedule, CosineDecay) and schedule.total_epochs is None:
-            schedule = CosineDecay(self.epochs_trained + epochs, schedule.min_lr)
-        opt = get_optimizer(optimizer)
-        if self.optimizer is not None and not isinstance(optimizer, Optimizer) and self.optimizer.same_config(opt):
-            opt = self.optimizer  # resume: keep momentum / Adam moments and the step count
-        params = self._params()
-        opt.bind(params)
-        self.optimizer = opt
         say = log if log is not None else (lambda line: print(line, file=sys.stdout, flush=True))
 
+        # A checkpointed run, resumed: its state replaces this network's (after checks)
+        checkpoint = _check_checkpoint_path(checkpoint, resume)
+        saved = None
+        if checkpoint is not None and resume and os.path.exists(checkpoint):
+            saved = self._read_checkpoint(checkpoint)
+        first_epoch = saved.record["first_epoch"] if saved else self.epochs_trained
+
+        schedule = get_schedule(lr_schedule)
+        if isinstance(schedule, CosineDecay) and schedule.total_epochs is None:
+            schedule = CosineDecay(first_epoch + epochs, schedule.min_lr)
+        opt = get_optimizer(optimizer)
         n = X_train.shape[0]
         full_batch = batch_size is None or batch_size >= n
         batch = n if full_batch else batch_size
+        if max_loss is None and saved is None:
+            max_loss = self._default_max_loss(X_train[:batch], y_train[:batch])
+        settings = {"lr": lr, "batch_size": batch_size, "optimizer": opt.config(), "lr_schedule": schedule.config(),
+                    "weight_decay": weight_decay, "shuffle": bool(shuffle), "early_stopping": early_stopping,
+                    "monitor": monitor, "min_delta": min_delta, "restore_best": bool(restore_best),
+                    "max_loss": max_loss}
+        data_print = None
+        if checkpoint is not None:
+            data_print = {"train": ckpt.fingerprint(X_train, y_train), "test": ckpt.fingerprint(X_test, y_test)}
+        target_epoch = first_epoch + epochs
+        if saved is not None:
+            if max_loss is None:  # the default limit is the one the run was started with
+                settings["max_loss"] = max_loss = saved.record["fit"]["max_loss"]
+            saved.check_compatible(json.loads(json.dumps(settings)), data_print, target_epoch)
+            self._adopt(saved.net)
+            opt = self.optimizer  # its state comes from the checkpoint
+        elif self.optimizer is not None and not isinstance(optimizer, Optimizer) and self.optimizer.same_config(opt):
+            opt = self.optimizer  # continuing: keep momentum / Adam moments and the step count
+        params = self._params()
+        opt.bind(params)
+        self.optimizer = opt
+
         workspace = Workspace(self.kernels, self.architecture, batch, self.dtype,
                               keep_probs=[1.0 - r for r in self.dropout], gather=shuffle and not full_batch)
         weight_decays = [weight_decay, 0.0] * len(self.weights)
         codes = self._codes()
         best_value, best, best_epoch, waited = None, None, 0, 0
         sign = 1.0 if MONITORS[monitor] == "min" else -1.0
-        first_epoch = self.epochs_trained
         # parameters and optimizer state, snapshotted at each epoch start (see below)
         tracked = params + [a for kind in opt.state_names for a in opt.state[kind]]
         epoch_start = _Snapshot(tracked)
         previous_start = _Snapshot(tracked)
+        finished = None
+        if saved is not None:
+            counters = saved.record["early_stopping"]
+            best_value, best_epoch, waited = counters["best_value"], counters["best_epoch"], counters["waited"]
+            if saved.best is not None:
+                best = _Snapshot(tracked)
+                best.take(saved.best, counters["best_iterations"])
+            finished = saved.record["finished"]
+            done = self.epochs_trained - first_epoch
+            if verbose:
+                say(f"Resuming from {checkpoint}: {done} of {epochs} epochs done"
+                    + (f" (that run ended: {finished.replace('_', ' ')})" if finished not in (None, "completed") else ""))
+        resumed_from = self.epochs_trained
+
+        def save_checkpoint(state: str | None) -> None:
+            counters = {"best_value": best_value, "best_epoch": best_epoch, "waited": waited,
+                        "best_iterations": best.iterations if best is not None else None}
+            from .persistence import save_model
+            save_model(self, checkpoint, ckpt.record(settings, first_epoch, target_epoch, data_print, counters, state),
+                       best=best.arrays if best is not None else None)
+
         # Jitted backends compile (or load from their cache) here, timed on its own, so
         # that no epoch's time includes compilation.
         # Measuring BLAS threads for this batch size, when asked for, is set-up too.
@@ -294,73 +397,105 @@ class NeuralNetwork:
         self.setup_seconds = time.perf_counter() - setup_start
         started = time.perf_counter()
 
-        for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
-            epoch_lr = schedule(lr, epoch - 1)
-            # The weights at the start of this epoch and of the previous one: when a
-            # batch's loss is not finite, the newest of them that gave a finite loss on
-            # its epoch's first batch is restored (no per-step copies needed).
-            previous_start, epoch_start = epoch_start, previous_start
-            epoch_start.take(tracked, opt.iterations)
-            rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
-            # Ctrl-C before the epoch is in the history undoes it: weights, optimizer state,
-            # shuffling and dropout draws, so fitting again continues exactly as if it had not
-            # started, and a model saved after the interrupt matches its history
-            try:
-                # unshuffled or full-batch epochs read X_train in place: no gather
-                order = self.rng.permutation(n) if shuffle and not full_batch else None
-                t0 = time.perf_counter()
+        # a checkpoint written on Ctrl-C must not catch the early-stopping counters half-updated
+        consistent = True
+        epoch = resumed_from
+        try:
+            for epoch in range(resumed_from + 1, target_epoch + 1):
+                if finished not in (None, "completed"):
+                    break  # the resumed run had already stopped early or diverged
+                epoch_lr = schedule(lr, epoch - 1)
+                # The weights at the start of this epoch and of the previous one: when a
+                # batch diverges, the newest of them that gave a sound loss on its epoch's
+                # first batch is restored (no per-step copies needed).
+                previous_start, epoch_start = epoch_start, previous_start
+                epoch_start.take(tracked, opt.iterations)
+                rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
+                n_recorded = len(self.history)
+                consistent = False
+                # Ctrl-C before the epoch is in the history undoes it: weights, optimizer state,
+                # shuffling and dropout draws, so fitting again continues exactly as if it had not
+                # started, and a model saved after the interrupt matches its history
                 try:
-                    loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights, self.biases,
-                                                    codes, opt, epoch_lr, weight_decays, self.rng)
-                except NonFiniteLoss as exc:
-                    self._stop_on_divergence(epoch, f"batch {exc.batch}: the loss is {exc.loss}", exc.batch > 1,
-                                             epoch_start, previous_start, first_epoch, tracked, epoch_lr)
-                seconds = time.perf_counter() - t0
-                if not all(np.isfinite(a).all() for a in tracked):
-                    # every batch's loss was finite, so this epoch's starting weights are good
-                    last = -(-n // batch)
-                    self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights or "
-                                             "optimizer state non-finite", True,
-                                             epoch_start, previous_start, first_epoch, tracked, epoch_lr)
+                    # unshuffled or full-batch epochs read X_train in place: no gather
+                    order = self.rng.permutation(n) if shuffle and not full_batch else None
+                    t0 = time.perf_counter()
+                    try:
+                        loss_sum, n_correct = run_epoch(workspace, X_train, y_train, order, self.weights,
+                                                        self.biases, codes, opt, epoch_lr, weight_decays, self.rng,
+                                                        max_loss)
+                        seconds = time.perf_counter() - t0
+                        if not all(np.isfinite(a).all() for a in tracked):
+                            # every batch's loss was sound, so this epoch's starting weights are good
+                            last = -(-n // batch)
+                            self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights "
+                                                     "or optimizer state non-finite", True, epoch_start,
+                                                     previous_start, resumed_from, tracked, epoch_lr)
+                    except LossDiverged as exc:
+                        self._stop_on_divergence(epoch, _divergence_cause(exc, max_loss), exc.batch > 1,
+                                                 epoch_start, previous_start, resumed_from, tracked, epoch_lr)
 
-                cost = loss_sum / n
-                if weight_decay:
-                    cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
-                test_cost, test_acc = math.nan, math.nan
-                if X_test is not None:
-                    # finite inputs can still overflow in the forward pass; that shows as a
-                    # NaN test cost, and must not stop the epoch from being recorded
-                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                        test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
-                self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
-                                    test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
-                                    samples_per_second=n / seconds if seconds > 0 else math.inf)
-            except KeyboardInterrupt:
-                opt.iterations = epoch_start.put_back(tracked)
-                self.rng.bit_generator.state = rng_state
-                raise
-            logged = epoch % log_every == 0 or epoch == first_epoch + 1 or epoch == first_epoch + epochs
-            if verbose and logged:
-                say(self._epoch_line(-1))
-            if on_epoch_end is not None:
-                on_epoch_end(self.history)
+                    cost = loss_sum / n
+                    if weight_decay:
+                        cost += 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in self.weights)
+                    test_cost, test_acc = math.nan, math.nan
+                    if X_test is not None:
+                        # finite inputs can still overflow in the forward pass; that shows as a
+                        # NaN test cost, and must not stop the epoch from being recorded
+                        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                            test_cost, test_acc = self._evaluate(X_test, y_test, checked=True)
+                    self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
+                                        test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
+                                        samples_per_second=n / seconds if seconds > 0 else math.inf)
+                except KeyboardInterrupt:
+                    if len(self.history) > n_recorded:
+                        self.history.truncate(n_recorded)
+                    opt.iterations = epoch_start.put_back(tracked)
+                    self.rng.bit_generator.state = rng_state
+                    consistent = True
+                    raise
+                except FloatingPointError as exc:
+                    if on_divergence == "raise":
+                        raise
+                    warnings.warn(str(exc), TrainingDivergedWarning, stacklevel=2)
+                    finished = "diverged"
+                    consistent = True
+                    if best_epoch > self.epochs_trained:  # that epoch's result was undone
+                        best, best_value, best_epoch = None, None, 0
+                    break
 
-            if early_stopping is not None:
-                value = getattr(self.history, _MONITOR_COLUMN[monitor])[-1]
-                if best_value is None or sign * (best_value - value) > min_delta:
-                    best_value, best_epoch, waited = value, epoch, 0
-                    if restore_best:
-                        best = best or _Snapshot(tracked)
-                        best.take(tracked, opt.iterations)
-                else:
-                    waited += 1
-                    if waited >= early_stopping:
-                        if verbose:
-                            if not logged:
-                                say(self._epoch_line(-1))
-                            say(f"Early stopping at epoch {epoch}: {monitor} has not improved for "
-                                f"{early_stopping} epochs (best {best_value:.4f} at epoch {best_epoch}).")
-                        break
+                stop = False
+                if early_stopping is not None:
+                    value = getattr(self.history, _MONITOR_COLUMN[monitor])[-1]
+                    if best_value is None or sign * (best_value - value) > min_delta:
+                        best_value, best_epoch, waited = value, epoch, 0
+                        if restore_best:
+                            best = best or _Snapshot(tracked)
+                            best.take(tracked, opt.iterations)
+                    else:
+                        waited += 1
+                        stop = waited >= early_stopping
+                consistent = True
+
+                logged = epoch % log_every == 0 or epoch == resumed_from + 1 or epoch == target_epoch
+                if verbose and logged:
+                    say(self._epoch_line(-1))
+                if on_epoch_end is not None:
+                    on_epoch_end(self.history)
+                if stop:
+                    if verbose:
+                        if not logged:
+                            say(self._epoch_line(-1))
+                        say(f"Early stopping at epoch {epoch}: {monitor} has not improved for "
+                            f"{early_stopping} epochs (best {best_value:.4f} at epoch {best_epoch}).")
+                    finished = "early_stopping"
+                    break
+                if checkpoint is not None and (epoch - first_epoch) % checkpoint_every == 0 and epoch < target_epoch:
+                    save_checkpoint(None)
+        except KeyboardInterrupt:
+            if checkpoint is not None and consistent:
+                save_checkpoint(None)
+            raise
         summary_index = -1
         if best is not None and best_epoch != self.epochs_trained:
             # the history keeps every epoch run; weights and optimizer state are the best one's
@@ -368,8 +503,10 @@ class NeuralNetwork:
             summary_index = best_epoch - 1
             if verbose:
                 say(f"Restored the weights and optimizer state of epoch {best_epoch}.")
-        if verbose:
-            self._summary(say, time.perf_counter() - started, n * (self.epochs_trained - first_epoch),
+        if checkpoint is not None:
+            save_checkpoint(finished or "completed")
+        if verbose and self.history:
+            self._summary(say, time.perf_counter() - started, n * (self.epochs_trained - resumed_from),
                           summary_index)
         return self.history
 
@@ -384,6 +521,36 @@ class NeuralNetwork:
             X_test = check.check_features(X_test, self.n_features, self.dtype, "X_test")
             y_test = check.check_labels(y_test, X_test.shape[0], self.n_classes, "y_test")
         return X_train, y_train, X_test, y_test
+
+    def _default_max_loss(self, X: np.ndarray, y: np.ndarray) -> float:
+        """The divergence limit when ``fit`` gets none: 100 times the larger of a uniform
+        guess's loss and the current loss on (at most 1,024 of) the first training rows."""
+        rows = min(X.shape[0], 1024)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, _ = self._evaluate(X[:rows], y[:rows], checked=True)
+        start = math.log(self.n_classes)
+        return 100.0 * (max(start, loss) if math.isfinite(loss) else start)
+
+    def _read_checkpoint(self, path: str) -> "ckpt.Saved":
+        """The checkpoint at ``path``, refused unless it was made by a network configured like this one."""
+        from .persistence import load_checkpoint
+
+        net, record, best = load_checkpoint(path)
+        differ = [f"{name}: checkpoint {getattr(net, name)!r}, this network {getattr(self, name)!r}"
+                  for name in ("architecture", "activations", "dtype", "init", "dropout", "seed")
+                  if getattr(net, name) != getattr(self, name)]
+        if differ:
+            raise ValueError(f"{path}: cannot resume: the checkpoint was made by a different network ("
+                             + "; ".join(differ) + ")")
+        return ckpt.Saved(path, net, record, best)
+
+    def _adopt(self, net: "NeuralNetwork") -> None:
+        """Take over the trained state of ``net`` (a checkpoint's network, same configuration)."""
+        self.weights, self.biases = net.weights, net.biases
+        self.optimizer = net.optimizer
+        self.rng.bit_generator.state = net.rng.bit_generator.state
+        self.history = net.history
+        self.data_info = self.data_info or net.data_info
 
     def _epoch_line(self, index: int) -> str:
         h = self.history
@@ -429,7 +596,7 @@ class NeuralNetwork:
         state = "restored to" if restore is not None else "left as they were at"
         raise FloatingPointError(
             f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are {state} "
-            f"the start of epoch {good_epoch}, the last ones known to give a finite loss. "
+            f"the start of epoch {good_epoch}, the last ones known to give a sound loss (finite, within max_loss). "
             f"Try a smaller learning rate than lr={lr:g} or check the inputs for extreme values.")
 
     # -------------------------------------------------------------- inference

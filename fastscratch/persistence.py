@@ -5,9 +5,13 @@ Layout (format version 1):
 - ``W0, b0, W1, b1, ...``: the parameters;
 - ``opt.<kind>.<i>``: optimizer state arrays (e.g. ``opt.m.0``), in parameter order
   ``[W0, b0, W1, b1, ...]``;
+- ``best.<j>`` (checkpoints only): the best epoch's parameters and optimizer state
+  kept for early stopping, in the order ``W0, b0, ..., then the optimizer state``;
 - ``metadata``: a 1-D ``uint8`` array holding UTF-8 JSON: format name and version,
   architecture, activations, dtype, init, dropout, backend, seed, the optimizer's
-  config and step count, the generator state, the history, and a SHA-256 over
+  config and step count, the generator state, the history, optionally the dataset
+  (``data``) and a training checkpoint's record (``checkpoint``, see
+  :mod:`fastscratch.checkpoint`), and a SHA-256 over
   every array (name, dtype, shape, bytes) and the rest of the metadata, so any
   modification is detected.
 
@@ -49,8 +53,13 @@ def _digest(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def save_model(net, path: str | PathLike) -> None:
-    """Write ``net`` to ``path`` atomically (see the module docstring for the layout)."""
+def save_model(net, path: str | PathLike, checkpoint: dict[str, Any] | None = None,
+               best: list[np.ndarray] | None = None) -> None:
+    """Write ``net`` to ``path`` atomically (see the module docstring for the layout).
+
+    ``checkpoint``: a :func:`fastscratch.checkpoint.record` to store with it, and ``best``
+    the early-stopping copy of the parameters and optimizer state, if any.
+    """
     from . import __version__
 
     path = os.fspath(path)
@@ -63,6 +72,8 @@ def save_model(net, path: str | PathLike) -> None:
             for i, value in enumerate(values):
                 arrays[f"opt.{kind}.{i}"] = value
         optimizer = {"config": net.optimizer.config(), "iterations": net.optimizer.iterations}
+    for j, array in enumerate(best or []):
+        arrays[f"best.{j}"] = array
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastscratch_version": __version__,
         "architecture": net.architecture, "activations": net.activations, "dtype": net.dtype.name,
@@ -70,6 +81,8 @@ def save_model(net, path: str | PathLike) -> None:
         "optimizer": optimizer, "rng_state": net.rng.bit_generator.state,
         "history": net.history.to_dict(), "data": net.data_info,
     }
+    if checkpoint is not None:
+        metadata["checkpoint"] = checkpoint
     metadata["sha256"] = _digest(arrays, metadata)
     encoded = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
     with atomic_write(path) as f:
@@ -86,7 +99,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 def load_model(path: str | PathLike):
-    """Read a model written by :func:`save_model`.
+    """Read a model written by :func:`save_model` (a checkpoint is read as the model it holds).
 
     Raises ``ValueError`` naming the file and the problem for anything that is
     not a valid, unmodified fastscratch model file of a supported version.
@@ -94,6 +107,21 @@ def load_model(path: str | PathLike):
     sizes in the archive before it is read, so a small file cannot make this
     allocate much more than the model it describes.
     """
+    return _load_checked(path)[0]
+
+
+def load_checkpoint(path: str | PathLike) -> tuple[Any, dict[str, Any], list[np.ndarray] | None]:
+    """Read a checkpoint written by ``fit(checkpoint=...)``: ``(network, record, best)``, where
+    ``record`` is the :mod:`fastscratch.checkpoint` entry and ``best`` the early-stopping copy
+    of the parameters and optimizer state (``None`` when there is none).  ``ValueError`` for
+    anything :func:`load_model` refuses, and for a model file that is not a checkpoint."""
+    net, entry, best = _load_checked(path)
+    if entry is None:
+        raise ValueError(f"{os.fspath(path)}: a model file, not a training checkpoint (it has no checkpoint record)")
+    return net, entry, best
+
+
+def _load_checked(path: str | PathLike):
     path = os.fspath(path)
     try:
         return _load(path)
@@ -192,6 +220,11 @@ def _load(path: str):
         except (TypeError, ValueError) as exc:
             raise _Invalid(f"metadata describes an invalid network ({exc})") from None
 
+        try:
+            history = History.from_dict(meta["history"])
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+
         sizes = net.architecture
         expected: dict[str, tuple[int, ...]] = {}
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -211,6 +244,21 @@ def _load(path: str):
             for kind in optimizer.state_names:
                 for i, shape in enumerate(param_shapes):
                     expected[f"opt.{kind}.{i}"] = shape
+        entry = meta.get("checkpoint")  # optional: only checkpoints have it
+        n_best = 0
+        if entry is not None:
+            from . import checkpoint
+
+            _require(optimizer is not None, "checkpoint metadata without an optimizer")
+            try:
+                checkpoint.validate(entry, len(history))
+            except ValueError as exc:
+                raise _Invalid(str(exc)) from None
+            if entry["early_stopping"]["best_iterations"] is not None:
+                tracked_shapes = param_shapes * (1 + len(optimizer.state_names))
+                n_best = len(tracked_shapes)
+                for j, shape in enumerate(tracked_shapes):
+                    expected[f"best.{j}"] = shape
         present = {e[: -len(".npy")] for e in entries} - {"metadata"}
         _require(not set(expected) - present, f"arrays missing: {sorted(set(expected) - present)}")
         _require(not present - set(expected), f"unexpected arrays: {sorted(present - set(expected))}")
@@ -243,10 +291,7 @@ def _load(path: str):
         net.rng.bit_generator.state = meta["rng_state"]
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise _Invalid(f"generator state is invalid ({exc})") from None
-    try:
-        net.history = History.from_dict(meta["history"])
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
+    net.history = history
     info = meta.get("data")  # optional: files from before it was recorded lack it
     _require(info is None or (isinstance(info, dict) and set(info) == {"dataset", "class_names"}
                               and isinstance(info["dataset"], str) and isinstance(info["class_names"], list)
@@ -254,4 +299,5 @@ def _load(path: str):
                               and all(isinstance(c, str) for c in info["class_names"])),
              "metadata 'data' is malformed (expected dataset name and one class name per output)")
     net.data_info = info
-    return net
+    best = [arrays[f"best.{j}"] for j in range(n_best)] if n_best else None
+    return net, entry, best

@@ -34,11 +34,13 @@ from .optimizers import SGD, Adam, Momentum
 _STEP_BUFSIZE = 256  # elements; see run_epoch
 
 
-class NonFiniteLoss(ArithmeticError):
-    """Raised inside the step loop when a batch's loss is NaN or infinite."""
+class LossDiverged(ArithmeticError):
+    """Raised inside the step loop, before the update, when a batch's mean loss is NaN,
+    infinite or above the epoch's ``max_loss``.  ``batch``: 1-based index in the epoch;
+    ``loss``: that batch's mean loss per sample."""
 
     def __init__(self, batch: int, loss: float) -> None:
-        super().__init__(f"loss is {loss} at batch {batch}")
+        super().__init__(f"mean loss is {loss} at batch {batch}")
         self.batch, self.loss = batch, loss
 
 
@@ -134,14 +136,15 @@ class Workspace:
 
 def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
               weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
-              lr: float, weight_decays: list[float], rng: np.random.Generator) -> tuple[float, int]:
+              lr: float, weight_decays: list[float], rng: np.random.Generator,
+              max_loss: float = math.inf) -> tuple[float, int]:
     """One pass over ``X: (n, n_in)``, ``y: (n,)`` in batches of ``ws.batch_size``.
 
     ``order`` is the sample permutation (``None``: the rows as they are, used
     for full-batch training, which needs no gather).  Each batch: forward,
     backward, optimizer update.  Returns ``(loss_sum, n_correct)`` over the
-    epoch; raises :class:`NonFiniteLoss` before updating on a batch whose loss
-    is not finite.
+    epoch; raises :class:`LossDiverged` before updating on a batch whose mean
+    loss per sample is not finite or is above ``max_loss``.
 
     A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
     epoch in one call where it covers the case; otherwise, and on the NumPy
@@ -150,10 +153,11 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     workspace takes from the backend's rule (:func:`default_blas_threads`).
     """
     with blas_threads(ws.blas_threads, ws.kernels):
-        fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays)
+        fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, max_loss)
         if fused is not None:
             return fused
-        return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng)
+        return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng,
+                               max_loss)
 
 
 _THREADPOOLS: dict = {}  # a threadpoolctl controller per backend, made once its BLAS is loaded
@@ -294,7 +298,7 @@ _FUSED_KINDS = {SGD: "OPT_SGD", Momentum: "OPT_MOMENTUM", Adam: "OPT_ADAM"}
 
 def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                  weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
-                 lr: float, weight_decays: list[float]) -> tuple[float, int] | None:
+                 lr: float, weight_decays: list[float], max_loss: float) -> tuple[float, int] | None:
     """The epoch in one call of the backend's ``train_epoch`` when it has one and covers
     this case (see ``numba_kernels.fused_epoch_supported``); ``None`` otherwise."""
     k = ws.kernels
@@ -317,16 +321,17 @@ def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray 
                      state2=state["v"])
     loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
         X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
-        ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, **extra)
+        ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, max_loss=max_loss, **extra)
     optimizer.iterations += steps
     if bad_batch:
-        raise NonFiniteLoss(bad_batch, bad_loss)
+        raise LossDiverged(bad_batch, bad_loss)
     return loss, correct
 
 
 def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                     weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
-                    lr: float, weight_decays: list[float], rng: np.random.Generator) -> tuple[float, int]:
+                    lr: float, weight_decays: list[float], rng: np.random.Generator,
+                    max_loss: float = math.inf) -> tuple[float, int]:
     """The epoch as a Python loop over batches, each a sequence of kernel calls."""
     params = [p for pair in zip(weights, biases) for p in pair]
     n = X.shape[0]
@@ -350,8 +355,8 @@ def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarr
                     ws.kernels.gather_rows(X, rows, xb)
                     ws.kernels.gather_rows(y, rows, yb)
                 loss_sum, n_correct = ws.forward_backward(xb, yb, weights, biases, codes, rng)
-                if not math.isfinite(loss_sum):
-                    raise NonFiniteLoss(index + 1, loss_sum)
+                if not loss_sum <= max_loss * (stop - start):  # NaN compares false: caught too
+                    raise LossDiverged(index + 1, loss_sum / (stop - start))
                 optimizer.step(ws.kernels, params, ws.grads, lr, weight_decays)
                 loss_total += loss_sum
                 correct_total += n_correct

@@ -445,10 +445,11 @@ def _update_layer(kind, W, b, gW, gb, sW1, sb1, sW2, sb2, lr, wd, zero, mu, nest
 
 @_jit
 def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas, gWs, gbs,
-           kind, lr, wd, mu, nesterov, beta1, beta2, eps, step0, sW1, sb1, sW2, sb2):
+           kind, lr, wd, mu, nesterov, beta1, beta2, eps, step0, sW1, sb1, sW2, sb2, max_loss):
     """The mini-batch loop; see :func:`train_epoch`.  Returns
     ``(loss_sum, n_correct, steps_done, bad_batch, bad_loss)``; ``bad_batch`` is the
-    1-based batch whose loss was not finite (0: none), and that batch was not applied."""
+    1-based batch whose mean loss was not finite or above ``max_loss`` (0: none), and
+    that batch was not applied; ``bad_loss`` is its mean loss."""
     n = X.shape[0]
     n_layers = len(Ws)
     chars = np.empty(2, np.uint8)
@@ -496,8 +497,8 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
         logits = acts[n_layers - 1][:m]
         typed[8] = 1.0 / m
         loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
-        if not np.isfinite(loss):
-            return loss_total, correct_total, steps, start // batch + 1, loss
+        if not loss <= max_loss * m:  # NaN compares false: caught too
+            return loss_total, correct_total, steps, start // batch + 1, loss / m
         loss_total += loss
         correct_total += correct
         steps += 1
@@ -568,7 +569,8 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
                 grad_W: list[np.ndarray], grad_b: list[np.ndarray], kind: int, lr: float, weight_decay: float,
                 momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
                 eps: float = 1e-7, step0: int = 0, state1: list[np.ndarray] | None = None,
-                state2: list[np.ndarray] | None = None) -> tuple[float, int, int, int, float]:
+                state2: list[np.ndarray] | None = None,
+                max_loss: float = math.inf) -> tuple[float, int, int, int, float]:
     """One epoch over ``X: (n, n_in)``, ``y: (n,)`` intp in batches of ``batch`` rows, in one jitted call.
 
     ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.
@@ -581,8 +583,9 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
     applies to weights only.  ``step0``: optimizer steps taken before (Adam's t).
 
     Returns ``(loss_sum, n_correct, steps_done, bad_batch, bad_loss)``: when a
-    batch's loss is not finite the epoch stops before that batch's update and
-    ``bad_batch`` is its 1-based index (else 0).
+    batch's mean loss per sample is not finite or above ``max_loss`` the epoch stops
+    before that batch's update, ``bad_batch`` is its 1-based index (else 0) and
+    ``bad_loss`` its mean loss.
     """
     shuffle = order is not None
     if xbuf is None:  # no gather (full batch or unshuffled): unused, but typed like the real ones
@@ -607,7 +610,8 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
     deltas_t = tuple(deltas) if n_layers > 1 else (acts[0][:0],)
     result = _epoch(X, y, order, shuffle, batch, Ws, bs, codes_arr, xbuf, ybuf, tuple(acts), deltas_t,
                     tuple(grad_W), tuple(grad_b), kind, float(lr), float(weight_decay), float(momentum),
-                    bool(nesterov), float(beta1), float(beta2), float(eps), int(step0), sW1, sb1, sW2, sb2)
+                    bool(nesterov), float(beta1), float(beta2), float(eps), int(step0), sW1, sb1, sW2, sb2,
+                    float(max_loss))
     loss, correct, steps, bad, bad_loss = result
     return float(loss), int(correct), int(steps), int(bad), float(bad_loss)
 

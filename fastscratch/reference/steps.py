@@ -26,7 +26,7 @@ import numpy as np
 from .. import _validation as check
 from ..network import NeuralNetwork
 from ..optimizers import Optimizer, get_optimizer
-from ..training import NonFiniteLoss, Workspace, run_epoch
+from ..training import LossDiverged, Workspace, run_epoch
 
 
 def epoch_orders(rng: np.random.Generator, n_samples: int, epochs: int, batch_size: int | None,
@@ -95,7 +95,7 @@ def train_steps(nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.
             try:
                 loss_sum, _ = run_epoch(workspace, xb, yb, None, nn.weights, nn.biases, codes, opt, lr,
                                         weight_decays, nn.rng)
-            except NonFiniteLoss as exc:  # the public error, as fit raises it
+            except LossDiverged as exc:  # the public error, as fit raises it
                 raise FloatingPointError(f"training diverged at epoch {epoch + 1}, step {index + 1}: the loss is "
                                          f"{exc.loss}; that step's update was not applied") from None
             losses[epoch, index] = loss_sum / (stop - start)
