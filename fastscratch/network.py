@@ -271,7 +271,8 @@ class NeuralNetwork:
           (through ``log``, default ``print`` to stdout).
         - ``on_epoch_end``: called with the history after every epoch is recorded (progress bars).
         - ``checkpoint``: a file to save the training state to (atomically) every
-          ``checkpoint_every`` epochs, when the fit ends and on Ctrl-C: weights, optimizer
+          ``checkpoint_every`` epochs, when the fit ends, and on Ctrl-C or an exception from a
+          callback (the last complete epoch; not on divergence): weights, optimizer
           state, generator state, history, early-stopping counters and this call's settings
           (see :mod:`fastscratch.checkpoint`; ``NeuralNetwork.load`` reads it as a model).
           An existing file is never overwritten unless ``resume=True``.
@@ -492,9 +493,13 @@ class NeuralNetwork:
                     break
                 if checkpoint is not None and (epoch - first_epoch) % checkpoint_every == 0 and epoch < target_epoch:
                     save_checkpoint(None)
-        except KeyboardInterrupt:
+        except BaseException as exc:  # Ctrl-C, or an error in a callback: keep what was trained
             if checkpoint is not None and consistent:
-                save_checkpoint(None)
+                try:
+                    save_checkpoint(None)
+                except Exception as save_error:  # the original error matters more; say both
+                    exc.add_note(f"(saving the checkpoint {checkpoint} failed too: {save_error}; the previous "
+                                 "checkpoint, if any, is intact)")
             raise
         summary_index = -1
         if best is not None and best_epoch != self.epochs_trained:
@@ -578,9 +583,9 @@ class NeuralNetwork:
     def _stop_on_divergence(self, epoch: int, what: str, epoch_start_is_good: bool, epoch_start: "_Snapshot",
                             previous_start: "_Snapshot", first_epoch: int, tracked: list[np.ndarray],
                             lr: float) -> None:
-        """Put back the newest snapshot known to give a finite loss, then raise.
+        """Put back the newest snapshot known to give a sound loss, then raise.
 
-        ``epoch_start_is_good``: this epoch's starting weights gave a finite loss (on
+        ``epoch_start_is_good``: this epoch's starting weights gave a sound loss (on
         its first batch).  Otherwise they came from the previous epoch's last update,
         and that epoch's start is the good state.
         """
@@ -593,10 +598,13 @@ class NeuralNetwork:
             restore, good_epoch = None, epoch
         if restore is not None:
             self.optimizer.iterations = restore.put_back(tracked)
-        state = "restored to" if restore is not None else "left as they were at"
+            state = (f"restored to the start of epoch {good_epoch}, the last ones known to give a sound loss "
+                     "(finite, within max_loss)")
+        else:
+            state = ("unchanged: this fit's very first batch gave that loss, before any update, so the starting "
+                     "weights or the inputs are the problem")
         raise FloatingPointError(
-            f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are {state} "
-            f"the start of epoch {good_epoch}, the last ones known to give a sound loss (finite, within max_loss). "
+            f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are {state}. "
             f"Try a smaller learning rate than lr={lr:g} or check the inputs for extreme values.")
 
     # -------------------------------------------------------------- inference

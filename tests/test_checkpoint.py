@@ -1,0 +1,338 @@
+"""Checkpoints: fit(checkpoint=, resume=) saves the whole training state and resumes bit-identically;
+divergence (NaN, infinity or a finite blow-up) stops training with the last sound weights."""
+
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from fastscratch import NeuralNetwork, available_backends
+from fastscratch.network import TrainingDivergedWarning
+from fastscratch.persistence import load_checkpoint
+
+BACKENDS = available_backends()
+
+
+class Stop(Exception):
+    """Raised from on_epoch_end to cut a run short, standing in for a crash."""
+
+
+def _state(net):
+    """Everything a resumed run must reproduce: parameters, optimizer state and step count,
+    generator state, and the history (without wall times)."""
+    history = {k: v for k, v in net.history.to_dict().items() if k not in ("seconds", "samples_per_second")}
+    opt = net.optimizer
+    state = {kind: [a.copy() for a in arrays] for kind, arrays in opt.state.items()} if opt else {}
+    return ([p.copy() for p in net._params()], state, opt.iterations if opt else None,
+            json.dumps(net.rng.bit_generator.state, sort_keys=True), json.dumps(history, sort_keys=True))
+
+
+def _assert_same_state(a, b):
+    params_a, state_a, it_a, rng_a, hist_a = _state(a)
+    params_b, state_b, it_b, rng_b, hist_b = _state(b)
+    for x, y in zip(params_a, params_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert state_a.keys() == state_b.keys()
+    for kind in state_a:
+        for x, y in zip(state_a[kind], state_b[kind], strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert (it_a, rng_a, hist_a) == (it_b, rng_b, hist_b)
+
+
+CASES = {
+    "sgd": dict(optimizer="sgd", batch_size=16),
+    "momentum-dropout": dict(optimizer="momentum", batch_size=16, dropout=0.2),
+    "adam-cosine-decay": dict(optimizer="adam", batch_size=32, lr_schedule="cosine", weight_decay=1e-3, lr=0.01),
+    "early-stopping": dict(optimizer="sgd", batch_size=8, early_stopping=2, monitor="test_loss", lr=0.5),
+    "full-batch": dict(optimizer="momentum", batch_size=None),
+}
+
+
+def _make(X, case, backend, seed=3):
+    dropout = case.get("dropout", 0.0)
+    return NeuralNetwork([X.shape[1], 16, 8, 3], seed=seed, backend=backend, dropout=dropout)
+
+
+def _fit_args(case):
+    return {k: v for k, v in case.items() if k != "dropout"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("stop_after", [1, 4])
+def test_a_run_stopped_and_resumed_matches_one_never_stopped(tmp_path, blobs, backend, name, stop_after):
+    X, y = blobs
+    case = CASES[name]
+    straight = _make(X, case, backend)
+    straight.fit(X, y, X, y, epochs=8, verbose=False, **_fit_args(case))
+
+    path = tmp_path / "run.npz"
+    first = _make(X, case, backend)
+
+    def crash(history):
+        if len(history) == stop_after:
+            raise Stop
+
+    with pytest.raises(Stop):
+        first.fit(X, y, X, y, epochs=8, verbose=False, checkpoint=path, on_epoch_end=crash, **_fit_args(case))
+    # the state of `first` is gone with the "crash": a new network continues from the file
+    resumed = _make(X, case, backend)
+    resumed.fit(X, y, X, y, epochs=8, verbose=False, checkpoint=path, resume=True, **_fit_args(case))
+    _assert_same_state(straight, resumed)
+    # the final checkpoint holds the final state, and reads as a model
+    _assert_same_state(straight, NeuralNetwork.load(path))
+    assert load_checkpoint(path)[1]["finished"] in ("completed", "early_stopping")
+
+
+def test_checkpoint_every_n_epochs(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    seen = []
+
+    def look(history):
+        seen.append(len(NeuralNetwork.load(path).history) if path.exists() else 0)
+
+    NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=7, batch_size=16, verbose=False, checkpoint=path,
+                                         checkpoint_every=3, on_epoch_end=look)
+    # on_epoch_end runs before the epoch's save: epoch 4 sees the save of epoch 3, ...
+    assert seen == [0, 0, 0, 3, 3, 3, 6]
+    net, record, best = load_checkpoint(path)
+    assert len(net.history) == 7 and record["finished"] == "completed" and best is None
+    assert (record["first_epoch"], record["target_epoch"]) == (0, 7)
+
+
+def test_ctrl_c_saves_a_checkpoint_of_the_last_complete_epoch(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    straight = NeuralNetwork([4, 8, 3], seed=1)
+    straight.fit(X, y, epochs=5, batch_size=16, verbose=False)
+    net = NeuralNetwork([4, 8, 3], seed=1)
+    original = net._evaluate
+
+    def interrupt_in_epoch_3(*args, **kwargs):  # while epoch 3 scores its test set
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    net._evaluate = interrupt_in_epoch_3
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, X, y, epochs=5, batch_size=16, verbose=False, checkpoint=path, checkpoint_every=100)
+    saved = NeuralNetwork.load(path)
+    assert len(saved.history) == 2
+    resumed = NeuralNetwork([4, 8, 3], seed=1)
+    resumed.fit(X, y, X, y, epochs=5, batch_size=16, verbose=False, checkpoint=path, resume=True)
+    for a, b in zip(resumed._params(), straight._params()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_existing_checkpoint_is_never_overwritten_without_resume(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=2, verbose=False, checkpoint=path)
+    before = path.read_bytes()
+    net = NeuralNetwork([4, 8, 3], seed=0)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        net.fit(X, y, epochs=2, verbose=False, checkpoint=path)
+    assert path.read_bytes() == before and len(net.history) == 0
+
+
+def test_resume_without_a_checkpoint_file_starts_afresh(tmp_path, blobs):
+    X, y = blobs
+    fresh = NeuralNetwork([4, 8, 3], seed=0)
+    fresh.fit(X, y, epochs=3, verbose=False)
+    net = NeuralNetwork([4, 8, 3], seed=0)
+    net.fit(X, y, epochs=3, verbose=False, checkpoint=tmp_path / "new.npz", resume=True)
+    _assert_same_state(fresh, net)
+
+
+def test_resuming_a_finished_run_trains_nothing_and_more_epochs_extend_it(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=3, batch_size=16, verbose=False, checkpoint=path)
+    again = NeuralNetwork([4, 8, 3], seed=0)
+    again.fit(X, y, epochs=3, batch_size=16, verbose=False, checkpoint=path, resume=True)
+    assert len(again.history) == 3
+    longer = NeuralNetwork([4, 8, 3], seed=0)
+    longer.fit(X, y, epochs=6, batch_size=16, verbose=False, checkpoint=path, resume=True)
+    straight = NeuralNetwork([4, 8, 3], seed=0)
+    straight.fit(X, y, epochs=6, batch_size=16, verbose=False)
+    _assert_same_state(straight, longer)
+    with pytest.raises(ValueError, match="already holds 6 epochs"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=2, verbose=False, batch_size=16, checkpoint=path,
+                                             resume=True)
+
+
+def test_an_early_stopped_run_stays_stopped(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    args = dict(epochs=200, batch_size=8, lr=0.5, early_stopping=2, verbose=False, checkpoint=path)
+    first = NeuralNetwork([4, 8, 3], seed=0)
+    first.fit(X, y, X, y, **args)
+    assert len(first.history) < 200
+    again = NeuralNetwork([4, 8, 3], seed=0)
+    again.fit(X, y, X, y, resume=True, **args)
+    _assert_same_state(first, again)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=0.2), "lr: checkpoint 0.1, now 0.2"),
+    (dict(batch_size=8), "batch_size: checkpoint 16, now 8"),
+    (dict(optimizer="adam"), "optimizer"),
+    (dict(weight_decay=0.1), "weight_decay"),
+    (dict(lr_schedule="step"), "lr_schedule"),
+    (dict(max_loss=10.0), "max_loss"),
+])
+def test_resume_refuses_other_settings(tmp_path, blobs, change, message):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    args = dict(epochs=4, batch_size=16, lr=0.1, verbose=False, checkpoint=path)
+    with pytest.raises(Stop):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, on_epoch_end=lambda h: (_ for _ in ()).throw(Stop), **args)
+    before = path.read_bytes()
+    net = NeuralNetwork([4, 8, 3], seed=0)
+    with pytest.raises(ValueError, match=f"cannot resume: the training settings differ.*{message}"):
+        net.fit(X, y, resume=True, **{**args, **change})
+    assert path.read_bytes() == before and len(net.history) == 0
+
+
+def test_resume_refuses_other_data_or_another_network(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    NeuralNetwork([4, 8, 3], seed=0).fit(X, y, X, y, epochs=2, verbose=False, checkpoint=path)
+    with pytest.raises(ValueError, match="training data differ"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X[:-1], y[:-1], X, y, epochs=3, verbose=False, checkpoint=path,
+                                             resume=True)
+    X2 = X.copy()
+    X2[0, 0] += 1
+    with pytest.raises(ValueError, match="training data differ"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X2, y, X, y, epochs=3, verbose=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="testing data differ"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=3, verbose=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match=r"different network \(architecture: checkpoint \[4, 8, 3\], this network "
+                                         r"\[4, 9, 3\]\)"):
+        NeuralNetwork([4, 9, 3], seed=0).fit(X, y, X, y, epochs=3, verbose=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="seed: checkpoint 0, this network 1"):
+        NeuralNetwork([4, 8, 3], seed=1).fit(X, y, X, y, epochs=3, verbose=False, checkpoint=path, resume=True)
+
+
+def test_a_model_file_is_not_a_checkpoint(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "model.npz"
+    net = NeuralNetwork([4, 8, 3], seed=0)
+    net.fit(X, y, epochs=1, verbose=False)
+    net.save(path)
+    with pytest.raises(ValueError, match="a model file, not a training checkpoint"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=2, verbose=False, checkpoint=path, resume=True)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(resume=True), ValueError, "resume=True needs checkpoint"),
+    (dict(checkpoint=3), TypeError, "checkpoint must be a file path"),
+    (dict(checkpoint="run.npz", resume="yes"), TypeError, "resume must be True or False"),
+    (dict(checkpoint="run.npz", checkpoint_every=0), ValueError, "checkpoint_every"),
+    (dict(max_loss=-1.0), ValueError, "max_loss"),
+    (dict(on_divergence="ignore"), ValueError, "on_divergence must be 'raise' or 'warn'"),
+])
+def test_bad_checkpoint_arguments(tmp_path, blobs, monkeypatch, kwargs, error, message):
+    X, y = blobs
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=message):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=1, verbose=False, **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_checkpoint_path_that_is_a_directory(tmp_path, blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="is a directory"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=1, verbose=False, checkpoint=tmp_path)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, blobs, monkeypatch):
+    """A write that fails half way (disk full, a crash) never replaces the last good checkpoint."""
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    net = NeuralNetwork([4, 8, 3], seed=0)
+    calls = {"n": 0}
+    real_savez = np.savez
+
+    def failing_savez(f, **arrays):
+        calls["n"] += 1
+        if calls["n"] >= 3:  # the disk fills up during the third save, and stays full
+            f.write(b"PK\x03\x04 half a file")
+            raise OSError(28, "No space left on device")
+        real_savez(f, **arrays)
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="No space left") as info:
+        net.fit(X, y, epochs=5, batch_size=16, verbose=False, checkpoint=path)
+    # the error path tried once more to save epoch 3, and says that failed too
+    assert calls["n"] == 4 and "saving the checkpoint" in "".join(getattr(info.value, "__notes__", []))
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary file left behind
+    assert len(NeuralNetwork.load(path).history) == 2
+
+
+# ----------------------------------------------------------------- divergence
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [None, 128])
+def test_a_learning_rate_that_blows_up_stops_with_the_last_sound_weights(backend, batch_size):
+    """lr=1e3 on the tutorial network: the loss explodes to ~1e6 while staying finite (full batch:
+    epoch 2's first batch), or to inf; either way training stops, naming epoch and batch."""
+    from fastscratch import datasets
+
+    data = datasets.load_dataset("mnist-sample")
+    X, Xt = datasets.to_features(data.X_train), datasets.to_features(data.X_test)
+    net = NeuralNetwork([784, 128, 64, 10], seed=0, backend=backend)
+    initial = [p.copy() for p in net._params()]
+    with pytest.raises(FloatingPointError, match=r"training diverged at epoch \d+, batch \d+: the (mean )?loss") as info:
+        net.fit(X, data.y_train, Xt, data.y_test, lr=1e3, epochs=10, batch_size=batch_size, verbose=False)
+    message = str(info.value)
+    assert "lr=1000" in message and "restored to the start of epoch" in message
+    # the epoch that made the weights explode is undone: they are the initial ones again
+    assert len(net.history) == 0
+    for a, b in zip(net._params(), initial):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(p).all() for p in net._params())
+
+
+def test_a_finite_blow_up_is_caught_only_when_max_loss_allows(blobs):
+    X, y = blobs
+    # full batch, lr=100: mean losses 0.52, 370, 8.5e5, ... all finite
+    net = NeuralNetwork([4, 8, 3], seed=0, backend="numpy")
+    with pytest.raises(FloatingPointError, match=r"epoch 2, batch 1: the mean loss 369.9 is above max_loss=1\d\d\."):
+        net.fit(X, y, lr=100.0, epochs=5, verbose=False)
+    assert len(net.history) == 0  # epoch 1's update is what blew up: undone
+    net = NeuralNetwork([4, 8, 3], seed=0, backend="numpy")
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1: the mean loss [\d.]+ is above max_loss=0.1\. "
+                                                 r"The weights and optimizer state are unchanged"):
+        net.fit(X, y, lr=100.0, epochs=5, verbose=False, max_loss=0.1)
+    # with max_loss=inf only NaN/inf stop it: a finite explosion runs on
+    net = NeuralNetwork([4, 8, 3], seed=0, backend="numpy")
+    net.fit(X, y, lr=20.0, epochs=6, verbose=False, max_loss=math.inf)
+    assert len(net.history) == 6 and net.history.cost[-1] > 1e9
+
+
+def test_on_divergence_warn_returns_the_history_and_the_sound_weights(blobs):
+    X, y = blobs
+    raising = NeuralNetwork([4, 8, 3], seed=0, backend="numpy")
+    with pytest.raises(FloatingPointError) as info:
+        raising.fit(X, y, lr=1e38, epochs=5, batch_size=32, verbose=False)
+    warning = NeuralNetwork([4, 8, 3], seed=0, backend="numpy")
+    with pytest.warns(TrainingDivergedWarning) as record:
+        history = warning.fit(X, y, lr=1e38, epochs=5, batch_size=32, verbose=False, on_divergence="warn")
+    assert str(record[0].message) == str(info.value)
+    assert history is warning.history and len(history) == len(raising.history)
+    for a, b in zip(warning._params(), raising._params()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_default_max_loss_is_far_above_normal_training(digits):
+    """The default limit never stops a healthy run, even one with a large, noisy learning rate."""
+    X, y, Xt, yt = digits
+    net = NeuralNetwork([64, 32, 10], seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.fit(X, y, Xt, yt, lr=2.0, epochs=20, batch_size=16, verbose=False)
+    assert len(net.history) == 20
