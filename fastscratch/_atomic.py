@@ -35,7 +35,10 @@ def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
             yield f
         return
     directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    _remove_stale_temporaries(directory, os.path.basename(path))
+    # the writer's pid in the name lets a later write tell a killed writer's leftover
+    # from a file another live process is still writing
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
     # O_EXCL: never write through someone else's file; mode 0o666 minus the umask,
     # the permissions a plain open() gives (mkstemp's would be private 0600)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -51,6 +54,29 @@ def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """Delete temporary files a killed writer of ``name`` left behind (SIGKILL or a power cut
+    gives it no chance to clean up): those whose writer process no longer exists."""
+    if os.name != "posix":  # no cheap liveness check: leave them
+        return
+    prefix, suffix = f".{name}.", ".tmp"
+    try:
+        candidates = [e for e in os.listdir(directory) if e.startswith(prefix) and e.endswith(suffix)]
+    except OSError:
+        return
+    for entry in candidates:
+        pid_text = entry[len(prefix):-len(suffix)].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:  # the writer is gone: its file can never be completed
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
+        except (PermissionError, OverflowError, OSError):  # alive (another user's) or not a pid
+            pass
 
 
 def ensure_writable_dir(directory: str | PathLike) -> None:
