@@ -355,3 +355,26 @@ def test_compare_checks_its_output_before_training(tmp_path):
     result = run("compare", "--epochs", "1", "--hidden", "4", "--no-keras", "--out", tmp_path / "file" / "x")
     assert result.returncode == 1 and "cannot write there" in result.stderr
     assert "Epoch" not in result.stdout and "fastscratch-" not in result.stdout
+
+
+def test_checkpoint_and_resume_from_the_command_line(tmp_path):
+    """--checkpoint saves the run; the same command with --resume continues it (more --epochs extend
+    it), and the result equals one uninterrupted run; misuse is refused before any training."""
+    data = idx_dataset(tmp_path / "data", 60, 20, 4, 3)
+    base = ["train", "--dataset", data, "--hidden", "8", "--batch-size", "16", "--no-progress", "--seed", "3"]
+    first = run(*base, "--epochs", "2", "--checkpoint", tmp_path / "run.npz", "--checkpoint-every", "2")
+    assert first.returncode == 0, first.stderr
+    again = run(*base, "--epochs", "2", "--checkpoint", tmp_path / "run.npz")
+    assert again.returncode == 1 and "exists; add --resume" in again.stderr
+    more = run(*base, "--epochs", "5", "--checkpoint", tmp_path / "run.npz", "--resume", "--save", tmp_path / "m.npz")
+    assert more.returncode == 0, more.stderr
+    assert "Resuming from" in more.stdout and "2 of 5 epochs done" in more.stdout
+    straight = run(*base, "--epochs", "5", "--save", tmp_path / "straight.npz")
+    assert straight.returncode == 0, straight.stderr
+    for a, b in zip(NeuralNetwork.load(tmp_path / "m.npz")._params(),
+                    NeuralNetwork.load(tmp_path / "straight.npz")._params()):
+        np.testing.assert_array_equal(a, b)
+    other = run(*base, "--epochs", "6", "--lr", "0.5", "--checkpoint", tmp_path / "run.npz", "--resume")
+    assert other.returncode == 1 and "lr: checkpoint 0.1, now 0.5" in other.stderr and "Traceback" not in other.stderr
+    usage = run(*base, "--resume")
+    assert usage.returncode == 2 and "--resume needs --checkpoint" in usage.stderr
