@@ -336,3 +336,78 @@ def test_default_max_loss_is_far_above_normal_training(digits):
         warnings.simplefilter("error")
         net.fit(X, y, Xt, yt, lr=2.0, epochs=20, batch_size=16, verbose=False)
     assert len(net.history) == 20
+
+
+# ----------------------------------------------------- damaged checkpoint records
+def _resigned_copy(path, out, change_meta=None, change_arrays=None):
+    """A copy of the checkpoint with its metadata or arrays edited and the checksum recomputed
+    (what a forger, or a buggy writer, would produce): only the structural checks can catch it."""
+    from fastscratch.persistence import _digest
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
+        meta = json.loads(npz["metadata"].tobytes().decode())
+    if change_meta:
+        change_meta(meta)
+    if change_arrays:
+        change_arrays(arrays)
+    meta["sha256"] = _digest(arrays, meta)
+    np.savez(out, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return out
+
+
+@pytest.fixture(scope="module")
+def early_stopping_checkpoint(tmp_path_factory, blobs_module):
+    X, y = blobs_module
+    path = tmp_path_factory.mktemp("ckpt") / "run.npz"
+    with pytest.raises(Stop):
+        NeuralNetwork([4, 8, 3], seed=0).fit(
+            X, y, X, y, epochs=9, batch_size=16, optimizer="adam", early_stopping=3, verbose=False, checkpoint=path,
+            on_epoch_end=lambda h: len(h) == 4 and (_ for _ in ()).throw(Stop))
+    return path
+
+
+@pytest.fixture(scope="module")
+def blobs_module():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 3, (3, 4))
+    y = np.repeat(np.arange(3), 40)
+    return (centers[y] + rng.normal(0, 1, (120, 4))).astype(np.float32), y
+
+
+def test_the_checkpoint_fixture_holds_the_early_stopping_copy(early_stopping_checkpoint):
+    net, record, best = load_checkpoint(early_stopping_checkpoint)
+    assert len(net.history) == 4 and record["finished"] is None
+    assert best is not None and len(best) == 4 * 3  # W0 b0 W1 b1, Adam's m and v of each
+    assert [b.shape for b in best[:4]] == [p.shape for p in net._params()]
+
+
+@pytest.mark.parametrize("change_meta, change_arrays, message", [
+    (lambda m: m["checkpoint"].update(version=2), None, "checkpoint version 2 is not supported"),
+    (lambda m: m["checkpoint"].update(version=True), None, "checkpoint version True is not supported"),
+    (lambda m: m.update(checkpoint=[]), None, "checkpoint metadata is malformed"),
+    (lambda m: m["checkpoint"].pop("data"), None, "checkpoint metadata is malformed"),
+    (lambda m: m["checkpoint"]["fit"].pop("lr"), None, "checkpoint metadata 'fit' is malformed"),
+    (lambda m: m["checkpoint"].update(first_epoch=5), None, "checkpoint epochs are inconsistent"),
+    (lambda m: m["checkpoint"].update(target_epoch=3), None, "checkpoint epochs are inconsistent"),
+    (lambda m: m["checkpoint"].update(first_epoch=-1), None, "checkpoint epochs are inconsistent"),
+    (lambda m: m["checkpoint"].update(target_epoch=1e400), None, "checkpoint epochs are inconsistent"),
+    (lambda m: m["checkpoint"]["data"].update(train=7), None, "checkpoint metadata 'data' is malformed"),
+    (lambda m: m["checkpoint"]["early_stopping"].update(waited=99), None, "'early_stopping' is malformed"),
+    (lambda m: m["checkpoint"]["early_stopping"].update(best_value=float("nan")), None,
+     "'early_stopping' is malformed"),
+    (lambda m: m["checkpoint"].update(finished="maybe"), None, "'finished' is 'maybe'"),
+    (lambda m: m.update(optimizer=None), lambda a: [a.pop(k) for k in list(a) if k.startswith("opt.")],
+     "checkpoint metadata without an optimizer"),
+    (None, lambda a: a.pop("best.3"), r"arrays missing: \['best.3'\]"),
+    (None, lambda a: a.update({"best.12": a["best.0"]}), r"unexpected arrays: \['best.12'\]"),
+    (None, lambda a: a.update({"best.0": a["best.0"][:, :1]}), r"array best.0 has shape \(4, 1\), expected \(4, 8\)"),
+    (None, lambda a: a.update({"best.1": a["best.1"].astype(np.float64)}), "array best.1 has dtype float64"),
+    (None, lambda a: a["best.2"].__setitem__((0, 0), np.inf), "array best.2 holds NaN or infinite values"),
+    (lambda m: m["checkpoint"]["early_stopping"].update(best_iterations=None), None, r"unexpected arrays: \['best.0'"),
+])
+def test_damaged_checkpoint_records_are_refused_with_the_reason(early_stopping_checkpoint, tmp_path, change_meta,
+                                                               change_arrays, message):
+    bad = _resigned_copy(early_stopping_checkpoint, tmp_path / "bad.npz", change_meta, change_arrays)
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(bad)
