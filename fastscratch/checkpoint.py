@@ -59,8 +59,13 @@ def _is_int(value: Any, low: int = 0) -> bool:
     return type(value) is int and low <= value <= 2**53
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _is_finite_number(value: Any) -> bool:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def validate(entry: Any, epochs_trained: int) -> dict[str, Any]:
@@ -85,8 +90,7 @@ def validate(entry: Any, epochs_trained: int) -> dict[str, Any]:
         raise ValueError("checkpoint metadata 'data' is malformed")
     stopping = entry["early_stopping"]
     if not (isinstance(stopping, dict) and set(stopping) == {"best_value", "best_epoch", "waited", "best_iterations"}
-            and (stopping["best_value"] is None or (_is_number(stopping["best_value"])
-                                                    and math.isfinite(stopping["best_value"])))
+            and (stopping["best_value"] is None or _is_finite_number(stopping["best_value"]))
             and _is_int(stopping["best_epoch"]) and stopping["best_epoch"] <= epochs_trained
             and _is_int(stopping["waited"]) and stopping["waited"] <= epochs_trained
             and (stopping["best_iterations"] is None or _is_int(stopping["best_iterations"]))):

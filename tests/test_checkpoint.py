@@ -396,6 +396,7 @@ def test_the_checkpoint_fixture_holds_the_early_stopping_copy(early_stopping_che
     (lambda m: m["checkpoint"]["early_stopping"].update(waited=99), None, "'early_stopping' is malformed"),
     (lambda m: m["checkpoint"]["early_stopping"].update(best_value=float("nan")), None,
      "'early_stopping' is malformed"),
+    (lambda m: m["checkpoint"]["early_stopping"].update(best_value=10**400), None, "'early_stopping' is malformed"),
     (lambda m: m["checkpoint"].update(finished="maybe"), None, "'finished' is 'maybe'"),
     (lambda m: m.update(optimizer=None), lambda a: [a.pop(k) for k in list(a) if k.startswith("opt.")],
      "checkpoint metadata without an optimizer"),
