@@ -457,6 +457,19 @@ def cmd_info(args: argparse.Namespace) -> int:
             if not math.isnan(h.test_accuracy[-1]):
                 line += f", test accuracy {h.test_accuracy[-1]:.4f}"
             print(line)
+        from .persistence import load_checkpoint
+
+        try:
+            record = load_checkpoint(args.model)[1]
+        except ValueError:  # a plain model file
+            record = None
+        if record is not None:
+            state = {None: "in progress", "completed": "finished", "early_stopping": "stopped early",
+                     "diverged": "stopped: diverged"}[record["finished"]]
+            fit = record["fit"]
+            print(f"  training checkpoint: {len(h) - record['first_epoch']} of "
+                  f"{record['target_epoch'] - record['first_epoch']} epochs, {state}; lr {fit['lr']:g}, "
+                  f"batch {fit['batch_size'] or 'full'}, {fit['optimizer']['name']}")
         return 0
     print(f"fastscratch {__version__}")
     for name, version in versions().items():
