@@ -266,6 +266,69 @@ def test_keras_cached_mnist_is_used(isolated):
         load_dataset("mnist")
 
 
+# ------------------------------------------------------------ features while reading
+def _same_as_to_features(images, features, dtype=np.float32):
+    """``features`` is ``to_features(images)`` bit for bit, labels and metadata alike."""
+    for i in (0, 2):
+        expected = to_features(images[i], dtype)
+        assert features[i].dtype == expected.dtype and features[i].shape == expected.shape
+        np.testing.assert_array_equal(features[i], expected)
+    for i in (1, 3):
+        np.testing.assert_array_equal(features[i], images[i])
+    assert (features.name, features.source, features.class_names) == (images.name, images.source,
+                                                                       images.class_names)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", np.float64])
+def test_features_of_an_idx_directory_equal_to_features_of_its_images(tmp_path, compress, dtype):
+    # 3,000 images of 20x20: 1.2 MB, so the 1 MiB chunks of the conversion meet mid-image
+    _write_fake_set(tmp_path / "d", n_train=3000, n_test=7, compress=compress, side=20)
+    _same_as_to_features(load_dataset(tmp_path / "d"), load_dataset(tmp_path / "d", features=dtype), dtype)
+
+
+def test_features_of_the_other_sources(isolated):
+    _same_as_to_features(load_dataset("mnist-sample"), load_dataset("mnist-sample", features="float32"))
+    path = isolated / "keras" / "datasets" / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    np.savez(path, x_train=rng.integers(0, 256, (7, 28, 28), dtype=np.uint8), y_train=np.arange(7, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), y_test=np.arange(3, dtype=np.uint8))
+    _same_as_to_features(load_dataset("mnist"), load_dataset("mnist", features=np.float32))
+
+
+def test_features_are_read_without_holding_the_images(tmp_path):
+    """The uint8 images are converted 1 MiB at a time: the peak is the features, not the
+    features plus the images that ``to_features(load_dataset(...))`` holds at once."""
+    _write_fake_set(tmp_path / "d", n_train=20_000, n_test=10, side=28)  # 15.7 MB of images
+    features_bytes = (20_000 + 10) * 784 * 4
+    load_dataset(tmp_path / "d", features="float32")  # warm-up
+    tracemalloc.start()
+    try:
+        data = load_dataset(tmp_path / "d", features="float32")
+        streamed = tracemalloc.get_traced_memory()[1]
+        del data
+        tracemalloc.reset_peak()
+        images = load_dataset(tmp_path / "d")
+        whole = (to_features(images.X_train), to_features(images.X_test))
+        converted = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert streamed < features_bytes + 3 * 2**20, streamed
+    assert converted > features_bytes + 15_000_000 and whole[0].shape == (20_000, 784)
+
+
+def test_features_need_a_float_dtype_and_image_files(tmp_path):
+    _write_fake_set(tmp_path / "d")
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        load_dataset(tmp_path / "d", features="int32")
+    write_idx(tmp_path / "d" / (FILES[0] + ".gz"), np.zeros((12, 16), dtype=np.uint8))  # 2-D: not images
+    with pytest.raises(ValueError, match=r"expected \(n, height, width\) uint8 images"):
+        load_dataset(tmp_path / "d", features="float32")
+    with pytest.raises(ValueError, match="images must be"):
+        load_dataset(tmp_path / "d")
+
+
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 def test_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
