@@ -1,5 +1,6 @@
 """IDX files, the embedded MNIST sample, dataset lookup and verified downloads."""
 
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -341,21 +342,31 @@ def test_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------- downloads
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _serving(served: Path, handler: type = _QuietHandler):
+    """An HTTP server on 127.0.0.1 serving ``served``; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def local_mirror(tmp_path):
     """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``; yields (url, directory)."""
     served = tmp_path / "served"
     served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", served
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(served) as url:
+        yield url, served
 
 
 def _serve_fake_mnist(served: Path, isolated: Path, monkeypatch, url: str, corrupt: str | None = None):
@@ -394,3 +405,103 @@ def test_unreachable_mirror_is_a_clear_os_error(isolated, monkeypatch):
                         dataclasses.replace(datasets._REMOTE["mnist"], mirrors=("http://127.0.0.1:9/",)))
     with pytest.raises(OSError, match="could not download train-images-idx3-ubyte.gz"):
         load_dataset("mnist", download=True, progress=False)
+
+
+# ---------------------------------------------------------- concurrent cache population
+class _SlowHandler(_QuietHandler):
+    """Sends files 32 KiB at a time, 10 ms apart, so that two clients' downloads overlap;
+    records every request as (path, first byte sent, last byte sent)."""
+
+    requests: list  # set per server
+
+    def copyfile(self, source, outputfile):
+        started = time.monotonic()
+        while True:
+            piece = source.read(32 * 1024)
+            if not piece:
+                break
+            outputfile.write(piece)
+            outputfile.flush()
+            time.sleep(0.01)
+        self.requests.append((self.path, started, time.monotonic()))
+
+
+_POPULATE = """
+import dataclasses, json, os, sys, time
+import pooch  # imported before the barrier (datasets imports it lazily), so both start at once
+from fastscratch import datasets
+config = json.loads(sys.argv[1])
+datasets._REMOTE["mnist"] = dataclasses.replace(datasets._REMOTE["mnist"], mirrors=(config["url"],),
+                                                md5=config["md5"])
+open(config["ready"], "w").close()
+while not os.path.exists(config["go"]):  # the barrier: both start downloading at once
+    time.sleep(0.002)
+data = datasets.load_dataset("mnist", download=True, progress=False)
+print(json.dumps({"n_train": len(data.X_train), "source": data.source}))
+"""
+
+
+def test_two_processes_populating_the_cache_at_once_leave_one_valid_copy(isolated, tmp_path):
+    """Two processes download the same dataset into the same empty cache at the same time
+    (checked: their transfers overlap), while this process keeps loading it without
+    downloading.  Both succeed; the cache ends with exactly the four files, each verified,
+    no temporary files or folders; the reader only ever saw "not found" (or a partial set,
+    named) or the complete, valid dataset, and every file it found under its final name was
+    complete -- never a half-written one."""
+    import json
+    import subprocess
+    import sys
+
+    served = tmp_path / "served"
+    _write_fake_set(served, n_train=3000, n_test=300, side=28)  # 2.6 MB of incompressible images
+    md5 = {f + ".gz": hashlib.md5((served / (f + ".gz")).read_bytes()).hexdigest() for f in FILES}
+    expected = [read_idx(served / (f + ".gz")) for f in FILES]
+    handler = type("Handler", (_SlowHandler,), {"requests": []})
+    cache = isolated / "cache" / "fastscratch"
+    outcomes = {"not found": 0, "partial": 0, "complete": 0}
+    with _serving(served, handler) as url:
+        go = tmp_path / "go"
+        children = []
+        for i in range(2):
+            config = {"url": url, "md5": md5, "ready": str(tmp_path / f"ready{i}"), "go": str(go)}
+            children.append(subprocess.Popen([sys.executable, "-c", _POPULATE, json.dumps(config)],
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(c.poll() is None for c in children), "children did not start"
+            time.sleep(0.005)
+        go.touch()
+        while any(c.poll() is None for c in children):  # read while they write
+            try:
+                data = load_dataset("mnist")
+            except FileNotFoundError as exc:
+                outcomes["partial" if "has only" in str(exc) else "not found"] += 1
+                assert "not found" in str(exc)
+            else:  # whatever was found must be the whole, valid dataset
+                for got, want in zip(data, expected):
+                    np.testing.assert_array_equal(got, want)
+                outcomes["complete"] += 1
+            for f, want in zip(FILES, expected):  # and any file under its final name is complete
+                if (cache / "mnist" / (f + ".gz")).exists():
+                    np.testing.assert_array_equal(read_idx(cache / "mnist" / (f + ".gz")), want)
+            assert time.monotonic() < deadline, "downloads did not finish"
+            time.sleep(0.005)
+        results = [c.communicate() for c in children]
+    for child, (out, err) in zip(children, results):
+        assert child.returncode == 0, err
+        assert json.loads(out.splitlines()[-1]) == {"n_train": 3000, "source": str(cache / "mnist")}
+    # each process fetched every file, and the two downloads really overlapped: the two
+    # transfers of the training images (~0.7 s each) shared some of their time
+    for f in FILES:
+        assert sum(path.endswith(f + ".gz") for path, _, _ in handler.requests) == 2, handler.requests
+    (a0, a1), (b0, b1) = [(start, end) for path, start, end in handler.requests if path.endswith(FILES[0] + ".gz")]
+    assert max(a0, b0) < min(a1, b1), handler.requests
+    assert outcomes["not found"] > 0, outcomes  # the reader ran during the downloads
+    # one copy of each file, nothing else anywhere in the cache
+    assert sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*")) == \
+        ["mnist"] + sorted(f"mnist/{f}.gz" for f in FILES)
+    for f, want in zip(FILES, expected):
+        assert hashlib.md5((cache / "mnist" / (f + ".gz")).read_bytes()).hexdigest() == md5[f + ".gz"]
+        np.testing.assert_array_equal(read_idx(cache / "mnist" / (f + ".gz")), want)
+    data = load_dataset("mnist")  # a third load, without downloading
+    assert data.source == str(cache / "mnist") and len(data.X_train) == 3000
