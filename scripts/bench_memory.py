@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  measuring {workload.label} ...", file=sys.stderr, flush=True)
             results.append(bench.peak_rss(workload, epochs=args.epochs))
     dataset = next((r.dataset for r in results if r.ok), args.dataset)
-    threads = next((r.threads for r in results if r.ok), "")
+    threads = "; ".join(sorted({part for r in results if r.ok for part in r.threads.split("; ")
+                                if part and not part.startswith("fastscratch")}))
     header = (f"Peak RSS, {dataset}, {args.dtype}, {args.epochs} epoch(s) + test accuracy, each job in a fresh "
               f"process; {when}; {os.cpu_count()} CPUs; {threads}")
     print(header)
