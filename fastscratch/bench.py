@@ -8,6 +8,8 @@ training loop only, no input validation, no evaluation.  :func:`run` warms up,
 times ``epochs`` epochs and returns a :class:`Result` with the median and range,
 samples/s, GFLOP/s from the FLOP formula, accuracy, peak memory, versions, BLAS
 and thread counts.  :func:`time_to_accuracy` trains until a target test accuracy.
+:func:`peak_rss` runs the whole job (imports, data, model, epochs, accuracy) in a fresh
+process and returns its peak resident memory beside issue 8's bound (:class:`MemoryResult`).
 
 Frameworks that are not installed give a Result with ``status="skipped: ..."``,
 never an exception, so every front end runs with whatever is installed.
