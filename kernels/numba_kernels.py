@@ -653,9 +653,10 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
 
     ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.
     ``weights[l]: (n_in, n_out)``, ``biases[l]: (n_out,)`` are updated in place.
-    ``xbuf: (batch, n_in)``, ``ybuf: (batch,)``, ``acts[l]: (batch, n_out)``,
-    ``deltas[l]: (batch, sizes[l+1])`` for hidden layers, ``grad_W``/``grad_b``:
-    workspace buffers.  ``kind``: ``OPT_SGD``, ``OPT_MOMENTUM`` or ``OPT_ADAM``;
+    ``xbuf: (rows, n_in)``, ``ybuf: (rows,)``, ``acts[l]: (rows, n_out)``,
+    ``deltas[l]: (rows, sizes[l+1])`` for hidden layers, ``grad_W``/``grad_b``:
+    workspace buffers, ``rows = min(batch, training.MAX_PASS_ROWS)``: a taller batch runs in
+    passes of ``rows`` whose gradients add up before its one update.  ``kind``: ``OPT_SGD``, ``OPT_MOMENTUM`` or ``OPT_ADAM``;
     ``state1``/``state2``: the optimizer state per parameter in the order
     ``[W0, b0, W1, b1, ...]`` (velocity; Adam's m and v).  ``weight_decay``
     applies to weights only.  ``step0``: optimizer steps taken before (Adam's t).
