@@ -69,20 +69,34 @@ class Epoch:
 
 
 class Memory:
-    """Peak resident memory of a process that holds the data and trains one epoch."""
+    """Peak RSS (MB = 10**6 bytes) of the whole job -- start-up, imports, loading the data as
+    features, building the model, one epoch, the test accuracy -- in a fresh process
+    (:func:`fastscratch.bench.peak_rss`).
 
-    params = ([DATASET], FRAMEWORKS, [128])
+    Not asv's ``peakmem_``: that is the high-water mark of asv's own benchmark process, which
+    holds asv, this module and whatever ``setup`` loaded, and on Linux inherits its parent's
+    mark across ``exec`` into ``ru_maxrss``; a fresh child read from ``VmHWM`` counts the job
+    and nothing else.  Issue 8's bound is the float32 features (X_train + X_test: 219.5 MB on
+    Fashion-MNIST) + 150 MB (``bench.MemoryResult.bound_mb``).
+    """
+
+    params = ([DATASET], FRAMEWORKS, [128, "full"])
     param_names = ["dataset", "framework", "batch_size"]
-    timeout = 600
+    timeout = 900
 
-    def setup_cache(self):
-        return tuple(datasets.load_dataset(DATASET))
+    def setup(self, dataset, framework, batch_size):
+        workload = bench.Workload(framework=framework, batch_size=None if batch_size == "full" else batch_size,
+                                  dataset=DATASET)
+        self.result = bench.peak_rss(workload, epochs=1)
+        if self.result.status.startswith("skipped"):
+            raise NotImplementedError(f"{framework}: {self.result.status}")
+        if not self.result.ok:
+            raise RuntimeError(self.result.status)
 
-    def setup(self, cache, dataset, framework, batch_size):
-        self.trainer = _trainer(cache, framework, batch_size)
+    def track_peak_rss_mb(self, dataset, framework, batch_size):
+        return self.result.peak_rss_mb
 
-    def peakmem_epoch(self, cache, dataset, framework, batch_size):
-        self.trainer.epoch()
+    track_peak_rss_mb.unit = "MB"
 
 
 class Accuracy:

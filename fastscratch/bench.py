@@ -8,6 +8,8 @@ training loop only, no input validation, no evaluation.  :func:`run` warms up,
 times ``epochs`` epochs and returns a :class:`Result` with the median and range,
 samples/s, GFLOP/s from the FLOP formula, accuracy, peak memory, versions, BLAS
 and thread counts.  :func:`time_to_accuracy` trains until a target test accuracy.
+:func:`peak_rss` runs the whole job (imports, data, model, epochs, accuracy) in a fresh
+process and returns its peak resident memory beside issue 8's bound (:class:`MemoryResult`).
 
 Frameworks that are not installed give a Result with ``status="skipped: ..."``,
 never an exception, so every front end runs with whatever is installed.
@@ -123,13 +125,13 @@ def resolve_dataset(name: str = "auto") -> str:
 
 
 def load_data(name: str = "auto", dtype: str = "float32") -> tuple[str, tuple[np.ndarray, ...]]:
-    """``(dataset name, (X_train, y_train, X_test, y_test))`` as features; cached per process."""
+    """``(dataset name, (X_train, y_train, X_test, y_test))`` as features; cached per process.
+    The images are converted as they are read (``load_dataset(features=...)``), so the uint8
+    images are never held beside the features."""
     name = resolve_dataset(name)
     key = (name, dtype)
     if key not in _DATA_CACHE:
-        X_train, y_train, X_test, y_test = datasets.load_dataset(name)
-        _DATA_CACHE[key] = (name, (datasets.to_features(X_train, dtype), y_train,
-                                   datasets.to_features(X_test, dtype), y_test))
+        _DATA_CACHE[key] = (name, tuple(datasets.load_dataset(name, features=dtype)))
     return _DATA_CACHE[key]
 
 
@@ -377,6 +379,237 @@ def time_to_accuracy(workload: Workload, target: float | None = None, max_epochs
     result.peak_rss_mb = _peak_rss_mb()
     result.threads = thread_summary()
     return result
+
+
+# ----------------------------------------------------------------------- memory
+#: Issue 8's bound: training keeps peak RSS within the float32 dataset plus this many MB.
+MEMORY_HEADROOM_MB = 150.0
+_MB = 1e6  # memory figures are in MB = 10**6 bytes, the unit of the bound
+
+
+@dataclasses.dataclass
+class MemoryResult:
+    """Peak resident memory of the whole job, measured in a fresh process (:func:`peak_rss`).
+
+    MB are 10**6 bytes.  ``peak_rss_mb``: the process's high-water mark over the whole job --
+    interpreter start, imports, loading the data as features, building the model, ``epochs``
+    epochs, the test accuracy.  ``baseline_rss_mb``: the mark after the imports (Python, NumPy,
+    fastscratch and the framework: for Numba its compiler, for tf.keras TensorFlow), before any
+    data.  ``ready_rss_mb``: after that, once the framework can train: for ``fastscratch-numba``
+    its jitted kernels loaded from Numba's cache (what its first ``fit`` does first: Numba's
+    compiler context, ~50 MB that do not depend on the data); the same as ``baseline_rss_mb``
+    for the others.  ``data_rss_mb``: the mark once the data is loaded and converted; ``trained_rss_mb``:
+    once the epochs are trained, before the test accuracy is computed.  ``dataset_mb``:
+    the bytes of the features the job holds, ``X_train`` and ``X_test`` (70,000 x 784 x 4 =
+    219.5 MB for Fashion-MNIST in float32): the job must hold both (it trains on one and
+    reports accuracy on the other), so the bound is that plus :data:`MEMORY_HEADROOM_MB`.
+    ``source``: ``"VmHWM"`` (Linux) or ``"ru_maxrss"`` (elsewhere); ``ru_maxrss_mb`` is
+    ``getrusage`` 's figure too, for the record (see :func:`_process_peak`).
+    """
+
+    workload: Workload
+    epochs: int = 1
+    dataset: str = ""
+    status: str = "ok"
+    n_train: int = 0
+    peak_rss_mb: float = math.nan
+    baseline_rss_mb: float = math.nan
+    ready_rss_mb: float = math.nan
+    data_rss_mb: float = math.nan
+    trained_rss_mb: float = math.nan
+    dataset_mb: float = math.nan
+    ru_maxrss_mb: float = math.nan
+    source: str = ""
+    test_accuracy: float = math.nan
+    seconds: float = math.nan
+    threads: str = ""
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def bound_mb(self) -> float:
+        return self.dataset_mb + MEMORY_HEADROOM_MB
+
+    @property
+    def within_bound(self) -> bool:
+        return self.ok and self.peak_rss_mb <= self.bound_mb
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["workload"] = dataclasses.asdict(self.workload)
+        record["bound_mb"], record["within_bound"] = self.bound_mb, self.within_bound
+        return record
+
+
+def _process_peak() -> tuple[float, float, str]:
+    """``(peak RSS MB, ru_maxrss MB, source)`` of this process so far.
+
+    On Linux the peak is ``VmHWM`` from ``/proc/self/status``, not ``ru_maxrss``: the kernel
+    carries the *parent's* high-water mark across fork/vfork + exec into the child's
+    ``ru_maxrss`` (a child started by a process holding 400 MB reports 407 MB where its own
+    ``VmHWM`` is 11 MB), so a child started from a pytest or asv process would report their
+    memory.  ``VmHWM`` belongs to the new address space alone.  Elsewhere ``ru_maxrss``
+    (KiB on Linux, bytes on macOS), or NaN without the ``resource`` module (Windows).
+    """
+    try:
+        import resource  # Unix only
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ru = maxrss / _MB if sys.platform == "darwin" else maxrss * 1024 / _MB
+    except ImportError:
+        ru = math.nan
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / _MB, ru, "VmHWM"
+    except OSError:
+        pass
+    return ru, ru, "ru_maxrss"
+
+
+def _import_framework(framework: str) -> None:
+    """Import what ``framework`` trains with; :class:`Skipped` when it is not installed."""
+    if framework.startswith("fastscratch-"):
+        from .backends import load_backend
+
+        try:
+            load_backend(framework.split("-", 1)[1])
+        except ImportError as exc:
+            raise Skipped(f"not installed ({exc})") from None
+    elif framework == "tf.keras":
+        _quiet_tensorflow()
+    else:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise Skipped("not installed (`pip install torch`)") from None
+
+
+def _memory_job(workload: Workload, epochs: int) -> dict[str, Any]:
+    """The job :func:`peak_rss` measures, run in the child process; returns its record."""
+    try:
+        _import_framework(workload.framework)
+    except Skipped as exc:
+        return {"status": f"skipped: {exc}"}
+    baseline, _, _ = _process_peak()
+    if workload.framework == "fastscratch-numba":
+        from .kernels import numba_kernels
+
+        numba_kernels.warmup(len(workload.hidden) + 1, workload.dtype)
+    ready, _, _ = _process_peak()
+    started = time.perf_counter()
+    name, data = load_data(workload.dataset, workload.dtype)
+    data_peak, _, _ = _process_peak()
+    trainer = make_trainer(workload, data)
+    for _ in range(epochs):
+        trainer.epoch()
+    trained_peak, _, _ = _process_peak()
+    accuracy = trainer.accuracy()
+    seconds = time.perf_counter() - started
+    peak, ru_maxrss, source = _process_peak()
+    return {"status": "ok", "dataset": name, "n_train": len(data[0]), "peak_rss_mb": peak,
+            "baseline_rss_mb": baseline, "ready_rss_mb": ready, "data_rss_mb": data_peak, "trained_rss_mb": trained_peak,
+            "dataset_mb": (data[0].nbytes + data[2].nbytes) / _MB, "ru_maxrss_mb": ru_maxrss,
+            "source": source, "test_accuracy": accuracy, "seconds": seconds,
+            "threads": "; ".join(filter(None, [thread_summary(), trainer.threads_note]))}
+
+
+def _memory_child(argv: Sequence[str]) -> int:
+    """Entry point of the child process: ``argv = [workload JSON, epochs]``; prints one JSON line."""
+    import json
+
+    config = json.loads(argv[0])
+    config["hidden"] = tuple(config["hidden"])
+    record = _memory_job(Workload(**config), int(argv[1]))
+    print(_MEMORY_MARK + json.dumps(record), flush=True)
+    return 0
+
+
+_MEMORY_MARK = "fastscratch-peak-rss: "
+_CHILD_CODE = "import sys; from fastscratch.bench import _memory_child; sys.exit(_memory_child(sys.argv[1:]))"
+
+
+def peak_rss(workload: Workload, epochs: int = 1, timeout: float | None = 1800) -> MemoryResult:
+    """Peak RSS of the whole job a user runs for ``workload``, in a fresh child process.
+
+    The child (``sys.executable``) imports fastscratch and the framework, loads the dataset
+    as features (:func:`load_data`), builds the model, trains ``epochs`` epochs and computes
+    the test accuracy, then reports its high-water mark (:class:`MemoryResult`).  A fresh
+    process counts the imports and the data honestly and nothing of the caller's memory: the
+    caller may hold datasets, TensorFlow, pytest or asv.  For ``fastscratch-numba`` another
+    child first fills Numba's cache, so the measured job loads the compiled kernels as every
+    run after the first does (compiling costs ~0.1 GB more, once per installation).
+
+    A framework that is not installed gives ``status="skipped: ..."``; a child that fails,
+    ``status="failed: ..."`` with the end of its stderr.
+    """
+    import json
+    import subprocess
+
+    result = MemoryResult(workload, epochs=epochs)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if workload.framework == "fastscratch-numba":
+        warm = (f"import numpy; from fastscratch.kernels import numba_kernels as k; "
+                f"k.warmup({len(workload.hidden) + 1}, numpy.{workload.dtype})")
+        subprocess.run([sys.executable, "-c", warm], env=env, capture_output=True, timeout=timeout)
+    config = json.dumps(dataclasses.asdict(workload))
+    try:
+        child = subprocess.run([sys.executable, "-c", _CHILD_CODE, config, str(epochs)], env=env,
+                               capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        result.status = f"failed: no result within {timeout} s"
+        return result
+    lines = [line for line in child.stdout.splitlines() if line.startswith(_MEMORY_MARK)]
+    if child.returncode != 0 or not lines:
+        tail = " | ".join(child.stderr.strip().splitlines()[-3:])
+        result.status = f"failed: exit status {child.returncode}: {tail}"
+        return result
+    for key, value in json.loads(lines[-1][len(_MEMORY_MARK):]).items():
+        setattr(result, key, value)
+    if result.ok:
+        from ._system import versions
+
+        result.versions = versions()
+    return result
+
+
+_MEMORY_COLUMNS = ("batch", "framework", "peak RSS MB", "after imports MB", "ready MB", "features MB",
+                   "bound MB", "within bound", "peak - ready - features MB")
+
+
+def memory_rows(results: Sequence[MemoryResult]) -> list[list[str]]:
+    """One row of cells per result (see :data:`_MEMORY_COLUMNS`); a skipped or failed run has
+    its status in the third cell and nothing after it."""
+    rows = []
+    for r in results:
+        label = "full" if r.workload.batch_size is None else str(r.workload.batch_size)
+        if not r.ok:
+            rows.append([label, r.workload.framework, r.status])
+            continue
+        rows.append([label, r.workload.framework, f"{r.peak_rss_mb:.1f}", f"{r.baseline_rss_mb:.1f}",
+                     f"{r.ready_rss_mb:.1f}", f"{r.dataset_mb:.1f}", f"{r.bound_mb:.1f}",
+                     "yes" if r.within_bound else "NO", f"{r.peak_rss_mb - r.ready_rss_mb - r.dataset_mb:.1f}"])
+    return rows
+
+
+def format_memory_table(results: Sequence[MemoryResult], markdown: bool = False) -> list[str]:
+    """:func:`memory_rows` as aligned text lines, or as a Markdown table."""
+    rows = memory_rows(results)
+    if markdown:
+        lines = ["| " + " | ".join(_MEMORY_COLUMNS) + " |", "|" + "|".join(" --- " for _ in _MEMORY_COLUMNS) + "|"]
+        return lines + ["| " + " | ".join(row + [""] * (len(_MEMORY_COLUMNS) - len(row))) + " |" for row in rows]
+    widths = [6, 18, 11, 16, 8, 11, 8, 12, 25]
+    render = lambda cells: "  ".join(f"{c:{'<' if i == 1 else '>'}{w}}"  # noqa: E731
+                                     for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    header = render(list(_MEMORY_COLUMNS))
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(render(row) if len(row) == len(_MEMORY_COLUMNS) else f"{row[0]:>6}  {row[1]:<18}  {row[2]}")
+    return lines
 
 
 def sgemm_rate(m: int = 128, k: int = 784, n: int = 128, dtype: str = "float32", seconds: float = 0.5,

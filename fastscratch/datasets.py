@@ -74,6 +74,12 @@ def read_idx(path: str | PathLike) -> np.ndarray:
     The header is checked against the file's size before the data is allocated,
     so a header claiming billions of items costs nothing.
     """
+    return _read_idx(path, None)
+
+
+def _read_idx(path: str | PathLike, features: np.dtype | None) -> np.ndarray:
+    """:func:`read_idx`, or with ``features`` a uint8 image file read straight into
+    ``to_features(images, features)``: converted chunk by chunk as it is read."""
     name = os.fspath(path)
     with open(path, "rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
@@ -83,13 +89,14 @@ def read_idx(path: str | PathLike) -> np.ndarray:
         try:
             if compressed:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                    return _read_idx_stream(stream, name, file_size, compressed=True)
-            return _read_idx_stream(raw, name, file_size, compressed=False)
+                    return _read_idx_stream(stream, name, file_size, compressed=True, features=features)
+            return _read_idx_stream(raw, name, file_size, compressed=False, features=features)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream, bad CRC
             raise ValueError(f"{name}: corrupt gzip data ({exc})") from None
 
 
-def _read_idx_stream(stream: BinaryIO, name: str, file_size: int, compressed: bool) -> np.ndarray:
+def _read_idx_stream(stream: BinaryIO, name: str, file_size: int, compressed: bool,
+                     features: np.dtype | None = None) -> np.ndarray:
     magic = _read_exact(stream, 4)
     if len(magic) < 4:
         raise ValueError(f"{name}: not an IDX file (only {len(magic)} bytes)")
@@ -112,13 +119,33 @@ def _read_idx_stream(stream: BinaryIO, name: str, file_size: int, compressed: bo
     if n_bytes > limit:
         raise ValueError(f"{name}: IDX header declares shape {shape} ({n_bytes:,} bytes of data) but the file "
                          f"is {file_size:,} bytes: truncated file or corrupt header")
-    data = np.empty(n_bytes, dtype=np.uint8)
+    if features is None:
+        data = np.empty(n_bytes, dtype=np.uint8)
+        view = memoryview(data)
+        into = lambda start, size: view[start:start + size]  # noqa: E731  (read in place)
+        store = None
+    else:
+        if dtype != np.uint8 or ndim != 3:
+            raise ValueError(f"{name}: expected (n, height, width) uint8 images, got IDX shape {shape} of {dtype}")
+        # one chunk of uint8 at a time, cast and scaled into the features as in to_features
+        features_out = np.empty((shape[0], math.prod(shape[1:])), dtype=features)
+        flat = features_out.reshape(-1)
+        chunk = np.empty(min(_CHUNK, n_bytes), dtype=np.uint8)
+        chunk_view = memoryview(chunk)
+        scale = flat.dtype.type(1.0 / 255.0)
+        into = lambda start, size: chunk_view[:size]  # noqa: E731
+
+        def store(start: int, got: int) -> None:
+            part = flat[start:start + got]
+            part[...] = chunk[:got]
+            part *= scale
     filled = 0
-    view = memoryview(data)
     while filled < n_bytes:
-        got = stream.readinto(view[filled:filled + _CHUNK])
+        got = stream.readinto(into(filled, min(_CHUNK, n_bytes - filled)))
         if not got:
             break
+        if store is not None:
+            store(filled, got)
         filled += got
     if filled < n_bytes:
         raise ValueError(f"{name}: truncated IDX data: header declares shape {shape} ({n_bytes:,} bytes), "
@@ -126,6 +153,8 @@ def _read_idx_stream(stream: BinaryIO, name: str, file_size: int, compressed: bo
     if _read_exact(stream, 1):
         raise ValueError(f"{name}: IDX file is longer than its header declares (shape {shape}, "
                          f"{n_bytes:,} bytes of data): trailing bytes")
+    if features is not None:
+        return features_out
     return data.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -246,29 +275,37 @@ def cache_dir() -> Path:
 
 
 def load_dataset(name: str | PathLike = "mnist-sample", *, data_dir: str | PathLike | None = None,
-                 download: bool = False, progress: bool = True) -> Dataset:
+                 download: bool = False, progress: bool = True, features: Any = None) -> Dataset:
     """Load a dataset by name (see the module docstring) or from a directory of IDX files.
 
     Returns a :class:`Dataset` that unpacks as ``X_train, y_train, X_test, y_test``
     (images ``(n, h, w) uint8``, labels ``(n,) int64``).  Raises ``FileNotFoundError``
     listing every place looked when the files are nowhere, ``ValueError`` for corrupt
     or inconsistent files and failed checksums.
+
+    ``features``: a float dtype (``"float32"``) to get ``X_train``/``X_test`` as
+    ``to_features(images, features)`` instead -- ``(n, h*w)`` scaled to ``[0, 1]``, the
+    same values bit for bit -- without ever holding the uint8 images whole: IDX files
+    are converted as they are read, one 1 MiB chunk at a time.  For Fashion-MNIST that
+    is 55 MB less at the peak than ``to_features`` after ``load_dataset``, which holds
+    the images and the features at once.
     """
     if not isinstance(name, (str, PathLike)):
         raise TypeError(f"dataset must be a name or a directory path, got {type(name).__name__}")
+    dtype = _features_dtype(features)
     key = os.fspath(name)
     if key == "mnist-sample":
-        return _load_mnist_sample()
+        return _as_features(_load_mnist_sample, dtype)
     if key == "digits":
-        return _load_digits()
+        return _as_features(_load_digits, dtype)
     if key in _REMOTE:
-        return _load_remote(key, data_dir, download, progress)
+        return _load_remote(key, data_dir, download, progress, dtype)
     if os.path.isdir(key):
         found = _find_idx_files(Path(key))
         if found is None:
             raise FileNotFoundError(f"{key}: directory does not hold the four IDX files "
                                     f"({', '.join(f + '[.gz]' for f in _FILES)})")
-        return _load_idx_dir(found, os.path.basename(os.path.abspath(key)), key)
+        return _load_idx_dir(found, os.path.basename(os.path.abspath(key)), key, features=dtype)
     raise ValueError(f"unknown dataset {key!r}: expected one of {', '.join(DATASETS)} or a directory holding "
                      "the four IDX files")
 
@@ -285,12 +322,43 @@ def to_features(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
     return X
 
 
+def _features_dtype(features: Any) -> np.dtype | None:
+    if features is None:
+        return None
+    try:
+        dtype = np.dtype(features)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind != "f":
+        raise ValueError(f"features must be a floating-point dtype such as 'float32', got {features!r}")
+    return dtype
+
+
+def _as_features(load: Any, dtype: np.dtype | None) -> Dataset:
+    """``load()``'s dataset, with its images converted by :func:`to_features` when ``dtype`` is
+    given: the training images are dropped as soon as they are converted."""
+    if dtype is None:
+        return load()
+    dataset = load()
+    name, source, class_names = dataset.name, dataset.source, dataset.class_names
+    X_train, y_train, X_test, y_test = dataset
+    del dataset
+    X_train = to_features(X_train, dtype)
+    X_test = to_features(X_test, dtype)
+    return Dataset((X_train, y_train, X_test, y_test), name, source, class_names)
+
+
 # ------------------------------------------------------------------------ loaders
-def _checked(arrays: tuple[np.ndarray, ...], where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Consistency checks shared by every source; labels become int64."""
+def _checked(arrays: tuple[np.ndarray, ...], where: str,
+             features: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Consistency checks shared by every source; labels become int64.  ``features``:
+    the images have been converted to ``(n, h*w)`` floats already."""
     x_train, y_train, x_test, y_test = arrays
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.dtype != np.uint8 or x.ndim != 3:
+        if features:
+            if x.dtype.kind != "f" or x.ndim != 2:
+                raise ValueError(f"{where}: {split} features must be (n, n_features) floats, got {x.shape} {x.dtype}")
+        elif x.dtype != np.uint8 or x.ndim != 3:
             raise ValueError(f"{where}: {split} images must be (n, height, width) uint8, got {x.shape} {x.dtype}")
         if y.ndim != 1 or y.dtype.kind not in "iu":
             raise ValueError(f"{where}: {split} labels must be a 1-D integer array, got {y.shape} {y.dtype}")
@@ -349,9 +417,11 @@ def _find_idx_files(directory: Path) -> list[Path] | None:
     return found
 
 
-def _load_idx_dir(files: list[Path], name: str, source: str, class_names: tuple[str, ...] | None = None) -> Dataset:
-    arrays = tuple(read_idx(f) for f in files)
-    return Dataset(_checked(arrays, source), name, source, class_names)
+def _load_idx_dir(files: list[Path], name: str, source: str, class_names: tuple[str, ...] | None = None,
+                  features: np.dtype | None = None) -> Dataset:
+    # the image files (0: train, 2: test) straight to features when asked for
+    arrays = tuple(_read_idx(f, features if i % 2 == 0 else None) for i, f in enumerate(files))
+    return Dataset(_checked(arrays, source, features is not None), name, source, class_names)
 
 
 def _search_dirs(name: str, data_dir: str | PathLike | None) -> list[Path]:
@@ -413,17 +483,18 @@ def locate(name: str, data_dir: str | PathLike | None = None) -> str | None:
     return name if os.path.isdir(name) and _find_idx_files(Path(name)) else None
 
 
-def _load_remote(name: str, data_dir: str | PathLike | None, download: bool, progress: bool) -> Dataset:
+def _load_remote(name: str, data_dir: str | PathLike | None, download: bool, progress: bool,
+                 features: np.dtype | None = None) -> Dataset:
     remote = _REMOTE[name]
     found, looked = _find_remote(name, data_dir)
     if isinstance(found, Path):
-        return _load_keras_mnist(found)
+        return _as_features(lambda: _load_keras_mnist(found), features)
     if found is not None:
-        return _load_idx_dir(found, name, str(found[0].parent), remote.class_names)
+        return _load_idx_dir(found, name, str(found[0].parent), remote.class_names, features)
     if download:
         target = cache_dir() / name
         files = _download(name, target, progress)
-        return _load_idx_dir(files, name, str(target), remote.class_names)
+        return _load_idx_dir(files, name, str(target), remote.class_names, features)
     raise FileNotFoundError(
         f"dataset {name!r} not found. Looked for {', '.join(f + '[.gz]' for f in _FILES)} in:\n  "
         + "\n  ".join(looked) + f"\nTo get it: {remote.how_to_get}.")

@@ -37,7 +37,7 @@ DTYPES = ("float32", "float64")
 MONITORS = {"test_loss": "min", "test_accuracy": "max", "cost": "min", "train_accuracy": "max"}
 _MONITOR_COLUMN = {"test_loss": "test_cost", "test_accuracy": "test_accuracy", "cost": "cost",
                    "train_accuracy": "train_accuracy"}
-PREDICT_BATCH = 8192  # rows per chunk in predict/evaluate: bounds their working memory
+PREDICT_BATCH = training.MAX_PASS_ROWS  # rows per chunk in predict/evaluate: bounds their working memory
 
 
 def _activation_code(kernels, name: str) -> int:

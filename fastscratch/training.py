@@ -33,6 +33,15 @@ from .optimizers import SGD, Adam, Momentum
 
 _STEP_BUFSIZE = 256  # elements; see run_epoch
 
+#: The most rows one forward/backward pass runs.  A larger batch (full-batch training on
+#: a big data set) runs as passes of at most this many rows whose gradients add up to the
+#: batch's before its one update: the same step, with buffers of this many rows instead of
+#: the whole batch.  Full batch on Fashion-MNIST's 60,000 rows otherwise holds activations
+#: and deltas of 90 MB, and OpenBLAS packs 60 MB more for GEMMs of that height on two
+#: threads; at 4096 rows the two come to about 13 MB, and GEMMs that tall still run at the
+#: BLAS's full rate.
+MAX_PASS_ROWS = 4096
+
 
 class LossDiverged(ArithmeticError):
     """Raised inside the step loop, before the update, when a batch's mean loss is NaN,
@@ -45,37 +54,43 @@ class LossDiverged(ArithmeticError):
 
 
 class Workspace:
-    """Buffers for running batches of at most ``batch_size`` rows through a network.
+    """Buffers for running batches of ``batch_size`` rows through a network.
 
-    ``training=False`` allocates only what the forward pass needs.  Row
-    ``[:n]`` views of these buffers serve a last, smaller batch.
+    ``training=False`` allocates only what the forward pass needs, for ``batch_size``
+    rows.  For training, the row buffers hold ``rows = min(batch_size, MAX_PASS_ROWS)``
+    rows: a larger batch runs in passes of that many rows (see :data:`MAX_PASS_ROWS`).
+    Row ``[:n]`` views of these buffers serve a last, smaller batch or pass.
     """
 
     def __init__(self, kernels: ModuleType, sizes: list[int], batch_size: int, dtype: np.dtype,
                  keep_probs: list[float] | None = None, training: bool = True, gather: bool = True) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
+        rows = self.rows = min(batch_size, MAX_PASS_ROWS) if training else batch_size
         # BLAS threads for run_epoch (None: as configured); every path that trains with
-        # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit
-        self.blas_threads: int | None = default_blas_threads(kernels, batch_size)
+        # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit.
+        # The rule looks at the height of the GEMMs: the rows of one pass.
+        self.blas_threads: int | None = default_blas_threads(kernels, rows)
         n_layers = len(sizes) - 1
         self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
         empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
-        self.x = empty(batch_size, sizes[0]) if gather else None
-        self.y = np.empty(batch_size, dtype=np.intp) if gather and training else None
+        self.x = empty(rows, sizes[0]) if gather else None
+        self.y = np.empty(rows, dtype=np.intp) if gather and training else None
         # activations of every layer; the last holds the logits, then their gradient
-        self.acts = [empty(batch_size, n) for n in sizes[1:]]
-        self.row_scratch = empty(2, batch_size)
-        self.index_scratch = np.empty((2, batch_size), dtype=np.intp)
+        self.acts = [empty(rows, n) for n in sizes[1:]]
+        self.row_scratch = empty(2, rows)
+        self.index_scratch = np.empty((2, rows), dtype=np.intp)
         dropping = [training and k < 1.0 for k in self.keep_probs]
-        self.masks = [empty(batch_size, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
-        self.dropped = [empty(batch_size, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
+        self.masks = [empty(rows, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
+        self.dropped = [empty(rows, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
         if training:
-            self.deltas = [empty(batch_size, n) for n in sizes[1:-1]]
+            self.deltas = [empty(rows, n) for n in sizes[1:-1]]
             self.grad_W = [empty(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
             self.grad_b = [empty(n) for n in sizes[1:]]
             # interleaved like the parameter list [W0, b0, W1, b1, ...]
             self.grads = [g for pair in zip(self.grad_W, self.grad_b) for g in pair]
+            # a batch in several passes: each pass's gradient lands here, then is added
+            self.pass_grads = [np.empty_like(g) for g in self.grads] if rows < batch_size else None
 
     def forward(self, x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
                 codes: list[int], rng: np.random.Generator | None = None) -> np.ndarray:
@@ -103,17 +118,25 @@ class Workspace:
 
     def forward_backward(self, x: np.ndarray, y: np.ndarray, weights: list[np.ndarray],
                          biases: list[np.ndarray], codes: list[int],
-                         rng: np.random.Generator) -> tuple[float, int]:
+                         rng: np.random.Generator, scale: float | None = None,
+                         accumulate: bool = False) -> tuple[float, int]:
         """Forward and backward pass of one batch; fills ``grad_W`` / ``grad_b``.
 
-        x: (n, n_in) ; y: (n,) intp labels.  Gradients are of the *mean* loss
-        over the batch.  Returns ``(loss_sum, n_correct)`` of the batch.
+        x: (n, n_in) ; y: (n,) intp labels, at most ``rows`` of them.  Gradients are of
+        the *mean* loss over the batch (``scale``: the factor on the summed loss, default
+        ``1/n``; a pass of a larger batch gives ``1/batch``).  ``accumulate``: add to the
+        gradients already there (a later pass of the same batch) instead of replacing them.
+        Returns ``(loss_sum, n_correct)`` of these rows.
         """
         k = self.kernels
         n = x.shape[0]
         logits = self.forward(x, weights, biases, codes, rng)
         loss_sum, n_correct = k.softmax_cross_entropy_grad(
-            logits, y, logits, 1.0 / n, self.row_scratch[:, :n], self.index_scratch[:, :n])
+            logits, y, logits, 1.0 / n if scale is None else scale, self.row_scratch[:, :n],
+            self.index_scratch[:, :n])
+        grad_W, grad_b = self.grad_W, self.grad_b
+        if accumulate:
+            grad_W, grad_b = self.pass_grads[0::2], self.pass_grads[1::2]
         delta = logits
         for layer in range(len(weights) - 1, -1, -1):
             if layer == 0:
@@ -122,8 +145,8 @@ class Workspace:
                 layer_input = self.dropped[layer - 1][:n]
             else:
                 layer_input = self.acts[layer - 1][:n]
-            k.matmul(layer_input.T, delta, self.grad_W[layer])
-            k.column_sum(delta, self.grad_b[layer])
+            k.matmul(layer_input.T, delta, grad_W[layer])
+            k.column_sum(delta, grad_b[layer])
             if layer > 0:
                 previous = self.deltas[layer - 1][:n]
                 k.matmul(delta, weights[layer].T, previous)
@@ -131,6 +154,9 @@ class Workspace:
                     k.multiply_into(previous, self.masks[layer - 1][:n], previous)
                 k.activation_backward(previous, self.acts[layer - 1][:n], codes[layer - 1])
                 delta = previous
+        if accumulate:
+            for total, part in zip(self.grads, self.pass_grads):
+                np.add(total, part, out=total)
         return loss_sum, n_correct
 
 
@@ -347,14 +373,21 @@ def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarr
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for index, start in enumerate(range(0, n, batch)):
                 stop = min(start + batch, n)
-                if order is None:
-                    xb, yb = X[start:stop], y[start:stop]
-                else:
-                    rows = order[start:stop]
-                    xb, yb = ws.x[: stop - start], ws.y[: stop - start]
-                    ws.kernels.gather_rows(X, rows, xb)
-                    ws.kernels.gather_rows(y, rows, yb)
-                loss_sum, n_correct = ws.forward_backward(xb, yb, weights, biases, codes, rng)
+                # one pass, or (a batch taller than the workspace) several adding up their gradients
+                loss_sum, n_correct = 0.0, 0
+                for first in range(start, stop, ws.rows):
+                    last = min(first + ws.rows, stop)
+                    if order is None:
+                        xb, yb = X[first:last], y[first:last]
+                    else:
+                        rows = order[first:last]
+                        xb, yb = ws.x[: last - first], ws.y[: last - first]
+                        ws.kernels.gather_rows(X, rows, xb)
+                        ws.kernels.gather_rows(y, rows, yb)
+                    part_loss, part_correct = ws.forward_backward(xb, yb, weights, biases, codes, rng,
+                                                                  1.0 / (stop - start), first > start)
+                    loss_sum += part_loss
+                    n_correct += part_correct
                 if not loss_sum <= max_loss * (stop - start):  # NaN compares false: caught too
                     raise LossDiverged(index + 1, loss_sum / (stop - start))
                 optimizer.step(ws.kernels, params, ws.grads, lr, weight_decays)

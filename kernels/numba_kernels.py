@@ -444,6 +444,62 @@ def _update_layer(kind, W, b, gW, gb, sW1, sb1, sW2, sb2, lr, wd, zero, mu, nest
 
 
 @_jit
+def _batch_in_passes(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts, deltas, gWs, gbs,
+                     chars, ints, scalars, typed, one_t):
+    """The gradient of rows ``start:stop`` (of ``order`` when ``shuffle``) of the mean loss
+    over them, into ``gWs``/``gbs``, in passes of as many rows as the buffers hold; no update.
+    Returns the rows' ``(loss_sum, n_correct)``."""
+    n_layers = len(Ws)
+    rows = acts[0].shape[0]
+    typed[8] = 1.0 / (stop - start)
+    loss_total = 0.0
+    correct_total = 0
+    for first in range(start, stop, rows):
+        last = min(first + rows, stop)
+        m = last - first
+        if shuffle:
+            for i in range(m):
+                row = order[first + i]
+                ybuf[i] = y[row]
+                for j in range(X.shape[1]):
+                    xbuf[i, j] = X[row, j]
+            xb = xbuf[:m]
+            yb = ybuf[:m]
+        else:
+            xb = X[first:last]
+            yb = y[first:last]
+        layer_input = xb
+        for layer in range(n_layers):
+            z = acts[layer][:m]
+            _gemm(False, False, 1.0, layer_input, Ws[layer], 0.0, z, chars, ints, scalars)
+            _bias_activation(z, bs[layer], codes[layer], z, one_t)
+            layer_input = z
+        logits = acts[n_layers - 1][:m]
+        loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
+        loss_total += loss
+        correct_total += correct
+        # the first pass writes the gradients, later ones add to them (GEMM beta = 1)
+        beta = 0.0 if first == start else 1.0
+        delta = logits
+        for layer in range(n_layers - 1, -1, -1):
+            a_prev = xb if layer == 0 else acts[layer - 1][:m]
+            _gemm(True, False, 1.0, a_prev, delta, beta, gWs[layer], chars, ints, scalars)
+            gb = gbs[layer]
+            if first == start:
+                _column_sum(delta, gb)
+            else:
+                for i in range(m):
+                    for j in range(gb.shape[0]):
+                        gb[j] += delta[i, j]
+            if layer > 0:
+                d_prev = deltas[layer - 1][:m]
+                _gemm(False, True, 1.0, delta, Ws[layer], 0.0, d_prev, chars, ints, scalars)
+                _activation_backward(d_prev, a_prev, codes[layer - 1], one_t)
+                delta = d_prev
+    return loss_total, correct_total
+
+
+@_jit
 def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas, gWs, gbs,
            kind, lr, wd, mu, nesterov, beta1, beta2, eps, step0, sW1, sb1, sW2, sb2, max_loss):
     """The mini-batch loop; see :func:`train_epoch`.  Returns
@@ -471,9 +527,33 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
     loss_total = 0.0
     correct_total = 0
     steps = 0
+    rows = acts[0].shape[0]  # the most rows one pass runs (the workspace's)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         m = stop - start
+        if m > rows:  # a batch taller than the buffers: passes whose gradients add up
+            loss, correct = _batch_in_passes(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts,
+                                             deltas, gWs, gbs, chars, ints, scalars, typed, one_t)
+            if not loss <= max_loss * m:  # NaN compares false: caught too
+                return loss_total, correct_total, steps, start // batch + 1, loss / m
+            loss_total += loss
+            correct_total += correct
+            steps += 1
+            if kind == OPT_ADAM:
+                t = step0 + steps
+                typed[6] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+            else:
+                typed[6] = 0.0
+            alpha_t = typed[6]
+            for layer in range(n_layers):
+                W, b, gW, gb = Ws[layer], bs[layer], gWs[layer], gbs[layer]
+                if kind == OPT_SGD:
+                    _sgd(W.reshape(W.size), gW.reshape(gW.size), lr_t, wd_t)
+                    _sgd(b, gb, lr_t, zero_t)
+                else:
+                    _update_layer(kind, W, b, gW, gb, sW1[layer], sb1[layer], sW2[layer], sb2[layer],
+                                  lr_t, wd_t, zero_t, mu_t, nesterov, alpha_t, omb1_t, omb2_t, eps_t)
+            continue
         if shuffle:
             for i in range(m):  # gather the shuffled rows into the batch buffer
                 row = order[start + i]
@@ -575,9 +655,10 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
 
     ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.
     ``weights[l]: (n_in, n_out)``, ``biases[l]: (n_out,)`` are updated in place.
-    ``xbuf: (batch, n_in)``, ``ybuf: (batch,)``, ``acts[l]: (batch, n_out)``,
-    ``deltas[l]: (batch, sizes[l+1])`` for hidden layers, ``grad_W``/``grad_b``:
-    workspace buffers.  ``kind``: ``OPT_SGD``, ``OPT_MOMENTUM`` or ``OPT_ADAM``;
+    ``xbuf: (rows, n_in)``, ``ybuf: (rows,)``, ``acts[l]: (rows, n_out)``,
+    ``deltas[l]: (rows, sizes[l+1])`` for hidden layers, ``grad_W``/``grad_b``:
+    workspace buffers, ``rows = min(batch, training.MAX_PASS_ROWS)``: a taller batch runs in
+    passes of ``rows`` whose gradients add up before its one update.  ``kind``: ``OPT_SGD``, ``OPT_MOMENTUM`` or ``OPT_ADAM``;
     ``state1``/``state2``: the optimizer state per parameter in the order
     ``[W0, b0, W1, b1, ...]`` (velocity; Adam's m and v).  ``weight_decay``
     applies to weights only.  ``step0``: optimizer steps taken before (Adam's t).

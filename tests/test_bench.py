@@ -48,3 +48,21 @@ def test_fastscratch_results_carry_compile_time_apart_from_epochs():
                        epochs=1, warmup=1, data=data)
     assert result.ok and not math.isnan(result.compile_seconds)
     assert "fastscratch BLAS threads during epochs" in result.threads
+
+
+MEMORY_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_memory.py"
+
+
+def test_the_memory_script_prints_the_bound_and_writes_json_and_markdown(tmp_path, capsys):
+    namespace = {"__name__": "bench_memory"}
+    exec(compile(MEMORY_SCRIPT.read_text(), str(MEMORY_SCRIPT), "exec"), namespace)  # noqa: S102
+    code = namespace["main"](["--dataset", "mnist-sample", "--frameworks", "fastscratch-numpy", "--batch-sizes",
+                              "128", "--json", str(tmp_path / "m.json"), "--markdown", str(tmp_path / "m.md")])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "peak RSS MB" in text and "bound MB" in text and "fastscratch-numpy" in text
+    record = json.loads((tmp_path / "m.json").read_text())["results"][0]
+    assert record["status"] == "ok" and record["dataset_mb"] == pytest.approx(5000 * 784 * 4 / 1e6)
+    assert record["baseline_rss_mb"] <= record["data_rss_mb"] <= record["peak_rss_mb"]
+    assert record["bound_mb"] == pytest.approx(record["dataset_mb"] + bench.MEMORY_HEADROOM_MB)
+    assert "| 128 | fastscratch-numpy |" in (tmp_path / "m.md").read_text()

@@ -1,5 +1,6 @@
 """IDX files, the embedded MNIST sample, dataset lookup and verified downloads."""
 
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -266,6 +267,69 @@ def test_keras_cached_mnist_is_used(isolated):
         load_dataset("mnist")
 
 
+# ------------------------------------------------------------ features while reading
+def _same_as_to_features(images, features, dtype=np.float32):
+    """``features`` is ``to_features(images)`` bit for bit, labels and metadata alike."""
+    for i in (0, 2):
+        expected = to_features(images[i], dtype)
+        assert features[i].dtype == expected.dtype and features[i].shape == expected.shape
+        np.testing.assert_array_equal(features[i], expected)
+    for i in (1, 3):
+        np.testing.assert_array_equal(features[i], images[i])
+    assert (features.name, features.source, features.class_names) == (images.name, images.source,
+                                                                       images.class_names)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", np.float64])
+def test_features_of_an_idx_directory_equal_to_features_of_its_images(tmp_path, compress, dtype):
+    # 3,000 images of 20x20: 1.2 MB, so the 1 MiB chunks of the conversion meet mid-image
+    _write_fake_set(tmp_path / "d", n_train=3000, n_test=7, compress=compress, side=20)
+    _same_as_to_features(load_dataset(tmp_path / "d"), load_dataset(tmp_path / "d", features=dtype), dtype)
+
+
+def test_features_of_the_other_sources(isolated):
+    _same_as_to_features(load_dataset("mnist-sample"), load_dataset("mnist-sample", features="float32"))
+    path = isolated / "keras" / "datasets" / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    np.savez(path, x_train=rng.integers(0, 256, (7, 28, 28), dtype=np.uint8), y_train=np.arange(7, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), y_test=np.arange(3, dtype=np.uint8))
+    _same_as_to_features(load_dataset("mnist"), load_dataset("mnist", features=np.float32))
+
+
+def test_features_are_read_without_holding_the_images(tmp_path):
+    """The uint8 images are converted 1 MiB at a time: the peak is the features, not the
+    features plus the images that ``to_features(load_dataset(...))`` holds at once."""
+    _write_fake_set(tmp_path / "d", n_train=20_000, n_test=10, side=28)  # 15.7 MB of images
+    features_bytes = (20_000 + 10) * 784 * 4
+    load_dataset(tmp_path / "d", features="float32")  # warm-up
+    tracemalloc.start()
+    try:
+        data = load_dataset(tmp_path / "d", features="float32")
+        streamed = tracemalloc.get_traced_memory()[1]
+        del data
+        tracemalloc.reset_peak()
+        images = load_dataset(tmp_path / "d")
+        whole = (to_features(images.X_train), to_features(images.X_test))
+        converted = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert streamed < features_bytes + 3 * 2**20, streamed
+    assert converted > features_bytes + 15_000_000 and whole[0].shape == (20_000, 784)
+
+
+def test_features_need_a_float_dtype_and_image_files(tmp_path):
+    _write_fake_set(tmp_path / "d")
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        load_dataset(tmp_path / "d", features="int32")
+    write_idx(tmp_path / "d" / (FILES[0] + ".gz"), np.zeros((12, 16), dtype=np.uint8))  # 2-D: not images
+    with pytest.raises(ValueError, match=r"expected \(n, height, width\) uint8 images"):
+        load_dataset(tmp_path / "d", features="float32")
+    with pytest.raises(ValueError, match="images must be"):
+        load_dataset(tmp_path / "d")
+
+
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 def test_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
@@ -278,21 +342,31 @@ def test_fashion_mnist_from_debian_package(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------- downloads
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _serving(served: Path, handler: type = _QuietHandler):
+    """An HTTP server on 127.0.0.1 serving ``served``; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def local_mirror(tmp_path):
     """An HTTP server on 127.0.0.1 serving ``tmp_path / "served"``; yields (url, directory)."""
     served = tmp_path / "served"
     served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", served
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(served) as url:
+        yield url, served
 
 
 def _serve_fake_mnist(served: Path, isolated: Path, monkeypatch, url: str, corrupt: str | None = None):
@@ -331,3 +405,103 @@ def test_unreachable_mirror_is_a_clear_os_error(isolated, monkeypatch):
                         dataclasses.replace(datasets._REMOTE["mnist"], mirrors=("http://127.0.0.1:9/",)))
     with pytest.raises(OSError, match="could not download train-images-idx3-ubyte.gz"):
         load_dataset("mnist", download=True, progress=False)
+
+
+# ---------------------------------------------------------- concurrent cache population
+class _SlowHandler(_QuietHandler):
+    """Sends files 32 KiB at a time, 10 ms apart, so that two clients' downloads overlap;
+    records every request as (path, first byte sent, last byte sent)."""
+
+    requests: list  # set per server
+
+    def copyfile(self, source, outputfile):
+        started = time.monotonic()
+        while True:
+            piece = source.read(32 * 1024)
+            if not piece:
+                break
+            outputfile.write(piece)
+            outputfile.flush()
+            time.sleep(0.01)
+        self.requests.append((self.path, started, time.monotonic()))
+
+
+_POPULATE = """
+import dataclasses, json, os, sys, time
+import pooch  # imported before the barrier (datasets imports it lazily), so both start at once
+from fastscratch import datasets
+config = json.loads(sys.argv[1])
+datasets._REMOTE["mnist"] = dataclasses.replace(datasets._REMOTE["mnist"], mirrors=(config["url"],),
+                                                md5=config["md5"])
+open(config["ready"], "w").close()
+while not os.path.exists(config["go"]):  # the barrier: both start downloading at once
+    time.sleep(0.002)
+data = datasets.load_dataset("mnist", download=True, progress=False)
+print(json.dumps({"n_train": len(data.X_train), "source": data.source}))
+"""
+
+
+def test_two_processes_populating_the_cache_at_once_leave_one_valid_copy(isolated, tmp_path):
+    """Two processes download the same dataset into the same empty cache at the same time
+    (checked: their transfers overlap), while this process keeps loading it without
+    downloading.  Both succeed; the cache ends with exactly the four files, each verified,
+    no temporary files or folders; the reader only ever saw "not found" (or a partial set,
+    named) or the complete, valid dataset, and every file it found under its final name was
+    complete -- never a half-written one."""
+    import json
+    import subprocess
+    import sys
+
+    served = tmp_path / "served"
+    _write_fake_set(served, n_train=3000, n_test=300, side=28)  # 2.6 MB of incompressible images
+    md5 = {f + ".gz": hashlib.md5((served / (f + ".gz")).read_bytes()).hexdigest() for f in FILES}
+    expected = [read_idx(served / (f + ".gz")) for f in FILES]
+    handler = type("Handler", (_SlowHandler,), {"requests": []})
+    cache = isolated / "cache" / "fastscratch"
+    outcomes = {"not found": 0, "partial": 0, "complete": 0}
+    with _serving(served, handler) as url:
+        go = tmp_path / "go"
+        children = []
+        for i in range(2):
+            config = {"url": url, "md5": md5, "ready": str(tmp_path / f"ready{i}"), "go": str(go)}
+            children.append(subprocess.Popen([sys.executable, "-c", _POPULATE, json.dumps(config)],
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(c.poll() is None for c in children), "children did not start"
+            time.sleep(0.005)
+        go.touch()
+        while any(c.poll() is None for c in children):  # read while they write
+            try:
+                data = load_dataset("mnist")
+            except FileNotFoundError as exc:
+                outcomes["partial" if "has only" in str(exc) else "not found"] += 1
+                assert "not found" in str(exc)
+            else:  # whatever was found must be the whole, valid dataset
+                for got, want in zip(data, expected):
+                    np.testing.assert_array_equal(got, want)
+                outcomes["complete"] += 1
+            for f, want in zip(FILES, expected):  # and any file under its final name is complete
+                if (cache / "mnist" / (f + ".gz")).exists():
+                    np.testing.assert_array_equal(read_idx(cache / "mnist" / (f + ".gz")), want)
+            assert time.monotonic() < deadline, "downloads did not finish"
+            time.sleep(0.005)
+        results = [c.communicate() for c in children]
+    for child, (out, err) in zip(children, results):
+        assert child.returncode == 0, err
+        assert json.loads(out.splitlines()[-1]) == {"n_train": 3000, "source": str(cache / "mnist")}
+    # each process fetched every file, and the two downloads really overlapped: the two
+    # transfers of the training images (~0.7 s each) shared some of their time
+    for f in FILES:
+        assert sum(path.endswith(f + ".gz") for path, _, _ in handler.requests) == 2, handler.requests
+    (a0, a1), (b0, b1) = [(start, end) for path, start, end in handler.requests if path.endswith(FILES[0] + ".gz")]
+    assert max(a0, b0) < min(a1, b1), handler.requests
+    assert outcomes["not found"] > 0, outcomes  # the reader ran during the downloads
+    # one copy of each file, nothing else anywhere in the cache
+    assert sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*")) == \
+        ["mnist"] + sorted(f"mnist/{f}.gz" for f in FILES)
+    for f, want in zip(FILES, expected):
+        assert hashlib.md5((cache / "mnist" / (f + ".gz")).read_bytes()).hexdigest() == md5[f + ".gz"]
+        np.testing.assert_array_equal(read_idx(cache / "mnist" / (f + ".gz")), want)
+    data = load_dataset("mnist")  # a third load, without downloading
+    assert data.source == str(cache / "mnist") and len(data.X_train) == 3000
