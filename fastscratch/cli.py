@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--markdown", metavar="FILE", type=args_.path,
                        help="also write the run as Markdown (command, date, versions, BLAS, the table)")
     bench.add_argument("--plot", metavar="DIR", type=args_.path, help="write throughput.png and accuracy_vs_time.png here")
+    bench.add_argument("--memory", action="store_true",
+                       help="measure peak RSS instead of speed: the whole job (imports, data, model, --epochs "
+                            "epochs, test accuracy), each run in a fresh process, beside the bound of the float32 "
+                            "features + 150 MB")
 
     info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
                                description="Show versions, backends, BLAS threads and which datasets are found; "
@@ -509,6 +513,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_plotting(args.plot, "--plot")
     _prepare_output(args.json, "--json")
     _prepare_output(args.markdown, "--markdown")
+    if args.memory:
+        return _bench_memory(args)
     name, data = bench.load_data(args.dataset, args.dtype)
     sizes = [data[0].shape[1], *args.hidden, int(data[1].max()) + 1]
     print(f"fastscratch bench: {name}, {len(data[0]):,} training samples, {'-'.join(map(str, sizes))}, "
@@ -573,6 +579,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
             written.append("accuracy_vs_time.png")
         print(f"Plots written to {args.plot}/: {', '.join(written)}")
     return 0
+
+
+def _bench_memory(args: argparse.Namespace) -> int:
+    """``bench --memory``: peak RSS of each framework and batch size, each job in a fresh process."""
+    from . import bench
+    from ._atomic import atomic_write
+
+    name = bench.resolve_dataset(args.dataset)
+    results = []
+    for batch in args.batch_sizes:
+        for framework in args.frameworks:
+            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
+            print(f"  measuring {workload.label} ...", file=sys.stderr, flush=True)
+            results.append(bench.peak_rss(workload, epochs=args.epochs))
+    header = (f"Peak RSS, {name}, {args.dtype}, {args.optimizer} lr {args.lr:g}, {args.epochs} epoch(s) + test "
+              f"accuracy, each job in a fresh process (MB = 10^6 bytes; bound: the float32 features + "
+              f"{bench.MEMORY_HEADROOM_MB:.0f} MB); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+              f"{os.cpu_count()} cores; BLAS: {bench.thread_summary()}")
+    print(header)
+    print("\n".join(bench.format_memory_table(results)))
+    if args.markdown:
+        command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench", "--memory"])
+        text = [f"`{command}`: {header}.", ""] + bench.format_memory_table(results, markdown=True)
+        with atomic_write(args.markdown) as f:
+            f.write(("\n".join(text) + "\n").encode())
+        print(f"Markdown written to {args.markdown}")
+    if args.json:
+        with atomic_write(args.json) as f:
+            f.write(json.dumps({"dataset": name, "threads": bench.thread_summary(),
+                                "memory": [r.to_dict() for r in results]}, indent=2, default=str).encode())
+        print(f"Results written to {args.json}")
+    return 0 if all(r.ok or r.status.startswith("skipped") for r in results) else EXIT_ERROR
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

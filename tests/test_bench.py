@@ -6,6 +6,8 @@ module itself is tested with the other front ends (tests/benchmarks, test_cli).
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,18 +52,14 @@ def test_fastscratch_results_carry_compile_time_apart_from_epochs():
     assert "fastscratch BLAS threads during epochs" in result.threads
 
 
-MEMORY_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_memory.py"
-
-
-def test_the_memory_script_prints_the_bound_and_writes_json_and_markdown(tmp_path, capsys):
-    namespace = {"__name__": "bench_memory"}
-    exec(compile(MEMORY_SCRIPT.read_text(), str(MEMORY_SCRIPT), "exec"), namespace)  # noqa: S102
-    code = namespace["main"](["--dataset", "mnist-sample", "--frameworks", "fastscratch-numpy", "--batch-sizes",
-                              "128", "--json", str(tmp_path / "m.json"), "--markdown", str(tmp_path / "m.md")])
-    assert code == 0
-    text = capsys.readouterr().out
-    assert "peak RSS MB" in text and "bound MB" in text and "fastscratch-numpy" in text
-    record = json.loads((tmp_path / "m.json").read_text())["results"][0]
+def test_bench_memory_prints_the_bound_and_writes_json_and_markdown(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--memory", "--dataset", "mnist-sample",
+                             "--frameworks", "fastscratch-numpy", "--batch-sizes", "128", "--epochs", "1",
+                             "--json", str(tmp_path / "m.json"), "--markdown", str(tmp_path / "m.md")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "peak RSS MB" in result.stdout and "bound MB" in result.stdout and "fastscratch-numpy" in result.stdout
+    record = json.loads((tmp_path / "m.json").read_text())["memory"][0]
     assert record["status"] == "ok" and record["dataset_mb"] == pytest.approx(5000 * 784 * 4 / 1e6)
     assert record["baseline_rss_mb"] <= record["data_rss_mb"] <= record["peak_rss_mb"]
     assert record["bound_mb"] == pytest.approx(record["dataset_mb"] + bench.MEMORY_HEADROOM_MB)

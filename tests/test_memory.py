@@ -2,7 +2,7 @@
 batches taller than a pass trained in passes, prediction on 1,000,000 rows in chunks.
 
 The peak-RSS tests run the whole job in a fresh process through ``fastscratch.bench.peak_rss``
-(the function behind the asv ``Memory`` benchmark and ``scripts/bench_memory.py``).
+(the function behind the asv ``Memory`` benchmark and ``fastscratch bench --memory``).
 """
 
 import sys
