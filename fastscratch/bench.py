@@ -86,7 +86,6 @@ class Result:
     target_accuracy: float | None = None
     epochs_to_target: int | None = None
     accuracy_curve: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (training s, test acc)
-    peak_rss_mb: float = math.nan
     device: str = "cpu"
     threads: str = ""
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -299,16 +298,6 @@ def thread_summary() -> str:
     return "; ".join(parts)
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux, bytes on macOS)."""
-    try:
-        import resource  # Unix only
-    except ImportError:
-        return math.nan
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
 def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Result, Trainer | None]:
     """The Result to fill and the trainer; no trainer (and a "skipped" status) when the
     framework is not installed."""
@@ -340,7 +329,6 @@ def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.nda
             on_epoch(i + 1, result.epoch_seconds[-1])
     _summarise(result, trainer)
     result.test_accuracy = trainer.accuracy()
-    result.peak_rss_mb = _peak_rss_mb()
     result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
     result.compile_seconds = trainer.compile_seconds
     return result
@@ -376,7 +364,6 @@ def time_to_accuracy(workload: Workload, target: float | None = None, max_epochs
             result.seconds_to_target, result.epochs_to_target = elapsed, epoch
             break
     _summarise(result, trainer)
-    result.peak_rss_mb = _peak_rss_mb()
     result.threads = thread_summary()
     return result
 
