@@ -169,8 +169,8 @@ def _add_progress_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------- commands
-def _load_data(args: argparse.Namespace) -> datasets.Dataset:
-    return datasets.load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+def _load_data(args: argparse.Namespace, features: str | None = None) -> datasets.Dataset:
+    return datasets.load_dataset(args.dataset, data_dir=args.data_dir, download=args.download, features=features)
 
 
 def _probe_directory(directory: str, flag: str, given: str) -> None:
@@ -236,9 +236,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_plotting(args.plots)
     _prepare_output(args.save, "--save")
     _prepare_output(args.checkpoint, "--checkpoint")
-    data = _load_data(args)
-    X_train = datasets.to_features(data.X_train, args.dtype)
-    X_test = datasets.to_features(data.X_test, args.dtype)
+    if args.plots:  # the sample images plot needs the images themselves
+        data = _load_data(args)
+        X_train, X_test = datasets.to_features(data.X_train, args.dtype), datasets.to_features(data.X_test, args.dtype)
+    else:  # features converted while reading: the uint8 images are never held beside them
+        data = _load_data(args, features=args.dtype)
+        X_train, X_test = data.X_train, data.X_test
     n_classes = max(data.n_classes, int(data.y_train.max()) + 1)
     architecture = [X_train.shape[1], *args.hidden, n_classes]
     net = NeuralNetwork(architecture, activation=args.activation, dtype=args.dtype, seed=args.seed,
