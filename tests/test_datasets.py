@@ -109,6 +109,22 @@ def test_lying_header_is_rejected_fast_and_without_allocating(tmp_path, compress
     assert elapsed < 1.0 and peak < 2 * 2**20
 
 
+@pytest.mark.parametrize("data", [
+    # found by tests/test_fuzz.py: two dimensions added to the empty (0, 5) uint8 file
+    b"\x00\x00\x08\x04\x80\x00\x00\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05",
+    b"\x00\x00\x08\x04\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x05",
+])
+def test_fuzz_empty_idx_shape_too_large_for_numpy(tmp_path, data):
+    """A zero dimension makes the data empty, so the length check passes, but NumPy refuses
+    shapes whose other dimensions multiply past its index range: its ValueError ("array is
+    too big", "cannot reshape") did not name the file."""
+    path = tmp_path / "empty.idx"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="too large for an array on this machine") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
 def test_write_idx_rejects_what_idx_cannot_hold(tmp_path):
     with pytest.raises(TypeError, match="dtype"):
         write_idx(tmp_path / "a.idx", np.zeros(3, dtype=np.int64))
