@@ -130,9 +130,16 @@ def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, d
                 header = np.lib.format.read_array_header_2_0(f)
             else:
                 raise _Invalid(f"array {name} uses unsupported .npy format version {version}")
-        except ValueError as exc:
-            raise _Invalid(f"array {name} has an unreadable .npy header ({exc})") from None
+        except _Invalid:
+            raise
+        except Exception as exc:  # noqa: BLE001 - NumPy's header parser meets hostile text here
+            # ast.literal_eval, tokenize and descr_to_dtype raise ValueError but also TypeError
+            # (an unhashable dict key), IndexError (descr "()"), tokenize.TokenError and others
+            raise _Invalid(f"array {name} has an unreadable .npy header ({type(exc).__name__}: {exc})") from None
         found_shape, fortran_order, found_dtype = header
+        # NumPy's parser lets through negative sizes and booleans (True == 1), which np.empty refuses
+        _require(all(type(d) is int and d >= 0 for d in found_shape),
+                 f"array {name} has an invalid shape {found_shape} in its .npy header")
         if shape is not None:
             _require(found_shape == shape, f"array {name} has shape {found_shape}, expected {shape}")
         else:

@@ -358,3 +358,69 @@ def test_data_info_round_trips_and_older_files_without_it_load(trained, tmp_path
     assert NeuralNetwork.load(tmp_path / "m.npz").data_info == trained.data_info
     old = _rewrite(tmp_path / "m.npz", tmp_path / "old.npz", lambda m: m.pop("data"))
     assert NeuralNetwork.load(old).data_info is None
+
+
+# ------------------------------------------------ found by tests/test_fuzz.py
+def _npy_raw(header_text: str, data: bytes, version: tuple[int, int] = (1, 0), length_delta: int = 0) -> bytes:
+    """A .npy entry with a hand-written header, padded as NumPy pads it; the stated
+    header length is off by ``length_delta``."""
+    import math
+    import struct
+
+    header = header_text.encode("latin1")
+    header = header.ljust(64 * math.ceil((len(header) + 1) / 64) - 1) + b"\n"
+    size_format = "<H" if version[0] == 1 else "<I"
+    return b"\x93NUMPY" + bytes(version) + struct.pack(size_format, len(header) + length_delta) + header + data
+
+
+def _zip_entries(path, entries):
+    """An .npz of the given ``{name: .npy bytes}``, stored."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, npy in entries.items():
+            zf.writestr(name + ".npy", npy)
+    return path
+
+
+def _npy_bytes(array):
+    buffer = __import__("io").BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("entry, header, version, length_delta, escaped", [
+    ("metadata", "{'descr': ('<f4',), 'fortran_order': False, 'shape': (3,), }", (1, 0), 0, "IndexError"),
+    ("metadata", "{'descr': (), 'fortran_order': False, 'shape': (3,), }", (1, 0), 0, "IndexError"),
+    ("W0", "{'descr': {[]: 1}, 'fortran_order': False, 'shape': (4, 8), }", (1, 0), 0, "TypeError"),
+    # the header length one too long takes in the first data byte (here "(", as the fuzzed
+    # file's float happened to start); NumPy then retries with its Python 2 header filter,
+    # whose tokenizer fails on the unclosed parenthesis
+    ("opt.m.1", "{'descr': ('<f4', 2**70), 'fortran_order': 0, 'shape': (3.0,), }", (2, 0), 1, "TokenError"),
+])
+def test_fuzz_npy_headers_numpy_cannot_parse(parts, tmp_path, entry, header, version, length_delta, escaped):
+    """NumPy's header parser raised TypeError, IndexError or tokenize.TokenError on these
+    (not ValueError), and they escaped load_model."""
+    meta, arrays = parts
+    _resign(meta, arrays)
+    entries = {"metadata": _npy_bytes(_encode(meta)), **{k: _npy_bytes(v) for k, v in arrays.items()}}
+    data = _encode(meta).tobytes() if entry == "metadata" else b"(" + arrays[entry].tobytes()[1:]
+    entries[entry] = _npy_raw(header, data, version, length_delta)
+    path = _zip_entries(tmp_path / "header.npz", entries)
+    with pytest.raises(ValueError, match=f"array {entry} has an unreadable .npy header \\({escaped}") as info:
+        NeuralNetwork.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("shape, escaped_before_the_fix", [("(True,)", "TypeError: an integer is required"),
+                                            ("(-1,)", "negative dimensions are not allowed")])
+def test_fuzz_metadata_header_with_a_boolean_or_negative_size(parts, tmp_path, shape, escaped_before_the_fix):
+    """NumPy's header check accepts any int (True, -1) as a size; np.empty then raised
+    TypeError, or a ValueError that did not name the file."""
+    meta, arrays = parts
+    _resign(meta, arrays)
+    entries = {k: _npy_bytes(v) for k, v in arrays.items()}
+    entries["metadata"] = _npy_raw(f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}",
+                                   _encode(meta).tobytes())
+    path = _zip_entries(tmp_path / "shape.npz", entries)
+    with pytest.raises(ValueError, match=rf"array metadata has an invalid shape \({shape[1:-2]},\)") as info:
+        NeuralNetwork.load(path)
+    assert str(path) in str(info.value)
