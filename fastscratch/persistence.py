@@ -100,8 +100,15 @@ def load_model(path: str | PathLike):
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OverflowError, RecursionError, NotImplementedError,
-            RuntimeError) as exc:  # damage the checks below did not anticipate
+            RuntimeError, ValueError) as exc:  # damage the checks below did not anticipate
+        # (ValueError: e.g. zipfile's UnicodeDecodeError for an entry name flagged UTF-8 that is not)
         raise ValueError(f"{path}: not a fastscratch model file, or a damaged one ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        if exc.filename is not None:  # opening the file failed (missing, unreadable): that error names it
+            raise
+        # zipfile seeking to an offset a damaged archive gives (negative: EINVAL)
+        raise ValueError(f"{path}: not a fastscratch model file, or a damaged one "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 # A deflated stream expands at most ~1032-fold; an entry claiming more is lying.

@@ -387,6 +387,19 @@ def _npy_bytes(array):
     return buffer.getvalue()
 
 
+def test_fuzz_bytes_deleted_inside_the_archive_are_a_value_error(trained, tmp_path):
+    """Seven bytes deleted at offset 13 (inside the first local header) shift every offset
+    the central directory gives: zipfile seeks before the start of the file, and its
+    OSError [Errno 22] escaped without the file's name."""
+    trained.save(tmp_path / "model.npz")
+    data = (tmp_path / "model.npz").read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(data[:13] + data[20:])
+    with pytest.raises(ValueError, match=r"damaged one \(OSError: \[Errno 22\] Invalid argument\)") as info:
+        NeuralNetwork.load(path)
+    assert str(path) in str(info.value)
+
+
 @pytest.mark.parametrize("entry, header, version, length_delta, escaped", [
     ("metadata", "{'descr': ('<f4',), 'fortran_order': False, 'shape': (3,), }", (1, 0), 0, "IndexError"),
     ("metadata", "{'descr': (), 'fortran_order': False, 'shape': (3,), }", (1, 0), 0, "IndexError"),
@@ -422,5 +435,20 @@ def test_fuzz_metadata_header_with_a_boolean_or_negative_size(parts, tmp_path, s
                                    _encode(meta).tobytes())
     path = _zip_entries(tmp_path / "shape.npz", entries)
     with pytest.raises(ValueError, match=rf"array metadata has an invalid shape \({shape[1:-2]},\)") as info:
+        NeuralNetwork.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_fuzz_entry_name_flagged_utf8_that_is_not(trained, tmp_path):
+    """Flag bit 11 (UTF-8 names) on a central directory record whose name starts with
+    0xFF: zipfile's UnicodeDecodeError escaped without the file's name."""
+    trained.save(tmp_path / "model.npz")
+    data = bytearray((tmp_path / "model.npz").read_bytes())
+    central = data.find(b"PK\x01\x02")
+    data[central + 9] |= 0x08
+    data[central + 46] = 0xFF
+    path = tmp_path / "utf8.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged one .*UnicodeDecodeError") as info:
         NeuralNetwork.load(path)
     assert str(path) in str(info.value)
