@@ -68,3 +68,12 @@ def pytest_configure(config):
     if hasattr(options, "benchmark_disable") and not (options.benchmark_only or options.benchmark_enable):
         options.benchmark_disable = True
 
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many cases each fuzz target really ran (hypothesis can stop short of max_examples)."""
+    lines = [f"{report.nodeid}: {value} cases" for report in terminalreporter.stats.get("passed", [])
+             if report.when == "call" for name, value in report.user_properties if name == "fuzz_cases"]
+    if lines:
+        terminalreporter.write_sep("-", "fuzz cases run")
+        for line in lines:
+            terminalreporter.write_line(line)
