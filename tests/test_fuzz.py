@@ -37,11 +37,14 @@ from __future__ import annotations
 import ast
 import copy
 import gzip
+import importlib.util
 import io
 import json
 import math
 import os
 import struct
+import subprocess
+import sys
 import traceback
 import tracemalloc
 import warnings
@@ -74,8 +77,6 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
                            HealthCheck.large_base_example],
 )
-
-pytestmark = pytest.mark.fuzz
 
 # The first load of a Numba backend imports Numba (tens of MB); a mutated model may
 # name it, and that one-time import is not the parser's allocation.
@@ -337,6 +338,7 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
+@pytest.mark.fuzz
 def test_fuzz_read_idx(fuzz_dir: Path, record_property: Callable[[str, object], None]) -> None:
     ran = 0
 
@@ -776,6 +778,7 @@ def _check_network(net: Any) -> None:
     assert info is None or len(info["class_names"]) == arch[-1]
 
 
+@pytest.mark.fuzz
 def test_fuzz_load_model(fuzz_dir: Path, record_property: Callable[[str, object], None]) -> None:
     if not _MODEL_BASES:
         _MODEL_BASES.extend(_model_bases(fuzz_dir))
@@ -803,3 +806,36 @@ def test_fuzz_load_model(fuzz_dir: Path, record_property: Callable[[str, object]
     run()
     record_property("fuzz_cases", ran)
     assert ran >= FUZZ_EXAMPLES, f"only {ran} of {FUZZ_EXAMPLES} cases ran"
+
+
+# ------------------------------------------------- the atheris harness (scripts/)
+_HARNESS = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_atheris.py"
+
+
+def _harness() -> Any:
+    spec = importlib.util.spec_from_file_location("fuzz_atheris", _HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind", ["idx", "model"])
+def test_atheris_harness_checks_its_seeds(tmp_path: Path, kind: str) -> None:
+    """The harness runs without atheris up to the fuzzing itself, so it cannot rot: its
+    seeds load, and a truncated seed is a ValueError naming the file."""
+    harness = _harness()
+    seeds = harness.write_seeds(kind, tmp_path / kind)
+    assert len(seeds) >= 4
+    for seed in seeds:
+        data = seed.read_bytes()
+        harness.check_one(kind, data, trace_malloc=True)
+        harness.check_one(kind, data[:len(data) // 2])
+
+
+def test_atheris_harness_without_atheris_says_how_to_get_it() -> None:
+    if importlib.util.find_spec("atheris") is not None:
+        pytest.skip("atheris is installed here")
+    result = subprocess.run([sys.executable, str(_HARNESS), "model"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "pip install atheris" in result.stderr, result.stderr
+    usage = subprocess.run([sys.executable, str(_HARNESS)], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
