@@ -778,6 +778,15 @@ def _check_network(net: Any) -> None:
     assert info is None or len(info["class_names"]) == arch[-1]
 
 
+def _check_signed(path: Path) -> None:
+    """A file that loaded carries a valid checksum over what it holds (recomputed from
+    NumPy's own reading of it), so no unsigned edit slips through."""
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(npz["metadata"].tobytes().decode())
+        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
+    assert _digest(arrays, meta) == meta["sha256"], "a file with a wrong checksum loaded"
+
+
 @pytest.mark.fuzz
 def test_fuzz_load_model(fuzz_dir: Path, record_property: Callable[[str, object], None]) -> None:
     if not _MODEL_BASES:
@@ -800,6 +809,7 @@ def test_fuzz_load_model(fuzz_dir: Path, record_property: Callable[[str, object]
         _check_outcome(outcome, path, case.data, compressed_possible=True)
         if outcome.error is None:
             _check_network(outcome.result)
+            _check_signed(path)
         elif case.data == case.base.saved:
             raise AssertionError(f"the unmodified file was refused: {outcome.error}")
 
