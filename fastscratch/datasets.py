@@ -113,6 +113,11 @@ def _read_idx_stream(stream: BinaryIO, name: str, file_size: int, compressed: bo
         raise ValueError(f"{name}: truncated IDX header ({ndim} dimensions declared, file ends inside them)")
     shape = struct.unpack(f">{ndim}I", dims_raw)
     dtype = _IDX_DTYPES[code]
+    # NumPy refuses (with a message not naming the file) any shape whose nonzero
+    # dimensions multiply past its index range, even when a zero makes it empty
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise ValueError(f"{name}: IDX header declares shape {shape}, too large for an array on this machine: "
+                         "corrupt header")
     n_bytes = math.prod(shape) * dtype.itemsize
     header = 4 + 4 * ndim
     limit = file_size * _MAX_DEFLATE_RATIO if compressed else file_size - header

@@ -128,8 +128,15 @@ def _load_checked(path: str | PathLike):
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OverflowError, RecursionError, NotImplementedError,
-            RuntimeError) as exc:  # damage the checks below did not anticipate
+            RuntimeError, ValueError) as exc:  # damage the checks below did not anticipate
+        # (ValueError: e.g. zipfile's UnicodeDecodeError for an entry name flagged UTF-8 that is not)
         raise ValueError(f"{path}: not a fastscratch model file, or a damaged one ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        if exc.filename is not None:  # opening the file failed (missing, unreadable): that error names it
+            raise
+        # zipfile seeking to an offset a damaged archive gives (negative: EINVAL)
+        raise ValueError(f"{path}: not a fastscratch model file, or a damaged one "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 # A deflated stream expands at most ~1032-fold; an entry claiming more is lying.
@@ -158,9 +165,16 @@ def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, d
                 header = np.lib.format.read_array_header_2_0(f)
             else:
                 raise _Invalid(f"array {name} uses unsupported .npy format version {version}")
-        except ValueError as exc:
-            raise _Invalid(f"array {name} has an unreadable .npy header ({exc})") from None
+        except _Invalid:
+            raise
+        except Exception as exc:  # noqa: BLE001 - NumPy's header parser meets hostile text here
+            # ast.literal_eval, tokenize and descr_to_dtype raise ValueError but also TypeError
+            # (an unhashable dict key), IndexError (descr "()"), tokenize.TokenError and others
+            raise _Invalid(f"array {name} has an unreadable .npy header ({type(exc).__name__}: {exc})") from None
         found_shape, fortran_order, found_dtype = header
+        # NumPy's parser lets through negative sizes and booleans (True == 1), which np.empty refuses
+        _require(all(type(d) is int and d >= 0 for d in found_shape),
+                 f"array {name} has an invalid shape {found_shape} in its .npy header")
         if shape is not None:
             _require(found_shape == shape, f"array {name} has shape {found_shape}, expected {shape}")
         else:

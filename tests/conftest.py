@@ -1,4 +1,6 @@
 import os
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -35,6 +37,29 @@ def blobs():
     return X, y
 
 
+@pytest.fixture
+def rejection_cost():
+    """``measure(load, path, match) -> (seconds, peak_bytes)`` for a ``load(path)`` that must
+    raise ValueError matching ``match``: the best time of 5 runs (noise on a shared machine
+    only ever adds time) and the tracemalloc peak of one more run."""
+    def measure(load, path, match):
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            with pytest.raises(ValueError, match=match):
+                load(path)
+            times.append(time.perf_counter() - started)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=match):
+                load(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return min(times), peak
+    return measure
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Benchmarks measure only when asked (--benchmark-only / --benchmark-enable); in a plain
@@ -42,3 +67,13 @@ def pytest_configure(config):
     options = config.option
     if hasattr(options, "benchmark_disable") and not (options.benchmark_only or options.benchmark_enable):
         options.benchmark_disable = True
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many cases each fuzz target really ran (hypothesis can stop short of max_examples)."""
+    lines = [f"{report.nodeid}: {value} cases" for report in terminalreporter.stats.get("passed", [])
+             if report.when == "call" for name, value in report.user_properties if name == "fuzz_cases"]
+    if lines:
+        terminalreporter.write_sep("-", "fuzz cases run")
+        for line in lines:
+            terminalreporter.write_line(line)
