@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean
+.PHONY: run test fuzz clean
 
 run: $(VENV)/.installed
 	$(BIN)/fastscratch train --save out/model.npz --plots out
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# the parsers' fuzz tests at full strength (CI runs this after `make test`, which runs 200 cases each)
+fuzz: $(VENV)/.installed
+	FASTSCRATCH_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -m fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -391,10 +391,17 @@ def _model_bases(directory: Path) -> list[ModelBase]:
     net = NeuralNetwork([4, 2, 3], seed=4, backend="numpy", init="xavier")
     net.fit(X, y, lr=0.01, epochs=1, batch_size=8, optimizer="adam", verbose=False)
     nets["adam-f32"] = net
+    # a training checkpoint: the record of the fit in progress and the early-stopping copy (best.*)
+    checkpoint = directory / "checkpoint-adam-early-stopping.npz"
+    net = NeuralNetwork([4, 3, 3], seed=5, backend="numpy")
+    net.fit(X, y, X, y, lr=0.01, epochs=3, batch_size=8, optimizer="adam", early_stopping=5, verbose=False,
+            checkpoint=checkpoint)
+    nets["checkpoint-adam-early-stopping"] = None  # already written by fit
     bases = []
     for name, net in nets.items():
         path = directory / f"{name}.npz"
-        net.save(path)
+        if net is not None:
+            net.save(path)
         with np.load(path, allow_pickle=False) as npz:  # our own valid file: NumPy's reader is fine here
             arrays = {k: npz[k] for k in npz.files if k != "metadata"}
             meta = json.loads(npz["metadata"].tobytes().decode())
