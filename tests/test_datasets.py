@@ -10,6 +10,8 @@ import os
 import shutil
 import struct
 import threading
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
