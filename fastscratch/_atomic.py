@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 import stat
@@ -61,17 +62,19 @@ def _remove_stale_temporaries(directory: str, name: str) -> None:
     gives it no chance to clean up): those whose writer process no longer exists."""
     if os.name != "posix":  # no cheap liveness check: leave them
         return
-    prefix, suffix = f".{name}.", ".tmp"
+    # exactly the names atomic_write gives this target: another target's dotted name
+    # (".model.2024-06-01.npz.<pid>-<hex>.tmp" beside "model") must not match
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-[0-9a-f]{{12}}\.tmp")
     try:
-        candidates = [e for e in os.listdir(directory) if e.startswith(prefix) and e.endswith(suffix)]
+        candidates = [(e, m) for e in os.listdir(directory) if (m := pattern.fullmatch(e))]
     except OSError:
         return
-    for entry in candidates:
-        pid_text = entry[len(prefix):-len(suffix)].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+    for entry, match in candidates:
+        pid = int(match.group(1))
+        if pid == os.getpid():
             continue
         try:
-            os.kill(int(pid_text), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:  # the writer is gone: its file can never be completed
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(directory, entry))

@@ -7,7 +7,10 @@ reads it like any other) with two additions:
   progress: its settings, the epoch it started from and the one it runs to, a
   fingerprint of its data, the early-stopping counters, and whether it finished;
 - when early stopping keeps the best epoch's weights, that copy as arrays
-  ``best.0, best.1, ...`` (parameters, then optimizer state, in ``fit``'s order).
+  ``best.0, best.1, ...`` (parameters, then optimizer state, in ``fit``'s order);
+- the parameters and optimizer state at the start of the last epoch, ``start.0, ...``,
+  so that a divergence in the first epoch after resuming can go back one epoch, as
+  it would have in the run never stopped.
 
 With the model's weights, optimizer state, generator state and history, that is
 everything the next epoch depends on, so a run resumed from a checkpoint takes
@@ -49,10 +52,13 @@ def fingerprint(X: np.ndarray | None, y: np.ndarray | None) -> str | None:
 
 
 def record(fit: dict[str, Any], first_epoch: int, target_epoch: int, data: dict[str, str | None],
-           early_stopping: dict[str, Any], finished: str | None) -> dict[str, Any]:
-    """The ``"checkpoint"`` metadata entry (JSON-able)."""
+           early_stopping: dict[str, Any], finished: str | None,
+           last_epoch_start: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ``"checkpoint"`` metadata entry (JSON-able).  ``last_epoch_start``:
+    ``{"iterations": n}`` when the ``start.*`` arrays are saved, else ``None``."""
     return {"version": VERSION, "fit": fit, "first_epoch": first_epoch, "target_epoch": target_epoch,
-            "data": data, "early_stopping": early_stopping, "finished": finished}
+            "data": data, "early_stopping": early_stopping, "finished": finished,
+            "last_epoch_start": last_epoch_start}
 
 
 def _is_int(value: Any, low: int = 0) -> bool:
@@ -72,7 +78,7 @@ def validate(entry: Any, epochs_trained: int) -> dict[str, Any]:
     """``entry`` if it is a well-formed checkpoint record for a model with ``epochs_trained``
     epochs of history; ``ValueError`` saying what is wrong otherwise."""
     if not isinstance(entry, dict) or set(entry) != {"version", "fit", "first_epoch", "target_epoch", "data",
-                                                      "early_stopping", "finished"}:
+                                                      "early_stopping", "finished", "last_epoch_start"}:
         raise ValueError("checkpoint metadata is malformed")
     if entry["version"] != VERSION or type(entry["version"]) is not int:
         raise ValueError(f"checkpoint version {entry['version']!r} is not supported (this fastscratch reads "
@@ -95,6 +101,10 @@ def validate(entry: Any, epochs_trained: int) -> dict[str, Any]:
             and _is_int(stopping["waited"]) and stopping["waited"] <= epochs_trained
             and (stopping["best_iterations"] is None or _is_int(stopping["best_iterations"]))):
         raise ValueError("checkpoint metadata 'early_stopping' is malformed")
+    start = entry["last_epoch_start"]
+    if not (start is None or (isinstance(start, dict) and set(start) == {"iterations"}
+                              and _is_int(start["iterations"]))):
+        raise ValueError("checkpoint metadata 'last_epoch_start' is malformed")
     if entry["finished"] not in FINISHED:
         raise ValueError(f"checkpoint metadata 'finished' is {entry['finished']!r}, expected one of {FINISHED}")
     return entry
@@ -108,12 +118,14 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 @dataclass
 class Saved:
-    """A checkpoint read back: the network it holds, its record and its early-stopping copy."""
+    """A checkpoint read back: the network it holds, its record, its early-stopping copy
+    (``best``) and the state at the start of its last epoch (``start``), each ``None`` if absent."""
 
     path: str
     net: Any
     record: dict[str, Any]
     best: list[np.ndarray] | None
+    start: list[np.ndarray] | None
 
     def check_compatible(self, settings: dict[str, Any], data: dict[str, str | None], target_epoch: int) -> None:
         """``ValueError`` unless a ``fit`` with ``settings`` (JSON-normalised), on data with

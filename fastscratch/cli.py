@@ -236,6 +236,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_plotting(args.plots)
     _prepare_output(args.save, "--save")
     _prepare_output(args.checkpoint, "--checkpoint")
+    if args.save and args.checkpoint and os.path.realpath(args.save) == os.path.realpath(args.checkpoint):
+        raise CommandError("--save and --checkpoint name the same file: the model saved at the end would replace "
+                           "the checkpoint a later --resume needs; give them different names")
     if args.plots:  # the sample images plot needs the images themselves
         data = _load_data(args)
         X_train, X_test = datasets.to_features(data.X_train, args.dtype), datasets.to_features(data.X_test, args.dtype)
@@ -293,9 +296,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\nInterrupted after {done} complete epoch{'s' if done != 1 else ''}; the model holds the weights "
               f"of epoch {done}." if done else "\nInterrupted before the first epoch completed: nothing to save, "
               "no model or plots written.", file=sys.stderr)
-        if args.checkpoint and done:
-            print(f"Checkpoint saved to {args.checkpoint}; add --resume to the same command to continue.",
-                  file=sys.stderr)
+        if args.checkpoint and os.path.exists(args.checkpoint):
+            print(f"The checkpoint {args.checkpoint} holds the last complete epoch saved; add --resume to the same "
+                  "command to continue.", file=sys.stderr)
     finally:
         bar.close()
     wall = time.perf_counter() - started
@@ -467,7 +470,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         from .persistence import load_checkpoint
 
         try:
-            record = load_checkpoint(args.model)[1]
+            record = load_checkpoint(args.model).record
         except ValueError:  # a plain model file
             record = None
         if record is not None:

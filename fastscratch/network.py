@@ -45,16 +45,19 @@ def _activation_code(kernels, name: str) -> int:
 
 
 class _Snapshot:
-    """A copy of a list of arrays (parameters and optimizer state) and the step count."""
+    """A copy of a list of arrays (parameters and optimizer state), the step count, and
+    (for epoch starts) the epoch whose start it holds."""
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
         self.arrays = [np.empty_like(a) for a in arrays]
         self.iterations = 0
+        self.epoch: int | None = None
 
-    def take(self, arrays: list[np.ndarray], iterations: int) -> None:
+    def take(self, arrays: list[np.ndarray], iterations: int, epoch: int | None = None) -> None:
         for saved, a in zip(self.arrays, arrays):
             np.copyto(saved, a)
         self.iterations = iterations
+        self.epoch = epoch
 
     def put_back(self, arrays: list[np.ndarray]) -> int:
         for a, saved in zip(arrays, self.arrays):
@@ -345,7 +348,29 @@ class NeuralNetwork:
         if saved is not None:
             if max_loss is None:  # the default limit is the one the run was started with
                 settings["max_loss"] = max_loss = saved.record["fit"]["max_loss"]
+            saved_schedule = saved.record["fit"]["lr_schedule"]
+            if (isinstance(schedule, CosineDecay) and saved_schedule.get("name") == "cosine"
+                    and saved_schedule.get("total_epochs") != schedule.total_epochs):
+                raise ValueError(
+                    f"{checkpoint}: cannot resume: the cosine schedule anneals over the run's epochs, "
+                    f"{saved_schedule.get('total_epochs')} in the checkpoint's run and "
+                    f"{schedule.total_epochs} now; resume with the same epochs, or train further in a new run")
             saved.check_compatible(json.loads(json.dumps(settings)), data_print, target_epoch)
+            record = saved.record
+            trained = len(saved.net.history)
+            if record["finished"] == "diverged":
+                message = (f"{checkpoint}: that run stopped because training diverged; resuming it would diverge "
+                           "again. Start a new run with a smaller learning rate (or a larger max_loss).")
+                if on_divergence == "raise":
+                    raise FloatingPointError(message)
+                warnings.warn(message, TrainingDivergedWarning, stacklevel=2)
+            counters = record["early_stopping"]
+            if (record["finished"] == "completed" and target_epoch > trained and saved.best is not None
+                    and counters["best_epoch"] != trained):
+                raise ValueError(
+                    f"{checkpoint}: cannot extend that run: it ended with the weights of its best epoch "
+                    f"({counters['best_epoch']} of {trained}, restore_best), not its last, so training on would "
+                    "not continue the run; start a new run from NeuralNetwork.load() of it instead")
             self._adopt(saved.net)
             opt = self.optimizer  # its state comes from the checkpoint
         elif self.optimizer is not None and not isinstance(optimizer, Optimizer) and self.optimizer.same_config(opt):
@@ -371,6 +396,8 @@ class NeuralNetwork:
             if saved.best is not None:
                 best = _Snapshot(tracked)
                 best.take(saved.best, counters["best_iterations"])
+            if saved.start is not None:  # the start of the last epoch: a divergence next may go back to it
+                epoch_start.take(saved.start, saved.record["last_epoch_start"]["iterations"], self.epochs_trained)
             finished = saved.record["finished"]
             done = self.epochs_trained - first_epoch
             if verbose:
@@ -381,9 +408,15 @@ class NeuralNetwork:
         def save_checkpoint(state: str | None) -> None:
             counters = {"best_value": best_value, "best_epoch": best_epoch, "waited": waited,
                         "best_iterations": best.iterations if best is not None else None}
+            # the snapshot of the last complete epoch's start, if this process has it
+            start = next((snap for snap in (epoch_start, previous_start)
+                          if snap.epoch is not None and snap.epoch == self.epochs_trained), None)
             from .persistence import save_model
-            save_model(self, checkpoint, ckpt.record(settings, first_epoch, target_epoch, data_print, counters, state),
-                       best=best.arrays if best is not None else None)
+            save_model(self, checkpoint,
+                       ckpt.record(settings, first_epoch, target_epoch, data_print, counters, state,
+                                   None if start is None else {"iterations": start.iterations}),
+                       best=best.arrays if best is not None else None,
+                       start=None if start is None else start.arrays)
 
         # Jitted backends compile (or load from their cache) here, timed on its own, so
         # that no epoch's time includes compilation.
@@ -410,7 +443,7 @@ class NeuralNetwork:
                 # batch diverges, the newest of them that gave a sound loss on its epoch's
                 # first batch is restored (no per-step copies needed).
                 previous_start, epoch_start = epoch_start, previous_start
-                epoch_start.take(tracked, opt.iterations)
+                epoch_start.take(tracked, opt.iterations, epoch)
                 rng_state = self.rng.bit_generator.state  # for an interrupted epoch to leave no trace
                 n_recorded = len(self.history)
                 consistent = False
@@ -431,10 +464,10 @@ class NeuralNetwork:
                             last = -(-n // batch)
                             self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights "
                                                      "or optimizer state non-finite", True, epoch_start,
-                                                     previous_start, resumed_from, tracked, epoch_lr)
+                                                     previous_start, tracked, epoch_lr)
                     except LossDiverged as exc:
                         self._stop_on_divergence(epoch, _divergence_cause(exc, max_loss), exc.batch > 1,
-                                                 epoch_start, previous_start, resumed_from, tracked, epoch_lr)
+                                                 epoch_start, previous_start, tracked, epoch_lr)
 
                     cost = loss_sum / n
                     if weight_decay:
@@ -460,15 +493,16 @@ class NeuralNetwork:
                         raise
                     warnings.warn(str(exc), TrainingDivergedWarning, stacklevel=2)
                     finished = "diverged"
-                    consistent = True
                     if best_epoch > self.epochs_trained:  # that epoch's result was undone
                         best, best_value, best_epoch = None, None, 0
+                    consistent = True
                     break
 
                 stop = False
                 if early_stopping is not None:
                     value = getattr(self.history, _MONITOR_COLUMN[monitor])[-1]
-                    if best_value is None or sign * (best_value - value) > min_delta:
+                    # a NaN test loss (inputs that overflow) is never an improvement
+                    if math.isfinite(value) and (best_value is None or sign * (best_value - value) > min_delta):
                         best_value, best_epoch, waited = value, epoch, 0
                         if restore_best:
                             best = best or _Snapshot(tracked)
@@ -476,6 +510,8 @@ class NeuralNetwork:
                     else:
                         waited += 1
                         stop = waited >= early_stopping
+                if stop:  # decided now, so a checkpoint saved from here on records it
+                    finished = "early_stopping"
                 consistent = True
 
                 logged = epoch % log_every == 0 or epoch == resumed_from + 1 or epoch == target_epoch
@@ -489,14 +525,13 @@ class NeuralNetwork:
                             say(self._epoch_line(-1))
                         say(f"Early stopping at epoch {epoch}: {monitor} has not improved for "
                             f"{early_stopping} epochs (best {best_value:.4f} at epoch {best_epoch}).")
-                    finished = "early_stopping"
                     break
                 if checkpoint is not None and (epoch - first_epoch) % checkpoint_every == 0 and epoch < target_epoch:
                     save_checkpoint(None)
         except BaseException as exc:  # Ctrl-C, or an error in a callback: keep what was trained
-            if checkpoint is not None and consistent:
+            if checkpoint is not None and consistent and self.epochs_trained > resumed_from:
                 try:
-                    save_checkpoint(None)
+                    save_checkpoint(finished)
                 except Exception as save_error:  # the original error matters more; say both
                     exc.add_note(f"(saving the checkpoint {checkpoint} failed too: {save_error}; the previous "
                                  "checkpoint, if any, is intact)")
@@ -540,14 +575,15 @@ class NeuralNetwork:
         """The checkpoint at ``path``, refused unless it was made by a network configured like this one."""
         from .persistence import load_checkpoint
 
-        net, record, best = load_checkpoint(path)
+        saved = load_checkpoint(path)
+        net = saved.net
         differ = [f"{name}: checkpoint {getattr(net, name)!r}, this network {getattr(self, name)!r}"
                   for name in ("architecture", "activations", "dtype", "init", "dropout", "seed")
                   if getattr(net, name) != getattr(self, name)]
         if differ:
             raise ValueError(f"{path}: cannot resume: the checkpoint was made by a different network ("
                              + "; ".join(differ) + ")")
-        return ckpt.Saved(path, net, record, best)
+        return saved
 
     def _adopt(self, net: "NeuralNetwork") -> None:
         """Take over the trained state of ``net`` (a checkpoint's network, same configuration)."""
@@ -581,8 +617,7 @@ class NeuralNetwork:
         say(line)
 
     def _stop_on_divergence(self, epoch: int, what: str, epoch_start_is_good: bool, epoch_start: "_Snapshot",
-                            previous_start: "_Snapshot", first_epoch: int, tracked: list[np.ndarray],
-                            lr: float) -> None:
+                            previous_start: "_Snapshot", tracked: list[np.ndarray], lr: float) -> None:
         """Put back the newest snapshot known to give a sound loss, then raise.
 
         ``epoch_start_is_good``: this epoch's starting weights gave a sound loss (on
@@ -591,10 +626,10 @@ class NeuralNetwork:
         """
         if epoch_start_is_good:
             restore, good_epoch = epoch_start, epoch
-        elif epoch > first_epoch + 1:
+        elif previous_start.epoch == epoch - 1:  # the previous epoch ran here, or its start was checkpointed
             restore, good_epoch = previous_start, epoch - 1
             self.history.truncate(len(self.history) - 1)  # that epoch's result is undone
-        else:  # failed on the first batch of this fit: nothing has been updated
+        else:  # failed on the first batch of this fit, before any update here
             restore, good_epoch = None, epoch
         if restore is not None:
             self.optimizer.iterations = restore.put_back(tracked)

@@ -5,8 +5,9 @@ Layout (format version 1):
 - ``W0, b0, W1, b1, ...``: the parameters;
 - ``opt.<kind>.<i>``: optimizer state arrays (e.g. ``opt.m.0``), in parameter order
   ``[W0, b0, W1, b1, ...]``;
-- ``best.<j>`` (checkpoints only): the best epoch's parameters and optimizer state
-  kept for early stopping, in the order ``W0, b0, ..., then the optimizer state``;
+- ``best.<j>`` and ``start.<j>`` (checkpoints only): the best epoch's parameters and
+  optimizer state kept for early stopping, and those at the start of the last epoch,
+  in the order ``W0, b0, ..., then the optimizer state``;
 - ``metadata``: a 1-D ``uint8`` array holding UTF-8 JSON: format name and version,
   architecture, activations, dtype, init, dropout, backend, seed, the optimizer's
   config and step count, the generator state, the history, optionally the dataset
@@ -54,11 +55,12 @@ def _digest(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> str:
 
 
 def save_model(net, path: str | PathLike, checkpoint: dict[str, Any] | None = None,
-               best: list[np.ndarray] | None = None) -> None:
+               best: list[np.ndarray] | None = None, start: list[np.ndarray] | None = None) -> None:
     """Write ``net`` to ``path`` atomically (see the module docstring for the layout).
 
-    ``checkpoint``: a :func:`fastscratch.checkpoint.record` to store with it, and ``best``
-    the early-stopping copy of the parameters and optimizer state, if any.
+    ``checkpoint``: a :func:`fastscratch.checkpoint.record` to store with it; ``best`` the
+    early-stopping copy of the parameters and optimizer state, ``start`` those at the start
+    of the last epoch, if any.
     """
     from . import __version__
 
@@ -74,6 +76,8 @@ def save_model(net, path: str | PathLike, checkpoint: dict[str, Any] | None = No
         optimizer = {"config": net.optimizer.config(), "iterations": net.optimizer.iterations}
     for j, array in enumerate(best or []):
         arrays[f"best.{j}"] = array
+    for j, array in enumerate(start or []):
+        arrays[f"start.{j}"] = array
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastscratch_version": __version__,
         "architecture": net.architecture, "activations": net.activations, "dtype": net.dtype.name,
@@ -110,15 +114,18 @@ def load_model(path: str | PathLike):
     return _load_checked(path)[0]
 
 
-def load_checkpoint(path: str | PathLike) -> tuple[Any, dict[str, Any], list[np.ndarray] | None]:
-    """Read a checkpoint written by ``fit(checkpoint=...)``: ``(network, record, best)``, where
-    ``record`` is the :mod:`fastscratch.checkpoint` entry and ``best`` the early-stopping copy
-    of the parameters and optimizer state (``None`` when there is none).  ``ValueError`` for
-    anything :func:`load_model` refuses, and for a model file that is not a checkpoint."""
-    net, entry, best = _load_checked(path)
+def load_checkpoint(path: str | PathLike):
+    """Read a checkpoint written by ``fit(checkpoint=...)``: a :class:`fastscratch.checkpoint.Saved`
+    with the network, the record, the early-stopping copy of the parameters and optimizer state
+    (``best``) and those at the start of the last epoch (``start``; each ``None`` when absent).
+    ``ValueError`` for anything :func:`load_model` refuses, and for a model file that is not a
+    checkpoint."""
+    from .checkpoint import Saved
+
+    net, entry, extra = _load_checked(path)
     if entry is None:
         raise ValueError(f"{os.fspath(path)}: a model file, not a training checkpoint (it has no checkpoint record)")
-    return net, entry, best
+    return Saved(os.fspath(path), net, entry, extra.get("best"), extra.get("start"))
 
 
 def _load_checked(path: str | PathLike):
@@ -259,7 +266,7 @@ def _load(path: str):
                 for i, shape in enumerate(param_shapes):
                     expected[f"opt.{kind}.{i}"] = shape
         entry = meta.get("checkpoint")  # optional: only checkpoints have it
-        n_best = 0
+        n_extra: dict[str, int] = {}
         if entry is not None:
             from . import checkpoint
 
@@ -268,11 +275,13 @@ def _load(path: str):
                 checkpoint.validate(entry, len(history))
             except ValueError as exc:
                 raise _Invalid(str(exc)) from None
-            if entry["early_stopping"]["best_iterations"] is not None:
-                tracked_shapes = param_shapes * (1 + len(optimizer.state_names))
-                n_best = len(tracked_shapes)
-                for j, shape in enumerate(tracked_shapes):
-                    expected[f"best.{j}"] = shape
+            tracked_shapes = param_shapes * (1 + len(optimizer.state_names))
+            for kind, present in (("best", entry["early_stopping"]["best_iterations"] is not None),
+                                  ("start", entry["last_epoch_start"] is not None)):
+                if present:
+                    n_extra[kind] = len(tracked_shapes)
+                    for j, shape in enumerate(tracked_shapes):
+                        expected[f"{kind}.{j}"] = shape
         present = {e[: -len(".npy")] for e in entries} - {"metadata"}
         _require(not set(expected) - present, f"arrays missing: {sorted(set(expected) - present)}")
         _require(not present - set(expected), f"unexpected arrays: {sorted(present - set(expected))}")
@@ -313,5 +322,5 @@ def _load(path: str):
                               and all(isinstance(c, str) for c in info["class_names"])),
              "metadata 'data' is malformed (expected dataset name and one class name per output)")
     net.data_info = info
-    best = [arrays[f"best.{j}"] for j in range(n_best)] if n_best else None
-    return net, entry, best
+    extra = {kind: [arrays[f"{kind}.{j}"] for j in range(n)] for kind, n in n_extra.items()}
+    return net, entry, extra

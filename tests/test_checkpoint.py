@@ -84,7 +84,7 @@ def test_a_run_stopped_and_resumed_matches_one_never_stopped(tmp_path, blobs, ba
     _assert_same_state(straight, resumed)
     # the final checkpoint holds the final state, and reads as a model
     _assert_same_state(straight, NeuralNetwork.load(path))
-    assert load_checkpoint(path)[1]["finished"] in ("completed", "early_stopping")
+    assert load_checkpoint(path).record["finished"] in ("completed", "early_stopping")
 
 
 def test_checkpoint_every_n_epochs(tmp_path, blobs):
@@ -99,7 +99,8 @@ def test_checkpoint_every_n_epochs(tmp_path, blobs):
                                          checkpoint_every=3, on_epoch_end=look)
     # on_epoch_end runs before the epoch's save: epoch 4 sees the save of epoch 3, ...
     assert seen == [0, 0, 0, 3, 3, 3, 6]
-    net, record, best = load_checkpoint(path)
+    saved = load_checkpoint(path)
+    net, record, best = saved.net, saved.record, saved.best
     assert len(net.history) == 7 and record["finished"] == "completed" and best is None
     assert (record["first_epoch"], record["target_epoch"]) == (0, 7)
 
@@ -376,9 +377,11 @@ def blobs_module():
 
 
 def test_the_checkpoint_fixture_holds_the_early_stopping_copy(early_stopping_checkpoint):
-    net, record, best = load_checkpoint(early_stopping_checkpoint)
+    saved = load_checkpoint(early_stopping_checkpoint)
+    net, record, best = saved.net, saved.record, saved.best
     assert len(net.history) == 4 and record["finished"] is None
     assert best is not None and len(best) == 4 * 3  # W0 b0 W1 b1, Adam's m and v of each
+    assert saved.start is not None and len(saved.start) == 4 * 3 and saved.record["last_epoch_start"]["iterations"] > 0
     assert [b.shape for b in best[:4]] == [p.shape for p in net._params()]
 
 
@@ -406,9 +409,140 @@ def test_the_checkpoint_fixture_holds_the_early_stopping_copy(early_stopping_che
     (None, lambda a: a.update({"best.1": a["best.1"].astype(np.float64)}), "array best.1 has dtype float64"),
     (None, lambda a: a["best.2"].__setitem__((0, 0), np.inf), "array best.2 holds NaN or infinite values"),
     (lambda m: m["checkpoint"]["early_stopping"].update(best_iterations=None), None, r"unexpected arrays: \['best.0'"),
+    (lambda m: m["checkpoint"].update(last_epoch_start={"iterations": -1}), None, "'last_epoch_start' is malformed"),
+    (lambda m: m["checkpoint"].update(last_epoch_start=None), None, r"unexpected arrays: \['start.0'"),
+    (None, lambda a: a.pop("start.5"), r"arrays missing: \['start.5'\]"),
 ])
 def test_damaged_checkpoint_records_are_refused_with_the_reason(early_stopping_checkpoint, tmp_path, change_meta,
                                                                change_arrays, message):
     bad = _resigned_copy(early_stopping_checkpoint, tmp_path / "bad.npz", change_meta, change_arrays)
     with pytest.raises(ValueError, match=message):
         load_checkpoint(bad)
+
+
+# ------------------------------------------ regressions found in review (each failed before its fix)
+def test_an_error_in_a_callback_at_the_early_stopping_epoch_keeps_the_stop(tmp_path, blobs):
+    X, y = blobs
+    args = dict(epochs=40, batch_size=32, lr=0.5, early_stopping=2, verbose=False)
+    straight = NeuralNetwork([4, 8, 3], seed=0)
+    straight.fit(X, y, X, y, **args)
+    stopped_at = len(straight.history)
+    assert stopped_at < 40
+    path = tmp_path / "run.npz"
+
+    def fail_at_the_stop(history):
+        if len(history) == stopped_at:
+            raise Stop
+
+    with pytest.raises(Stop):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, X, y, checkpoint=path, on_epoch_end=fail_at_the_stop, **args)
+    assert load_checkpoint(path).record["finished"] == "early_stopping"
+    resumed = NeuralNetwork([4, 8, 3], seed=0)
+    resumed.fit(X, y, X, y, checkpoint=path, resume=True, **args)
+    _assert_same_state(straight, resumed)
+
+
+def test_a_run_that_ended_on_its_best_epoch_is_not_extended(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    args = dict(batch_size=8, lr=1.0, early_stopping=50, verbose=False, checkpoint=path)
+    net = NeuralNetwork([4, 8, 3], seed=0)
+    net.fit(X, y, X, y, epochs=8, **args)
+    saved = load_checkpoint(path)
+    best_epoch = saved.record["early_stopping"]["best_epoch"]
+    assert best_epoch < 8  # (5 with this seed) so the weights are not the last epoch's
+    with pytest.raises(ValueError, match=f"cannot extend that run: it ended with the weights of its best epoch "
+                                         f"\\({best_epoch} of 8, restore_best\\)"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, X, y, epochs=12, resume=True, **args)
+    # the same epochs is fine: nothing to do
+    again = NeuralNetwork([4, 8, 3], seed=0)
+    again.fit(X, y, X, y, epochs=8, resume=True, **args)
+    _assert_same_state(net, again)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergence_right_after_resuming_goes_back_an_epoch_like_an_uninterrupted_run(tmp_path, blobs, backend):
+    """Full batch, lr 20: epoch 3's first batch exceeds max_loss, so epoch 2's update is undone too;
+    the checkpoint keeps the start of its last epoch so a resumed run can do the same."""
+    X, y = blobs
+    args = dict(epochs=6, lr=20.0, max_loss=30.0, on_divergence="warn", verbose=False)  # losses 0.52, 25.4, 3488
+    straight = NeuralNetwork([4, 8, 3], seed=0, backend=backend)
+    with pytest.warns(TrainingDivergedWarning, match="restored to the start of epoch 2") as straight_warning:
+        straight.fit(X, y, **args)
+    path = tmp_path / "run.npz"
+    with pytest.raises(Stop):
+        NeuralNetwork([4, 8, 3], seed=0, backend=backend).fit(
+            X, y, checkpoint=path, on_epoch_end=lambda h: len(h) == 2 and (_ for _ in ()).throw(Stop), **args)
+    resumed = NeuralNetwork([4, 8, 3], seed=0, backend=backend)
+    with pytest.warns(TrainingDivergedWarning) as resumed_warning:
+        resumed.fit(X, y, checkpoint=path, resume=True, **args)
+    assert str(resumed_warning[0].message) == str(straight_warning[0].message)
+    _assert_same_state(straight, resumed)
+    assert len(resumed.history) == 1
+
+
+def test_resuming_a_diverged_run_says_so(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    args = dict(epochs=6, lr=20.0, max_loss=13.0, verbose=False, checkpoint=path)
+    with pytest.warns(TrainingDivergedWarning):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, on_divergence="warn", **args)
+    assert load_checkpoint(path).record["finished"] == "diverged"
+    with pytest.raises(FloatingPointError, match="that run stopped because training diverged"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, resume=True, **args)
+    with pytest.warns(TrainingDivergedWarning, match="that run stopped because training diverged"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, resume=True, on_divergence="warn", **args)
+
+
+def test_a_nan_test_loss_never_becomes_the_best_and_the_checkpoint_stays_readable(tmp_path, blobs):
+    X, y = blobs
+    X_test = X.copy()
+    X_test[0] = 3e38  # overflows in the forward pass: test loss NaN
+    path = tmp_path / "run.npz"
+    with pytest.raises(Stop):
+        NeuralNetwork([4, 8, 3], seed=0).fit(
+            X, y, X_test, y, epochs=5, early_stopping=3, verbose=False, checkpoint=path,
+            on_epoch_end=lambda h: len(h) == 2 and (_ for _ in ()).throw(Stop))
+    saved = load_checkpoint(path)
+    assert math.isnan(saved.net.history.test_cost[-1])
+    assert saved.record["early_stopping"]["best_value"] is None and saved.record["early_stopping"]["waited"] == 2
+
+
+def test_cosine_decay_with_other_epochs_is_refused_with_the_reason(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    args = dict(batch_size=16, lr_schedule="cosine", verbose=False, checkpoint=path)
+    with pytest.raises(Stop):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=4, on_epoch_end=lambda h: (_ for _ in ()).throw(Stop),
+                                             **args)
+    with pytest.raises(ValueError, match="the cosine schedule anneals over the run's epochs, 4 in the checkpoint's "
+                                         "run and 8 now"):
+        NeuralNetwork([4, 8, 3], seed=0).fit(X, y, epochs=8, resume=True, **args)
+
+
+def test_ctrl_c_in_the_first_epoch_writes_no_checkpoint(tmp_path, blobs):
+    X, y = blobs
+    path = tmp_path / "run.npz"
+    net = NeuralNetwork([4, 8, 3], seed=0)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    net._evaluate = interrupt  # the first call is fit's max_loss, before any epoch
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, X, y, epochs=3, verbose=False, checkpoint=path)
+    assert not path.exists()
+
+
+def test_a_stale_temporary_of_another_target_is_left_alone(tmp_path):
+    """Only the temporaries atomic_write makes for this very target, from dead writers, go."""
+    from fastscratch._atomic import atomic_write
+
+    dead = 2**22 + 12345  # above Linux's default pid_max of 2**22: no such process
+    ours = tmp_path / f".model.{dead}-0123456789ab.tmp"
+    other = tmp_path / f".model.2024-06-01.npz.{os.getpid()}-0123456789ab.tmp"  # looks like pid 2024
+    for path in (ours, other):
+        path.write_bytes(b"half")
+    with atomic_write(tmp_path / "model") as f:
+        f.write(b"whole")
+    assert not ours.exists() and other.exists()

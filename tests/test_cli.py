@@ -378,5 +378,7 @@ def test_checkpoint_and_resume_from_the_command_line(tmp_path):
     assert other.returncode == 1 and "lr: checkpoint 0.1, now 0.5" in other.stderr and "Traceback" not in other.stderr
     info = run("info", tmp_path / "run.npz")
     assert info.returncode == 0 and "training checkpoint: 5 of 5 epochs, finished; lr 0.1, batch 16, sgd" in info.stdout
+    same = run(*base, "--checkpoint", tmp_path / "x.npz", "--save", tmp_path / "x.npz")
+    assert same.returncode == 1 and "--save and --checkpoint name the same file" in same.stderr
     usage = run(*base, "--resume")
     assert usage.returncode == 2 and "--resume needs --checkpoint" in usage.stderr

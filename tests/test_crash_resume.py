@@ -98,7 +98,8 @@ class Child:
 
 
 def _comparable(path):
-    net, record, best = load_checkpoint(path)
+    saved = load_checkpoint(path)
+    net, record, best = saved.net, saved.record, saved.best
     history = {k: v for k, v in net.history.to_dict().items() if k not in ("seconds", "samples_per_second")}
     state = {kind: arrays for kind, arrays in net.optimizer.state.items()}
     return net, record, history, state
