@@ -546,33 +546,15 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         m = stop - start
-        if m > rows:  # a batch taller than the buffers: passes whose gradients add up
+        tall = m > rows  # a batch taller than the buffers: passes whose gradients add up
+        if tall:
             loss, correct = _batch_in_passes(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts,
                                              deltas, gWs, gbs, chars, ints, scalars, typed, one_t)
-            if not loss <= max_loss * m:  # NaN compares false: caught too
-                return loss_total, correct_total, steps, start // batch + 1, loss / m
-            loss_total += loss
-            correct_total += correct
-            steps += 1
-            if kind == OPT_ADAM:
-                t = step0 + steps
-                typed[6] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-            else:
-                typed[6] = 0.0
-            alpha_t = typed[6]
-            for layer in range(n_layers):
-                W, b, gW, gb = Ws[layer], bs[layer], gWs[layer], gbs[layer]
-                if kind == OPT_SGD:
-                    _sgd(W.reshape(W.size), gW.reshape(gW.size), lr_t, wd_t)
-                    _sgd(b, gb, lr_t, zero_t)
-                else:
-                    _update_layer(kind, W, b, gW, gb, sW1[layer], sb1[layer], sW2[layer], sb2[layer],
-                                  lr_t, wd_t, zero_t, mu_t, nesterov, alpha_t, omb1_t, omb2_t, eps_t)
-            continue
-        xb, yb, logits = _gather_forward(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts, chars,
-                                         ints, scalars, one_t)
-        typed[8] = 1.0 / m
-        loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
+        else:
+            xb, yb, logits = _gather_forward(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts,
+                                             chars, ints, scalars, one_t)
+            typed[8] = 1.0 / m
+            loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
         if not loss <= max_loss * m:  # NaN compares false: caught too
             return loss_total, correct_total, steps, start // batch + 1, loss / m
         loss_total += loss
@@ -584,6 +566,16 @@ def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas,
         else:
             typed[6] = 0.0
         alpha_t = typed[6]
+        if tall:  # the gradients are complete: update every layer
+            for layer in range(n_layers):
+                W, b, gW, gb = Ws[layer], bs[layer], gWs[layer], gbs[layer]
+                if kind == OPT_SGD:
+                    _sgd(W.reshape(W.size), gW.reshape(gW.size), lr_t, wd_t)
+                    _sgd(b, gb, lr_t, zero_t)
+                else:
+                    _update_layer(kind, W, b, gW, gb, sW1[layer], sb1[layer], sW2[layer], sb2[layer],
+                                  lr_t, wd_t, zero_t, mu_t, nesterov, alpha_t, omb1_t, omb2_t, eps_t)
+            continue
 
         # backward, top layer first; each layer is updated as soon as its gradient is known
         # (its old weights have already served dZ @ W.T, and no lower layer needs them)
