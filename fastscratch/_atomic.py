@@ -57,6 +57,12 @@ def atomic_write(path: str | PathLike) -> Iterator[BinaryIO]:
         raise
 
 
+def write_text(path: str | PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
+
+
 def _remove_stale_temporaries(directory: str, name: str) -> None:
     """Delete temporary files a killed writer of ``name`` left behind (SIGKILL or a power cut
     gives it no chance to clean up): those whose writer process no longer exists."""

@@ -22,7 +22,7 @@ import numpy as np
 from . import __version__, datasets
 from . import _argtypes as args_
 from .backends import BACKENDS, available_backends
-from ._atomic import ensure_writable_dir
+from ._atomic import ensure_writable_dir, write_text
 from .bench import FRAMEWORKS
 from .network import NeuralNetwork
 
@@ -442,10 +442,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         writer.writerow(row + ([f"{p:.6g}" for p in proba[i]] if args.proba else []))
     text = buffer.getvalue()
     if args.output:
-        from ._atomic import atomic_write
-
-        with atomic_write(args.output) as f:
-            f.write(text.encode())
+        write_text(args.output, text)
         print(f"{len(X):,} predictions written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -550,8 +547,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             accuracy_runs.append(bench.time_to_accuracy(workload, target, args.max_epochs, data=data))
             print("\n".join(bench.format_time_to_accuracy(accuracy_runs[-1:])), flush=True)
     if args.markdown:
-        from ._atomic import atomic_write
-
         command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench"])
         text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {name} "
                 f"({len(data[0]):,} training samples), {'-'.join(map(str, sizes))}, {args.dtype}, "
@@ -563,16 +558,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if accuracy_runs:
             text += ["", f"Time to {target:.0%} test accuracy:", ""]
             text += [f"- {line.strip()}" for line in bench.format_time_to_accuracy(accuracy_runs)]
-        with atomic_write(args.markdown) as f:
-            f.write(("\n".join(text) + "\n").encode())
+        write_text(args.markdown, "\n".join(text) + "\n")
         print(f"Markdown written to {args.markdown}")
     if args.json:
-        from ._atomic import atomic_write
-
         record = {"dataset": name, "sgemm_gflops": sgemm, "threads": bench.thread_summary(),
                   "results": [r.to_dict() for r in results], "time_to_accuracy": [r.to_dict() for r in accuracy_runs]}
-        with atomic_write(args.json) as f:
-            f.write(json.dumps(record, indent=2, default=str).encode())
+        write_text(args.json, json.dumps(record, indent=2, default=str))
         print(f"\nResults written to {args.json}")
     if args.plot:
         from . import plots
@@ -590,7 +581,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _bench_memory(args: argparse.Namespace) -> int:
     """``bench --memory``: peak RSS of each framework and batch size, each job in a fresh process."""
     from . import bench
-    from ._atomic import atomic_write
 
     name = bench.resolve_dataset(args.dataset)
     results = []
@@ -609,13 +599,11 @@ def _bench_memory(args: argparse.Namespace) -> int:
     if args.markdown:
         command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench", "--memory"])
         text = [f"`{command}`: {header}.", ""] + bench.format_memory_table(results, markdown=True)
-        with atomic_write(args.markdown) as f:
-            f.write(("\n".join(text) + "\n").encode())
+        write_text(args.markdown, "\n".join(text) + "\n")
         print(f"Markdown written to {args.markdown}")
     if args.json:
-        with atomic_write(args.json) as f:
-            f.write(json.dumps({"dataset": name, "threads": bench.thread_summary(),
-                                "memory": [r.to_dict() for r in results]}, indent=2, default=str).encode())
+        write_text(args.json, json.dumps({"dataset": name, "threads": bench.thread_summary(),
+                                          "memory": [r.to_dict() for r in results]}, indent=2, default=str))
         print(f"Results written to {args.json}")
     return 0 if all(r.ok or r.status.startswith("skipped") for r in results) else EXIT_ERROR
 

@@ -43,7 +43,7 @@ import numpy as np
 from . import __version__
 from . import _argtypes as args_
 from . import _validation as check
-from ._atomic import atomic_write, ensure_writable_dir
+from ._atomic import ensure_writable_dir, write_text
 from .backends import BACKENDS, available_backends
 from .network import ACTIVATIONS, NeuralNetwork
 from .optimizers import Adam, Momentum, Optimizer, get_optimizer
@@ -286,11 +286,6 @@ def _environment(with_keras: bool) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- report
-def _write_text(path: str, text: str) -> None:
-    with atomic_write(path) as f:
-        f.write(text.encode("utf-8"))
-
-
 def _write_report(out_dir: str, results: dict[str, Any], plots: bool, notes: list[str]) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     files = []
@@ -301,8 +296,8 @@ def _write_report(out_dir: str, results: dict[str, Any], plots: bool, notes: lis
             notes.append(f"Plots skipped: {exc}")
     files = ["report.md", "results.json"] + files
     results["files"] = files
-    _write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2, allow_nan=False) + "\n")
-    _write_text(os.path.join(out_dir, "report.md"), _markdown(results))
+    write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2, allow_nan=False) + "\n")
+    write_text(os.path.join(out_dir, "report.md"), _markdown(results))
     return files
 
 
