@@ -39,16 +39,18 @@ def versions() -> dict[str, str]:
 
 
 def tensorflow_gpus() -> str:
-    """Whether TensorFlow is installed and which GPUs it sees (imports it: a few seconds)."""
+    """Whether TensorFlow is installed and which GPUs it sees (imports it, quietly: a few seconds).
+
+    The import goes through :func:`fastscratch.reference.keras.import_tensorflow`, which keeps
+    TensorFlow's C++ start-up lines off stderr."""
     import importlib.util
-    import os
 
     if importlib.util.find_spec("tensorflow") is None:
         return "TensorFlow not installed"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the import, or it is too late
     try:
-        import tensorflow as tf
+        from .reference.keras import import_tensorflow
 
+        tf = import_tensorflow()
         gpus = tf.config.list_physical_devices("GPU")
     except Exception as exc:  # a broken TensorFlow install must not break `info`
         return f"TensorFlow present but failed to load ({type(exc).__name__}: {exc})"

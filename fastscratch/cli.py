@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__, datasets
 from . import _argtypes as args_
-from .backends import BACKENDS, available_backends
+from .backends import BACKENDS, available_backends, load_backend
 from ._atomic import ensure_writable_dir, write_text
 from .bench import FRAMEWORKS
 from .network import NeuralNetwork
@@ -310,7 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads = f"epochs on {net.blas_threads} BLAS thread{'s' if net.blas_threads != 1 else ''}" \
             if net.blas_threads else "epochs on all BLAS threads"
         print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
-              f"| {rate:,.0f} samples/s in the training epochs alone | backend {net.kernels.NAME} | {threads} "
+              f"| training alone (no evaluation): {rate:,.0f} samples/s | backend {net.kernels.NAME} | {threads} "
               f"| BLAS: {_blas_line()}", file=out, flush=True)
     if args.save and len(net.history):
         net.save(args.save)
@@ -483,12 +483,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         if name != "fastscratch":
             print(f"  {name} {version}")
     backends = available_backends()
-    print(f"Backends available: {', '.join(backends)} (auto picks {backends[0] if 'numba' in backends else 'numpy'})")
+    print(f"Backends available: {', '.join(backends)} (auto picks {load_backend('auto').NAME})")
     if "numba" not in backends:
         print("  Numba is not installed: training runs on the NumPy backend "
               "(`pip install 'fastscratch[numba]'` for the jitted one).")
     print(f"BLAS: {blas_summary()}")
-    print(f"CPU cores: {os.cpu_count()}")
+    print(f"CPU cores: {os.cpu_count()} (fastscratch trains on the CPU only, for now)")
     print(f"GPU: {tensorflow_gpus()}")
     print("Datasets:")
     for name in datasets.DATASETS:

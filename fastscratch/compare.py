@@ -20,9 +20,11 @@ holds half-written files.  From the command line: ``fastscratch compare`` (optio
 How time is measured: an epoch's seconds are the wall time of its training steps
 (batch gathering included, evaluation excluded) — ``History.seconds`` for
 fastscratch, the time between Keras' epoch-begin and epoch-end callbacks for
-Keras.  The first epoch includes Numba's compilation and Keras' graph tracing,
-which is why the table gives the median and the range.  Absolute times on shared
-machines vary between runs; ratios measured in the same run are what to compare.
+Keras.  As in ``fastscratch bench``, the first ``warmup`` epochs (default 1) are
+trained by every framework alike but left out of the timings: they take Keras'
+graph tracing (and the first touch of Numba's kernels), which would otherwise
+inflate Keras' median and range.  ``epochs`` timed epochs follow.  Absolute times on
+shared machines vary between runs; ratios measured in the same run are what to compare.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from .optimizers import Adam, Momentum, Optimizer, get_optimizer
 __all__ = ["compare", "resolve_dataset", "add_arguments", "run_from_args", "RESULT_KEYS", "RUN_KEYS"]
 
 RESULT_KEYS = ("fastscratch_version", "created", "dataset", "settings", "environment", "runs", "notes", "files")
-RUN_KEYS = ("name", "framework", "backend", "device", "batch_size", "seconds_per_epoch", "samples_per_second",
-            "final", "total_train_seconds", "history")
+RUN_KEYS = ("name", "framework", "backend", "device", "batch_size", "seconds_per_epoch", "warmup_seconds",
+            "samples_per_second", "final", "total_train_seconds", "history")
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -85,7 +87,7 @@ def resolve_dataset(dataset: str | PathLike | Sequence[Any], dtype: str = "float
 # ------------------------------------------------------------------- compare
 def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir: str | PathLike = "compare-report",
             hidden: Sequence[int] = (128, 64), activation: str = "relu", optimizer: str | Optimizer = "sgd",
-            lr: float = 0.1, epochs: int = 5, batch_sizes: Sequence[int | None] | int | None = (128,),
+            lr: float = 0.1, epochs: int = 5, warmup: int = 1, batch_sizes: Sequence[int | None] | int | None = (128,),
             seed: int = 0, dtype: str = "float32", backends: Sequence[str] | None = None,
             keras: bool | str = "auto", device: str = "auto", data_dir: str | PathLike | None = None,
             download: bool = False, plots: bool = True, log: Callable[[str], None] | None = print) -> dict[str, Any]:
@@ -95,6 +97,9 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
       ``[n_features, *hidden, n_classes]`` with ``activation`` on the hidden layers.
     - ``optimizer``: ``"sgd"``, ``"momentum"``, ``"nesterov"`` (momentum 0.9), ``"adam"`` or an
       optimizer object; ``lr`` is constant.  ``batch_sizes``: one or several (``None``: full batch).
+    - ``warmup`` untimed epochs, then ``epochs`` timed ones: each run trains ``warmup + epochs``
+      epochs (all in its history); ``seconds_per_epoch`` covers the timed ones only, and the
+      warm-up epochs' seconds are kept apart in ``warmup_seconds``.
     - ``backends``: fastscratch backends to run (default: every one available here).
     - ``keras``: ``True`` (required), ``False`` (skip) or ``"auto"`` (run it when TensorFlow is
       installed, else note in the report how to get it).  ``device``: Keras' device, ``"auto"``
@@ -108,8 +113,8 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
     say = log if log is not None else (lambda line: None)
     if log is not None and not callable(log):
         raise TypeError("log must be callable with one string, or None")
-    settings = _check_settings(hidden, activation, optimizer, lr, epochs, batch_sizes, seed, dtype, backends, keras,
-                               device)
+    settings = _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_sizes, seed, dtype, backends,
+                               keras, device)
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
@@ -128,33 +133,36 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
         say(keras_note)
     say(f"Comparing on {name}: {len(X_train):,} training / {len(X_test):,} test samples, network "
         f"{'-'.join(map(str, architecture))}, {settings['optimizer_label']}, lr {settings['lr']:g}, "
-        f"{settings['epochs']} epochs, batch sizes {', '.join(_batch_label(b) for b in settings['batch_sizes'])}")
+        f"{settings['warmup']} warm-up + {settings['epochs']} timed epochs, batch sizes "
+        f"{', '.join(_batch_label(b) for b in settings['batch_sizes'])}")
 
     def network(backend: str) -> NeuralNetwork:
         return NeuralNetwork(architecture, activation=settings["activation"], dtype=settings["dtype"],
                              seed=settings["seed"], backend=backend)
 
+    total_epochs = settings["warmup"] + settings["epochs"]
     runs = []
     for batch in settings["batch_sizes"]:
         for backend in settings["backends"]:
             nn = network(backend)
             started = time.perf_counter()
-            history = nn.fit(X_train, y_train, X_test, y_test, lr=settings["lr"], epochs=settings["epochs"],
+            history = nn.fit(X_train, y_train, X_test, y_test, lr=settings["lr"], epochs=total_epochs,
                              batch_size=batch, optimizer=get_optimizer(settings["optimizer"].config()),
                              verbose=False)
             runs.append(_run_record(f"fastscratch ({nn.kernels.NAME})", "fastscratch", nn.kernels.NAME,
-                                    f"cpu ({os.cpu_count()} cores)", batch, len(X_train), history))
+                                    f"cpu ({os.cpu_count()} cores)", batch, len(X_train), history,
+                                    settings["warmup"]))
             say(_run_line(runs[-1], time.perf_counter() - started))
         if use_keras:
             from .reference.keras import train_keras
 
             started = time.perf_counter()
             run = train_keras(network("numpy"), X_train, y_train, X_test, y_test, lr=settings["lr"],
-                              epochs=settings["epochs"], batch_size=batch,
+                              epochs=total_epochs, batch_size=batch,
                               optimizer=get_optimizer(settings["optimizer"].config()), device=settings["device"])
             label = "tf.keras" + (" (XLA)" if run.jit_compile else "")
             runs.append(_run_record(label, "tf.keras", "xla" if run.jit_compile else "tensorflow", run.device, batch,
-                                    len(X_train), run.history))
+                                    len(X_train), run.history, settings["warmup"]))
             say(_run_line(runs[-1], time.perf_counter() - started))
 
     results = {
@@ -164,7 +172,8 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
                     "n_features": int(X_train.shape[1]), "n_classes": n_classes},
         "settings": {"architecture": architecture, "activation": settings["activation"],
                      "optimizer": settings["optimizer"].config(), "lr": settings["lr"], "epochs": settings["epochs"],
-                     "batch_sizes": settings["batch_sizes"], "seed": settings["seed"], "dtype": settings["dtype"],
+                     "warmup_epochs": settings["warmup"], "batch_sizes": settings["batch_sizes"],
+                     "seed": settings["seed"], "dtype": settings["dtype"],
                      "same_initial_weights": True, "same_batch_order": True},
         "environment": _environment(use_keras),
         "runs": runs,
@@ -180,7 +189,7 @@ def _batch_label(batch: int | None) -> str:
     return "full" if batch is None else str(batch)
 
 
-def _check_settings(hidden, activation, optimizer, lr, epochs, batch_sizes, seed, dtype, backends, keras,
+def _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_sizes, seed, dtype, backends, keras,
                     device) -> dict[str, Any]:
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
         raise TypeError(f"hidden must be a list of layer sizes such as [128, 64], got {hidden!r}")
@@ -202,6 +211,8 @@ def _check_settings(hidden, activation, optimizer, lr, epochs, batch_sizes, seed
         raise ValueError(f"batch_sizes lists a size twice: {batch_sizes}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer (untimed epochs first), got {warmup!r}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     found = available_backends()
@@ -222,7 +233,8 @@ def _check_settings(hidden, activation, optimizer, lr, epochs, batch_sizes, seed
         raise ValueError("nothing to compare: no backends and keras=False")
     return {"hidden": hidden, "activation": activation, "optimizer": opt, "optimizer_label": label,
             "lr": check.check_positive_number("lr", lr), "epochs": check.check_positive_int("epochs", epochs),
-            "batch_sizes": batch_sizes, "seed": int(seed), "dtype": dtype, "backends": list(dict.fromkeys(backends)),
+            "warmup": int(warmup), "batch_sizes": batch_sizes, "seed": int(seed), "dtype": dtype,
+            "backends": list(dict.fromkeys(backends)),
             "keras": keras, "device": device}
 
 
@@ -243,17 +255,18 @@ def _keras_wanted(keras: bool | str) -> tuple[bool, str | None]:
 
 
 def _run_record(name: str, framework: str, backend: str, device: str, batch: int | None, n_train: int,
-                history) -> dict[str, Any]:
-    seconds = list(history.seconds)
+                history, warmup: int) -> dict[str, Any]:
+    """One run's entry of ``results["runs"]``; its timings leave out the first ``warmup`` epochs."""
+    warm, seconds = list(history.seconds[:warmup]), list(history.seconds[warmup:])
     median = statistics.median(seconds)
     final = {"loss": history.cost[-1], "train_accuracy": history.train_accuracy[-1],
              "test_loss": history.test_cost[-1], "test_accuracy": history.test_accuracy[-1]}
     return {"name": name, "framework": framework, "backend": backend, "device": device,
             "batch_size": batch if batch is not None else n_train,
             "seconds_per_epoch": {"median": median, "min": min(seconds), "max": max(seconds)},
-            "samples_per_second": n_train / median if median > 0 else None,
+            "warmup_seconds": warm, "samples_per_second": n_train / median if median > 0 else None,
             "final": {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in final.items()},
-            "total_train_seconds": float(sum(seconds)), "history": history.to_dict()}
+            "total_train_seconds": float(sum(warm) + sum(seconds)), "history": history.to_dict()}
 
 
 def _run_line(run: dict[str, Any], wall: float) -> str:
@@ -291,7 +304,8 @@ def _write_report(out_dir: str, results: dict[str, Any], plots: bool, notes: lis
     files = []
     if plots:
         try:
-            files += _write_plots(out_dir, results["runs"], results["settings"]["batch_sizes"])
+            files += _write_plots(out_dir, results["runs"], results["settings"]["batch_sizes"],
+                                  results["settings"]["warmup_epochs"])
         except ImportError as exc:
             notes.append(f"Plots skipped: {exc}")
     files = ["report.md", "results.json"] + files
@@ -314,7 +328,7 @@ def _markdown(results: dict[str, Any]) -> str:
         f"Dataset **{d['name']}**: {d['n_train']:,} training / {d['n_test']:,} test samples, {d['n_features']} "
         f"features, {d['n_classes']} classes.  Network {'-'.join(map(str, s['architecture']))} ({s['activation']}, "
         f"softmax output), {s['dtype']}, optimizer {s['optimizer']['name']}" + (f" ({opt})" if opt else "")
-        + f", lr {s['lr']:g}, {s['epochs']} epochs, seed {s['seed']}.",
+        + f", lr {s['lr']:g}, {s['warmup_epochs']} warm-up + {s['epochs']} timed epochs, seed {s['seed']}.",
         "Every run starts from the same initial weights and sees the same batches in the same order.",
         "",
         "| framework (backend) | device | batch | s/epoch median (min-max) | samples/s | train acc | test acc "
@@ -334,7 +348,8 @@ def _markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Seconds per epoch are the wall time of the training steps (batch gathering included, evaluation "
-        "excluded); the first epoch includes Numba compilation and Keras graph tracing, hence median and range. "
+        f"excluded) over the {s['epochs']} timed epoch(s); the {s['warmup_epochs']} warm-up epoch(s) before them, "
+        "which take Keras' graph tracing, are trained alike but not timed (their seconds are in results.json). "
         "Train accuracy and loss are measured during the epoch, each batch before its update (as Keras does).",
         "",
         "## Environment",
@@ -380,7 +395,7 @@ def _ratios(runs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int | None]) -> list[str]:
+def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int | None], warmup: int) -> list[str]:
     from .plots import _blank_figure, _finish
 
     several = len(batch_sizes) > 1
@@ -407,10 +422,11 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
 
     has_test = any(run["final"]["test_accuracy"] is not None for run in runs)
     key, what = ("test_accuracy", "test accuracy") if has_test else ("train_accuracy", "train accuracy")
-    fig, ax = axes(f"{what.capitalize()} against training time", "cumulative training time (s)", what)
-    for run in runs:
-        elapsed = np.cumsum(run["history"]["seconds"])
-        values = [math.nan if v is None else v for v in run["history"][key]]
+    after = f" after {warmup} warm-up epoch{'s' if warmup != 1 else ''}" if warmup else ""
+    fig, ax = axes(f"{what.capitalize()} against training time", f"cumulative training time{after} (s)", what)
+    for run in runs:  # the timed epochs only, as in the table: the warm-up's tracing would shift every curve
+        elapsed = np.cumsum(run["history"]["seconds"][warmup:])
+        values = [math.nan if v is None else v for v in run["history"][key][warmup:]]
         ax.plot(elapsed, values, marker="o", markersize=3, label=label(run))
     ax.legend(fontsize="small", loc="lower right")
     _finish(fig, os.path.join(out_dir, "accuracy_vs_time.png"))
@@ -445,7 +461,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"), default="sgd",
                         help="momentum and nesterov use momentum 0.9; adam the Keras defaults (default: sgd)")
     parser.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
-    parser.add_argument("--epochs", type=args_.positive_int, default=5, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=args_.positive_int, default=5,
+                        help="timed epochs, after the warm-up (default: %(default)s)")
+    parser.add_argument("--warmup", type=args_.non_negative_int, default=1,
+                        help="epochs trained first by every framework but not timed: they take Keras' graph "
+                             "tracing, as in `fastscratch bench` (default: %(default)s)")
     parser.add_argument("--batch-size", type=args_.batch_size, nargs="+", default=[128], metavar="N|full",
                         help="one or more batch sizes; several add a seconds-per-epoch plot (default: 128)")
     parser.add_argument("--seed", type=args_.seed, default=0, help="initialisation and shuffling seed (default: 0)")
@@ -471,7 +491,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     """
     log = None if args.quiet else (lambda line: print(line, flush=True))
     results = compare(args.dataset, out_dir=args.out, hidden=args.hidden, activation=args.activation,
-                      optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_sizes=args.batch_size,
+                      optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, warmup=args.warmup,
+                      batch_sizes=args.batch_size,
                       seed=args.seed, dtype=args.dtype, backends=args.backends, keras=args.keras,
                       device=args.device, data_dir=args.data_dir, download=args.download, plots=args.plots, log=log)
     if args.quiet:

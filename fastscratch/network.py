@@ -610,8 +610,10 @@ class NeuralNetwork:
         if index != -1:
             line += f" (epoch {h.epoch[index]})"
         say(line)
-        line = (f"Trained to epoch {h.epoch[-1]}: {seconds:.2f} s, "
-                f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s, backend {self.kernels.NAME}")
+        # the epoch loop's wall time: training and the per-epoch evaluation (History.seconds
+        # has the training alone); one rate per line, said which
+        line = (f"Trained to epoch {h.epoch[-1]} in {seconds:.2f} s (epochs with their evaluation: "
+                f"{samples / seconds if seconds > 0 else math.inf:,.0f} samples/s), backend {self.kernels.NAME}")
         if self.compile_seconds:
             line += f" (+ {self.compile_seconds:.2f} s compiling or loading the jitted kernels first)"
         say(line)

@@ -60,6 +60,10 @@ def test_train_prints_epoch_lines_summary_and_writes_files(trained):
     assert "Training completed!" in lines
     summary = next(line for line in lines if line.startswith("Summary: test accuracy"))
     assert "BLAS:" in summary and "thread" in summary
+    # two different rates, each on its own line and each saying what it measures
+    trained = next(line for line in lines if line.startswith("Trained to epoch 3 in "))
+    assert trained.count("samples/s") == 1 and "epochs with their evaluation: " in trained
+    assert summary.count("samples/s") == 1 and "training alone (no evaluation): " in summary
     assert NeuralNetwork.load(out / "models" / "m.npz").epochs_trained == 3
     sizes = {name: png_size(out / "plots" / name) for name in
              ("cost.png", "accuracy.png", "class_distribution.png", "confusion_matrix.png", "samples.png")}
@@ -117,10 +121,16 @@ def test_predict_idx_and_npy(trained, tmp_path):
 
 
 def test_info(trained):
+    from fastscratch.backends import load_backend
+
     out, _ = trained
     result = run("info")
     assert result.returncode == 0, result.stderr
     assert "Backends available:" in result.stdout and "BLAS:" in result.stdout and "GPU: " in result.stdout
+    # the backend training really uses, and TensorFlow imported without its C++ start-up lines
+    assert f"(auto picks {load_backend('auto').NAME})" in result.stdout
+    assert NeuralNetwork([4, 2]).kernels.NAME == load_backend("auto").NAME
+    assert "oneDNN" not in result.stderr and "absl" not in result.stderr, result.stderr
     assert "mnist-sample   embedded in the package" in result.stdout
     if "numba" not in result.stdout.split("Backends available:")[1].splitlines()[0]:
         assert result.stdout.count("Numba is not installed") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 
 import numpy as np
 import pytest
@@ -62,9 +63,13 @@ def test_report_files_exist_and_parse(report):
     for run in saved["runs"]:
         assert tuple(run) == RUN_KEYS
         assert run["device"] and run["batch_size"] in (64, 200)
-        assert len(run["history"]["epoch"]) == 3
+        assert len(run["history"]["epoch"]) == 1 + 3  # the warm-up epoch, then the timed ones
         t = run["seconds_per_epoch"]
         assert 0 < t["min"] <= t["median"] <= t["max"]
+        # the warm-up epoch (Keras' graph tracing) is trained but kept out of the timings
+        assert run["warmup_seconds"] == run["history"]["seconds"][:1]
+        assert t["median"] == statistics.median(run["history"]["seconds"][1:])
+        assert (t["min"], t["max"]) == (min(run["history"]["seconds"][1:]), max(run["history"]["seconds"][1:]))
         assert 0 <= run["final"]["test_accuracy"] <= 1
     assert saved["settings"]["architecture"] == [64, 32, 10]
     assert saved["environment"]["cpu_count"] == os.cpu_count()
@@ -95,6 +100,15 @@ def test_keras_runs_the_same_training(report):
         for r in runs.values():
             np.testing.assert_allclose(r["history"]["cost"], keras["history"]["cost"], rtol=1e-4)
             np.testing.assert_allclose(r["history"]["test_accuracy"], keras["history"]["test_accuracy"], atol=0.011)
+
+
+def test_no_warmup_times_every_epoch(small, tmp_path):
+    results = compare(small, out_dir=tmp_path, hidden=[8], epochs=2, warmup=0, batch_sizes=[100], keras=False,
+                      plots=False, log=None)
+    for run in results["runs"]:
+        assert run["warmup_seconds"] == [] and len(run["history"]["seconds"]) == 2
+        assert run["seconds_per_epoch"]["median"] == statistics.median(run["history"]["seconds"])
+    assert "0 warm-up + 2 timed epochs" in (tmp_path / "report.md").read_text()
 
 
 def test_public_name_is_the_function():
@@ -155,6 +169,7 @@ def test_without_tensorflow_keras_is_noted_or_required(small, tmp_path, monkeypa
     ({"lr": float("nan")}, ValueError, "lr"),
     ({"dtype": "float16"}, ValueError, "dtype"),
     ({"seed": -1}, ValueError, "seed"),
+    ({"warmup": -1}, ValueError, "warmup"),
 ])
 def test_bad_settings_are_refused_before_training(small, tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
