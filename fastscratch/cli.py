@@ -102,15 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict", help="predict the classes of images or feature rows",
-        description="Predict classes. Each INPUT is an IDX file (.gz or not) or a .npy file (read without pickle) "
-                    "of images (n, h, w) or feature rows (n, d) -- uint8 pixels are scaled to [0, 1], other types "
-                    "taken as they are -- or a PNG image (grey or colour, averaged to grey, as MNIST: light digit on "
-                    "dark ground). Writes `index,label` CSV lines, over all inputs in order (with --proba, the "
-                    "class probabilities too).")
-    predict.add_argument("model", metavar="MODEL.npz")
-    predict.add_argument("inputs", metavar="INPUT", nargs="+")
-    predict.add_argument("--output", "-o", metavar="FILE", type=args_.path, help="write the CSV here (atomically) instead of stdout")
+        description="Predict classes. Each INPUT is a PNG image (grey or colour, averaged to grey), an IDX file "
+                    "(.gz or not) or a .npy file (read without pickle) of images (n, h, w) or feature rows (n, d): "
+                    "uint8 pixels are scaled to [0, 1] as training did, other numbers taken as they are. Images "
+                    "must have the training images' size (28x28 for MNIST). MNIST-style models see a light digit "
+                    "on a dark ground: images with a light ground (a dark digit on white, as people draw) are "
+                    "inverted, with a warning, unless --no-invert. Writes CSV: `index,predicted` (the predicted "
+                    "label; `predicted_class` too when the model knows its class names), with several inputs a "
+                    "`source` column first, the file each row comes from (index: the row in that file), with "
+                    "--proba one probability column per class.")
+    predict.add_argument("model", metavar="MODEL.npz", help="a model saved by `train --save` or NeuralNetwork.save")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+", help="PNG, IDX (.gz or not) or .npy files")
+    predict.add_argument("--output", "-o", metavar="FILE", type=args_.path,
+                         help="write the CSV here (atomically) instead of stdout")
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
+    ground = predict.add_mutually_exclusive_group()
+    ground.add_argument("--invert", dest="invert", action="store_true", default=None,
+                        help="invert every input (1 - x), whatever its ground (default: only images with a light "
+                             "ground, which are PNGs or uint8 pixels)")
+    ground.add_argument("--no-invert", dest="invert", action="store_false",
+                        help="never invert: take the images as they are")
 
     bench = commands.add_parser(
         "bench", help="time training epochs of fastscratch, tf.keras and PyTorch side by side",
@@ -374,60 +385,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_png(path: str) -> np.ndarray:
-    """One PNG as ``(h, w)`` grey in [0, 1] (matplotlib's reader); colour is averaged to grey."""
-    try:
-        from matplotlib import image
-    except ImportError:
-        raise CommandError("PNG input needs matplotlib: `pip install 'fastscratch[plot]'`") from None
-    try:
-        pixels = image.imread(path)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CommandError(f"{path}: not a readable PNG ({exc})") from None
-    if pixels.dtype == np.uint8:
-        pixels = pixels / 255.0
-    if pixels.ndim == 3:  # RGB or RGBA: average the colour channels, ignore alpha
-        pixels = pixels[..., :3].mean(axis=2)
-    return np.asarray(pixels, dtype=np.float64)
-
-
-def _read_input(path: str) -> np.ndarray:
-    """Rows of features in [0, 1] from an IDX or .npy file (images or rows; uint8 is scaled by
-    1/255) or a PNG (one image)."""
-    if not os.path.isfile(path):
-        raise CommandError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        signature = f.read(8)
-    if signature == b"\x89PNG\r\n\x1a\n":
-        return _read_png(path).reshape(1, -1)
-    if signature.startswith(b"\x93NUMPY"):
-        try:
-            # memory-mapped: a header claiming more data than the file holds fails here,
-            # before anything is allocated
-            raw = np.load(path, allow_pickle=False, mmap_mode="r")
-        except (ValueError, OSError, SyntaxError) as exc:
-            raise CommandError(f"{path}: not a plain .npy array ({exc})") from None
-    else:
-        raw = datasets.read_idx(path)
-    if raw.ndim not in (2, 3) or raw.shape[0] == 0:
-        raise CommandError(f"{path}: expected (n, height, width) images or (n, features) rows with n > 0, "
-                           f"got shape {raw.shape}")
-    if raw.dtype == np.uint8:
-        return datasets.to_features(np.asarray(raw).reshape(raw.shape[0], -1), np.float64)
-    if raw.dtype.kind not in "fiu":
-        raise CommandError(f"{path}: expected numbers, got dtype {raw.dtype}")
-    return raw.reshape(raw.shape[0], -1)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
+    from . import _inputs
+
     net = _load_model(args.model)
     _prepare_output(args.output, "--output")
-    parts = [_read_input(path) for path in args.inputs]
-    for path, part in zip(args.inputs, parts):
-        _check_model_fits(net, part.shape[1], path)
-    X = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    architecture = "-".join(map(str, net.architecture))
+    try:
+        items = [_inputs.read_input(path) for path in args.inputs]
+        for item in items:
+            _inputs.check_fits(item, net.n_features, architecture)
+    except _inputs.InputError as exc:
+        raise CommandError(str(exc)) from None
+    for line in _inputs.apply_inversion(items, args.invert):
+        print(line, file=sys.stderr)
+    X = items[0].rows if len(items) == 1 else np.concatenate([item.rows for item in items])
     names = (net.data_info or {}).get("class_names")
-    header = ["index", "label"] + (["class"] if names else [])
+    several = len(items) > 1
+    header = (["source"] if several else []) + ["index", "predicted"] + (["predicted_class"] if names else [])
     if args.proba:
         proba = net.predict_proba(X)
         labels = proba.argmax(axis=1)
@@ -437,9 +412,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    for i, label in enumerate(labels):
-        row = [i, int(label)] + ([names[label]] if names else [])
-        writer.writerow(row + ([f"{p:.6g}" for p in proba[i]] if args.proba else []))
+    i = 0
+    for item in items:
+        for index in range(item.n):  # the row within its own file
+            label = int(labels[i])
+            row = ([item.path] if several else []) + [index, label] + ([names[label]] if names else [])
+            writer.writerow(row + ([f"{p:.6g}" for p in proba[i]] if args.proba else []))
+            i += 1
     text = buffer.getvalue()
     if args.output:
         write_text(args.output, text)

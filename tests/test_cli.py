@@ -109,13 +109,14 @@ def test_predict_idx_and_npy(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     expected = NeuralNetwork.load(model).predict(datasets.to_features(images))
-    assert lines[0] == "index,label,class" and lines[1:] == [f"{i},{k},{k}" for i, k in enumerate(expected)]
+    assert lines[0] == "index,predicted,predicted_class"
+    assert lines[1:] == [f"{i},{k},{k}" for i, k in enumerate(expected)]
 
     np.save(tmp_path / "x.npy", datasets.to_features(images))
     result = run("predict", model, tmp_path / "x.npy", "--proba", "-o", tmp_path / "p.csv")
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0] == "index,label,class," + ",".join(f"p{k}" for k in range(10)) and len(rows) == 8
+    assert rows[0] == "index,predicted,predicted_class," + ",".join(f"p{k}" for k in range(10)) and len(rows) == 8
     probabilities = np.array([[float(v) for v in row.split(",")[3:]] for row in rows[1:]])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
 
@@ -176,8 +177,8 @@ def test_errors_exit_1_with_a_message_not_a_traceback(tmp_path, trained):
     (tmp_path / "bad.idx").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 10) + b"abc")
     bad = run("predict", out / "models" / "m.npz", tmp_path / "bad.idx")
     assert bad.returncode == 1 and "truncated" in bad.stderr
-    write_idx(tmp_path / "small.idx", np.zeros((2, 8, 8), dtype=np.uint8))
-    wrong = run("predict", out / "models" / "m.npz", tmp_path / "small.idx")
+    np.save(tmp_path / "rows.npy", np.zeros((2, 64), dtype=np.float32))
+    wrong = run("predict", out / "models" / "m.npz", tmp_path / "rows.npy")
     assert wrong.returncode == 1 and "64 features per sample but the model expects 784" in wrong.stderr
     for result in (missing, junk, bad, wrong):
         assert "Traceback" not in result.stderr
@@ -265,8 +266,71 @@ def test_predict_png_uint8_rows_and_several_inputs(trained, tmp_path):
     np.save(tmp_path / "rows.npy", images.reshape(3, 784))  # uint8 rows: scaled like images
     result = run("predict", model, *(tmp_path / f"d{k}.png" for k in range(3)), tmp_path / "rows.npy")
     assert result.returncode == 0, result.stderr
-    labels = [int(line.split(",")[1]) for line in result.stdout.splitlines()[1:]]
-    assert labels == expected + expected
+    lines = result.stdout.splitlines()
+    assert lines[0] == "source,index,predicted,predicted_class"  # several inputs: which file each row is from
+    rows = [line.split(",") for line in lines[1:]]
+    assert [(source, int(index)) for source, index, *_ in rows] == \
+        [(str(tmp_path / f"d{k}.png"), 0) for k in range(3)] + [(str(tmp_path / "rows.npy"), i) for i in range(3)]
+    assert [int(row[2]) for row in rows] == expected + expected
+    assert "warning" not in result.stderr  # light digits on a dark ground are taken as they are
+
+
+def test_predict_inverts_dark_digits_on_white(trained, tmp_path):
+    """Digits drawn dark on white (as people draw, and as samples.png shows them) get the labels
+    of the same digits light on dark, with a warning; --no-invert takes them as they are."""
+    from matplotlib import image
+
+    out, _ = trained
+    model = out / "models" / "m.npz"
+    images = datasets.load_dataset().X_test[:20]
+    net = NeuralNetwork.load(model)
+    expected = net.predict(datasets.to_features(images)).tolist()
+    as_is = net.predict(datasets.to_features(255 - images)).tolist()
+    assert as_is != expected  # the trap: inverted digits get other labels
+    for k in range(3):
+        image.imsave(tmp_path / f"dark{k}.png", 255 - images[k], cmap="gray", vmin=0, vmax=255)
+    write_idx(tmp_path / "dark.idx", 255 - images)
+    pngs = [tmp_path / f"dark{k}.png" for k in range(3)]
+    result = run("predict", model, *pngs, tmp_path / "dark.idx")
+    assert result.returncode == 0, result.stderr
+    labels = [int(line.split(",")[2]) for line in result.stdout.splitlines()[1:]]
+    assert labels == expected[:3] + expected
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: 23 images with a light ground") and \
+        "--no-invert" in warning[0]
+    kept = run("predict", model, "--no-invert", tmp_path / "dark.idx")
+    assert kept.returncode == 0 and "warning" not in kept.stderr
+    assert [int(line.split(",")[1]) for line in kept.stdout.splitlines()[1:]] == as_is
+    forced = run("predict", model, "--invert", tmp_path / "dark.idx")
+    assert [int(line.split(",")[1]) for line in forced.stdout.splitlines()[1:]] == expected
+
+
+def test_light_ground_is_told_from_real_digits():
+    from fastscratch._inputs import light_ground
+
+    pixels = datasets.load_dataset().X_train / 255.0
+    assert not light_ground(pixels).any() and light_ground(1.0 - pixels).all()
+
+
+def test_predict_names_image_sizes_and_formats(trained, tmp_path):
+    from matplotlib import image
+
+    out, _ = trained
+    model = out / "models" / "m.npz"
+    image.imsave(tmp_path / "big.png", np.zeros((112, 112)), cmap="gray")
+    big = run("predict", model, tmp_path / "big.png")
+    assert big.returncode == 1 and "a 112x112 image, but the model expects 28x28 images" in big.stderr
+    write_idx(tmp_path / "small.idx", np.zeros((2, 8, 8), dtype=np.uint8))
+    small = run("predict", model, tmp_path / "small.idx")
+    assert small.returncode == 1 and "2 images of 8x8 pixels, but the model expects 28x28 images" in small.stderr
+    (tmp_path / "digit.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    jpeg = run("predict", model, tmp_path / "digit.jpg")
+    assert jpeg.returncode == 1 and "digit.jpg: a JPEG image; predict reads PNG images, IDX files" in jpeg.stderr
+    (tmp_path / "notes.txt").write_text("hello")
+    text = run("predict", model, tmp_path / "notes.txt")
+    assert text.returncode == 1 and "not a format predict reads" in text.stderr and ".npy" in text.stderr
+    for result in (big, small, jpeg, text):
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_lying_npy_header_and_debug_flag(trained, tmp_path):
