@@ -74,8 +74,7 @@ def hidden_sizes(text: str) -> list[int]:
 def dataset(text: str) -> str:
     if text in datasets.DATASETS or os.path.isdir(text):
         return text
-    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}: expected one of {', '.join(datasets.DATASETS)} "
-                                     "or a directory holding the four IDX files")
+    raise argparse.ArgumentTypeError(datasets.unknown_dataset(text))
 
 
 def path(text: str) -> str:
@@ -91,6 +90,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, default: str | None = "m
                         help=f"one of {', '.join(datasets.DATASETS)}, or a directory holding the four IDX files "
                              f"(default: {default_text})")
     parser.add_argument("--data-dir", metavar="DIR", type=path,
-                        help="where to look for mnist / fashion-mnist files first")
+                        help="where to look for mnist / fashion-mnist files first (default: $FASTSCRATCH_DATA, "
+                             "the user cache, Keras' and Debian's folders)")
     parser.add_argument("--download", action="store_true",
-                        help="download mnist / fashion-mnist if not found (checksums verified)")
+                        help="download mnist / fashion-mnist if not found, checksums verified (default: never "
+                             "download)")

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'fashion-mnist'?)"`` for the closest of ``choices`` to a mistyped
+    ``word`` (difflib's ratio of at least 0.6), or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 # Rows per block when a check must look at every value: bounds the temporary
 # memory of a finiteness scan on inputs of any size.

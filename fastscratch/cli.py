@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import __version__, datasets
 from . import _argtypes as args_
+from . import _validation as check
 from .backends import BACKENDS, available_backends, load_backend
 from ._atomic import ensure_writable_dir, write_text
 from .bench import FRAMEWORKS
@@ -45,13 +47,40 @@ def _framework_list(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------ parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+_CHOICE_ERROR = re.compile(r"invalid choice: '?(?P<word>[^'\s]*)'? \(choose from (?P<choices>.*)\)")
+_OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" in its errors: a mistyped choice (``--optimizer adm``) or
+    command (``fastscratch trian``) is answered with the closest valid one; the top-level
+    parser keeps its subcommands' parsers in ``subcommands``, for :meth:`unrecognized`."""
+
+    subcommands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        found = _CHOICE_ERROR.search(message)
+        if found and "did you mean" not in message:
+            choices = [c.strip().strip("'\"") for c in found.group("choices").split(",")]
+            message += check.did_you_mean(found.group("word"), choices)
+        super().error(message)
+
+    def unrecognized(self, command: str | None, extras: list[str]) -> None:
+        """Exit 2 for arguments no parser took, naming the closest option of ``command``."""
+        parser = getattr(self, "subcommands", {}).get(command, self)
+        options = sorted(set(_OPTION.findall(parser.format_help())))
+        hints = [check.did_you_mean(extra.split("=", 1)[0], options) for extra in extras if extra.startswith("-")]
+        parser.error(f"unrecognized arguments: {' '.join(extras)}" + "".join(hint for hint in hints if hint))
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="fastscratch", description="Train and use a from-scratch feedforward neural network.",
         epilog="Run `fastscratch COMMAND --help` for a command's options.")
     parser.add_argument("--version", action="version", version=f"fastscratch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.subcommands = commands.choices
 
     train = commands.add_parser(
         "train", help="train a network (default: the tutorial's 784-128-64-10 on the embedded MNIST sample)",
@@ -60,34 +89,47 @@ def build_parser() -> argparse.ArgumentParser:
     args_.add_data_arguments(train)
     train.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
                        help="hidden layer sizes, comma-separated (default: 128,64)")
-    train.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
-    train.add_argument("--epochs", type=args_.positive_int, default=500)
+    train.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu",
+                       help="activation of the hidden layers; the output is softmax (default: %(default)s)")
+    train.add_argument("--epochs", type=args_.positive_int, default=500, metavar="N",
+                       help="passes over the training data (default: %(default)s)")
     train.add_argument("--batch-size", type=args_.batch_size, default=None, metavar="N|full",
                        help="mini-batch size, or 'full' for full-batch gradient descent (default)")
     train.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
-    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
-    train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None)
-    train.add_argument("--weight-decay", type=args_.non_negative_float, default=0.0, metavar="L2")
-    train.add_argument("--dropout", type=args_.fraction, default=0.0, help="fraction of hidden units dropped")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
+                       help="plain gradient descent, momentum 0.9, or Adam with Keras' defaults "
+                            "(default: %(default)s)")
+    train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None,
+                       help="how the learning rate falls over the epochs (default: constant)")
+    train.add_argument("--weight-decay", type=args_.non_negative_float, default=0.0, metavar="L2",
+                       help="L2 penalty L2/2 * sum(W**2) on the weights, not the biases (default: 0, none)")
+    train.add_argument("--dropout", type=args_.fraction, default=0.0, metavar="FRACTION",
+                       help="fraction of hidden units dropped while training (default: 0, none)")
     train.add_argument("--early-stopping", type=args_.positive_int, default=None, metavar="PATIENCE",
-                       help="stop when the test loss has not improved for PATIENCE epochs")
-    train.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+                       help="stop when the test loss has not improved for PATIENCE epochs, and keep the best "
+                            "epoch's weights (default: off)")
+    train.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto",
+                       help="kernels that do the arithmetic; auto: numba when installed, else numpy "
+                            "(default: %(default)s)")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="floating-point type of weights and data (default: %(default)s)")
     train.add_argument("--seed", type=args_.seed, default=0, help="seed for initialisation and shuffling (default: 0)")
     train.add_argument("--log-every", type=args_.positive_int, default=None, metavar="N",
                        help="print an epoch line every N epochs (default: about 5 lines per run)")
-    train.add_argument("--save", metavar="MODEL.npz", type=args_.path, help="write the trained model here")
+    train.add_argument("--save", metavar="MODEL.npz", type=args_.path,
+                       help="write the trained model here (default: not saved)")
     train.add_argument("--plots", metavar="DIR", type=args_.path,
                        help="write cost.png, accuracy.png, class_distribution.png, confusion_matrix.png and "
-                            "samples.png here")
+                            "samples.png here (default: no plots)")
     train.add_argument("--checkpoint", metavar="RUN.npz", type=args_.path,
                        help="save the training state here (atomically) every --checkpoint-every epochs, at the "
-                            "end and on Ctrl-C; a killed run continues from it with --resume")
+                            "end and on Ctrl-C; a killed run continues from it with --resume (default: none)")
     train.add_argument("--checkpoint-every", type=args_.positive_int, default=1, metavar="N",
                        help="epochs between checkpoints (default: %(default)s)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved in --checkpoint (the same command line; start afresh if the "
-                            "file does not exist yet); --epochs may be raised to train further")
+                            "file does not exist yet); --epochs may be raised to train further (default: an "
+                            "existing checkpoint is refused)")
     _add_progress_arguments(train)
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a dataset's test part",
@@ -174,9 +216,10 @@ def _add_progress_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="show a progress bar (default: when stderr is a terminal)")
-    group.add_argument("--no-progress", dest="progress", action="store_false")
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
     parser.add_argument("--quiet", "-q", action="store_true",
-                        help="no epoch lines: only the run's description and the closing summary")
+                        help="no epoch lines: only the run's description and the closing summary (default: epoch "
+                             "lines as --log-every says)")
 
 
 # --------------------------------------------------------------------- commands
@@ -600,7 +643,9 @@ COMMANDS = {"train": cmd_train, "bench": cmd_bench, "evaluate": cmd_evaluate, "p
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastscratch`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.unrecognized(args.command, extras)
     if getattr(args, "resume", False) and not args.checkpoint:
         parser.error("--resume needs --checkpoint FILE: the run to continue")
     try:

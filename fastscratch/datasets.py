@@ -42,6 +42,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ._atomic import atomic_write
+from ._validation import did_you_mean
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "to_features", "read_idx", "write_idx", "cache_dir", "locate",
            "MNIST_SAMPLE_SHA256"]
@@ -311,8 +312,13 @@ def load_dataset(name: str | PathLike = "mnist-sample", *, data_dir: str | PathL
             raise FileNotFoundError(f"{key}: directory does not hold the four IDX files "
                                     f"({', '.join(f + '[.gz]' for f in _FILES)})")
         return _load_idx_dir(found, os.path.basename(os.path.abspath(key)), key, features=dtype)
-    raise ValueError(f"unknown dataset {key!r}: expected one of {', '.join(DATASETS)} or a directory holding "
-                     "the four IDX files")
+    raise ValueError(unknown_dataset(key))
+
+
+def unknown_dataset(name: str) -> str:
+    """The message for a name that is neither a dataset nor a directory, with the closest name."""
+    return (f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}: expected one of {', '.join(DATASETS)} or a "
+            "directory holding the four IDX files")
 
 
 def to_features(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -160,11 +161,44 @@ def test_version():
     (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["train", "--save", ""], "empty string"),
     (["bench", "--frameworks", "jax"], "unknown framework"),
+    # typos get the closest valid name
+    (["train", "--dataset", "fasion-mnist"], "unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?)"),
+    (["train", "--optimiser", "adam"], "unrecognized arguments: --optimiser adam (did you mean '--optimizer'?)"),
+    (["train", "--epochs", "3", "--hiden=4"], "unrecognized arguments: --hiden=4 (did you mean '--hidden'?)"),
+    (["train", "--optimizer", "adm"], "invalid choice: 'adm'"),
+    (["train", "--optimizer", "adm"], "(did you mean 'adam'?)"),
+    (["trian"], "(did you mean 'train'?)"),
+    (["predict", "m.npz", "x.png", "--invrt"], "(did you mean '--invert'?)"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = run(*args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_suggestion_when_nothing_is_close():
+    result = run("train", "--zzzz")
+    assert result.returncode == 2 and "unrecognized arguments: --zzzz" in result.stderr
+    assert "did you mean" not in result.stderr
+
+
+def test_every_train_option_says_what_it_does_and_its_default():
+    text = cli.build_parser().subcommands["train"].format_help()
+    blocks = re.split(r"\n  (?=-)", text.split("\noptions:\n", 1)[1])
+    options = {}
+    for block in blocks:
+        head, _, rest = block.strip().partition("  ")
+        if "\n" in head:  # a long option line: its text starts on the next line
+            head, rest = head.split("\n", 1)[0], head.split("\n", 1)[1] + rest
+        options[head.strip()] = " ".join(rest.split())
+    assert len(options) >= 25, options
+    assert "--epochs N" in options and "--optimizer {sgd,momentum,adam}" in options
+    for head, description in options.items():
+        if head.startswith("-h"):
+            continue
+        assert description, f"{head}: no help text"
+        if head != "--no-progress":  # the other half of --progress, whose text gives the default
+            assert "default" in description, f"{head}: no default in {description!r}"
 
 
 def test_errors_exit_1_with_a_message_not_a_traceback(tmp_path, trained):

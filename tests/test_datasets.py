@@ -218,8 +218,11 @@ def test_inconsistent_directory_dataset(tmp_path):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar': expected one of") as info:
         load_dataset("cifar")
+    assert "did you mean" not in str(info.value)
+    with pytest.raises(ValueError, match=r"unknown dataset 'fashion_mnist' \(did you mean 'fashion-mnist'\?\)"):
+        load_dataset("fashion_mnist")
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
