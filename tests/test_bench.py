@@ -6,6 +6,7 @@ module itself is tested with the other front ends (tests/benchmarks, test_cli).
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,37 @@ def test_bench_memory_prints_the_bound_and_writes_json_and_markdown(tmp_path):
     assert record["baseline_rss_mb"] <= record["data_rss_mb"] <= record["peak_rss_mb"]
     assert record["bound_mb"] == pytest.approx(record["dataset_mb"] + bench.MEMORY_HEADROOM_MB)
     assert "| 128 | fastscratch-numpy |" in (tmp_path / "m.md").read_text()
+
+
+def test_pytest_benchmark_report_fits_a_terminal_in_numeric_order():
+    """The benchmark tables have three columns and short names, groups come in numeric order
+    (32 before 128; pytest-benchmark alone sorts them as text), and a summary gives the figures
+    the tables do not: samples/s, GFLOP/s, accuracy, ratios."""
+    pytest.importorskip("pytest_benchmark")
+    env = dict(os.environ, FASTSCRATCH_BENCH_DATASET="digits")
+    result = subprocess.run([sys.executable, "-m", "pytest", "tests/benchmarks/test_bench_training.py",
+                             "--benchmark-only", "-p", "no:cacheprovider", "-q",
+                             "-k", "test_epoch and fastscratch-numpy and (b128 or b32)"],
+                            cwd=SCRIPT.parents[1], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    tables = [line for line in out.splitlines() if "benchmark 'epoch batch" in line]
+    assert ["32" in tables[0], "128" in tables[1]] == [True, True], tables
+    table_lines = out.split("benchmark 'epoch batch 32'")[1].split("Legend")[0].splitlines()
+    assert max(map(len, table_lines)) <= 100, max(map(len, table_lines))
+    assert "Median" in out and "StdDev" not in out
+    assert any(line.startswith("epoch[b32-fastscratch-numpy] ") for line in table_lines)  # short names
+    summary = out.split("benchmark figures (digits")[1]
+    assert summary.index("epoch batch 32:") < summary.index("epoch batch 128:")
+    row = next(line.split() for line in summary.splitlines() if line.strip().startswith("fastscratch-numpy"))
+    seconds, rate, gflops, accuracy = float(row[1]), float(row[2].replace(",", "")), float(row[3]), float(row[4])
+    assert seconds > 0 and rate > 0 and gflops > 0 and 0 < accuracy <= 1
+    assert abs(1437 / rate - seconds) <= 0.0005  # 1,437 digits in the training part; s/epoch has 3 decimals
+
+
+def test_group_order_is_numeric():
+    from tests.benchmarks.conftest import group_order
+
+    names = ["epoch batch full", "epoch batch 128", "time to accuracy batch 128", "epoch batch 32", "epoch batch 512"]
+    assert sorted(names, key=group_order) == ["epoch batch 32", "epoch batch 128", "epoch batch 512",
+                                              "epoch batch full", "time to accuracy batch 128"]

@@ -1,6 +1,7 @@
 """pytest-benchmark: training epochs of fastscratch (NumPy, Numba), tf.keras and PyTorch side by side.
 
-    pytest tests/benchmarks --benchmark-only                  # measure; one table per group
+    pytest tests/benchmarks --benchmark-only                  # measure; one table per group, then the figures
+    pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench.json   # + every figure, as extra_info
     pytest tests/benchmarks --benchmark-only --benchmark-autosave
     pytest tests/benchmarks --benchmark-only --benchmark-compare --benchmark-compare-fail=median:10%
 
@@ -44,7 +45,7 @@ def _trainer(workload, data):
 
 @pytest.mark.parametrize("framework", bench.FRAMEWORKS)
 @pytest.mark.parametrize("batch_size", BATCHES)
-def test_epoch(benchmark, dataset, data, framework, batch_size):
+def test_epoch(benchmark, figures, dataset, data, framework, batch_size):
     workload = bench.Workload(framework=framework, batch_size=None if batch_size == "full" else batch_size,
                               dataset=dataset)
     trainer = _trainer(workload, data)
@@ -58,6 +59,8 @@ def test_epoch(benchmark, dataset, data, framework, batch_size):
         "dataset": dataset, "samples_per_second": n / median,
         "gflops": bench.flops_per_sample(trainer.sizes) * n / median / 1e9,
         "test_accuracy": accuracy, "threads": bench.thread_summary(), "device": trainer.device})
+    figures(f"epoch batch {batch_size}", framework, seconds=median,
+            **{key: benchmark.extra_info[key] for key in ("dataset", "samples_per_second", "gflops", "test_accuracy")})
     assert all(s > 0 and math.isfinite(s) for s in seconds)
     # How far above chance (0.1) two epochs get depends on the number of steps: full batch makes
     # 2, batch 512 on the 4,000-digit sample 16 (PyTorch's default init is still near chance
