@@ -32,6 +32,8 @@ from . import datasets
 
 FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch")
 DEFAULT_TARGETS = {"fashion-mnist": 0.88, "mnist-sample": 0.92}
+#: PyTorch's CPU build (a plain `pip install torch` on Linux fetches the multi-GB CUDA build)
+TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
 
 
 # ---------------------------------------------------------------------- workloads
@@ -239,7 +241,7 @@ class TorchTrainer(Trainer):
         try:
             import torch
         except ImportError:
-            raise Skipped("not installed (`pip install torch`)") from None
+            raise Skipped(f"not installed (`{TORCH_CPU_INSTALL}`)") from None
         self.torch = torch
         torch.manual_seed(workload.seed)
         dtype = getattr(torch, workload.dtype)
@@ -472,7 +474,7 @@ def _import_framework(framework: str) -> None:
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise Skipped("not installed (`pip install torch`)") from None
+            raise Skipped(f"not installed (`{TORCH_CPU_INSTALL}`)") from None
 
 
 def _memory_job(workload: Workload, epochs: int) -> dict[str, Any]:
