@@ -1,12 +1,14 @@
 # The two set-up commands: `make run` (the main job) and `make test` (the suite).
-# Each creates .venv and installs the package with what it needs on first use.
+# Each creates .venv on first use and installs the package with what it needs:
+# `make run` the Numba kernels and plots only (no TensorFlow, asv or scikit-learn),
+# `make test` the `dev` extra (everything the suite checks against).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test fuzz clean
+.PHONY: run test fuzz figures clean
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed-run
 	$(BIN)/fastscratch train --save out/model.npz --plots out
 
 test: $(VENV)/.installed
@@ -15,6 +17,19 @@ test: $(VENV)/.installed
 # the parsers' fuzz tests at full strength (CI runs this after `make test`, which runs 200 cases each)
 fuzz: $(VENV)/.installed
 	FASTSCRATCH_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -m fuzz
+
+# the README's two pictures: the main job's training curve and a `fastscratch bench` throughput
+# plot (Fashion-MNIST when installed; a few minutes), copied from out/figures/ into docs/
+figures: $(VENV)/.installed
+	$(BIN)/fastscratch train --quiet --plots out/figures
+	$(BIN)/fastscratch bench --plot out/figures --markdown out/figures/bench.md
+	cp out/figures/accuracy.png docs/training-curve.png
+	cp out/figures/throughput.png docs/throughput.png
+
+$(VENV)/.installed-run: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[numba,plot]'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -9,7 +9,7 @@ fastscratch's initial weights, both train one epoch of mini-batches of 128 in
 the same order, and the per-step losses and final weights are compared.
 
     pip install 'fastscratch[keras,plot]'
-    python examples/keras_tutorial.py --out out-keras
+    python examples/keras_tutorial.py [--out DIR]      # default out/keras-tutorial
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from fastscratch import NeuralNetwork  # noqa: E402
 from fastscratch.datasets import load_dataset, to_features  # noqa: E402
+
+#: where the example writes unless told: a folder of its own (git-ignored, as all of out/)
+DEFAULT_OUT = Path("out") / "keras-tutorial"
 
 
 def part1_plain_keras(X_train, y_train, X_test, y_test, epochs: int, lr: float, seed: int, out: Path) -> None:
@@ -98,7 +101,8 @@ def part2_same_start_same_batches(X_train, y_train, seed: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out-keras"), help="directory for the cost plot")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"directory for the cost plot (default: {DEFAULT_OUT})")
     parser.add_argument("--epochs", type=int, default=500)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)

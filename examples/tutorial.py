@@ -3,9 +3,10 @@
 Trains the tutorial's 784-128-64-10 ReLU network with full-batch gradient
 descent (lr=0.1, 500 epochs) on the 5,000 MNIST digits shipped in the package
 (no download needed), then writes the cost and accuracy curves and the model file to
-``--out`` and checks that the reloaded model predicts exactly the same.
+``--out`` (default ``out/tutorial``, beside ``make run``'s ``out/`` files, not over them)
+and checks that the reloaded model predicts exactly the same.
 
-    python examples/tutorial.py --out out
+    python examples/tutorial.py [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ import numpy as np
 from fastscratch import NeuralNetwork
 from fastscratch.datasets import load_dataset, to_features
 
+#: where the example writes unless told: a folder of its own (git-ignored, as all of out/)
+DEFAULT_OUT = Path("out") / "tutorial"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out"), help="directory for plots and the model")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"directory for plots and the model (default: {DEFAULT_OUT})")
     parser.add_argument("--epochs", type=int, default=500)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)

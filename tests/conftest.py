@@ -1,6 +1,8 @@
 import os
+import subprocess
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +83,43 @@ def pytest_configure(config):
         options.benchmark_columns = list(BENCHMARK_COLUMNS)
     if "--benchmark-name" not in given:
         options.benchmark_name = "short"
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: what running Python and pytest leaves in a checkout anyway (caches), never test output
+_CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", ".venv", ".egg-info")
+_untracked_at_start: set[str] | None = None
+
+
+def _untracked() -> set[str] | None:
+    """Paths in the checkout that git does not track, ignored ones included (an ignored folder
+    as one entry), caches left out; None outside a git checkout."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True,
+                                text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if status.returncode != 0:
+        return None
+    paths = {line[3:] for line in status.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(cache in p for cache in _CACHES)}
+
+
+def pytest_sessionstart(session):
+    global _untracked_at_start
+    _untracked_at_start = _untracked()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if the tests wrote files into the checkout (they must use tmp_path)."""
+    if _untracked_at_start is None:
+        return
+    now = _untracked()
+    new = sorted((now or set()) - _untracked_at_start)
+    if new:
+        session.config.get_terminal_writer().line(
+            "error: the tests left files in the checkout (write to tmp_path instead): " + ", ".join(new), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
