@@ -166,24 +166,3 @@ def test_wheel_installs_kernels_as_subpackage(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"installed package check failed:\n{result.stderr}"
     assert "OK" in result.stdout, f"stdout: {result.stdout!r}\nstderr: {result.stderr}"
-
-
-def _extras() -> dict[str, list[str]]:
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-
-
-@pytest.mark.parametrize("extra", ["dev", "all", "numba", "plot"])
-def test_no_extra_that_ci_or_make_run_installs_pulls_torch(extra):
-    """A plain `torch` requirement on Linux downloads the multi-GB CUDA build: CI (`dev`),
-    `make run` (`numba`, `plot`) and `all` must not contain it."""
-    requirements = " ".join(_extras()[extra]).lower()
-    assert "torch" not in requirements, requirements
-
-
-def test_peers_extra_brings_every_framework_bench_compares_with():
-    extras = _extras()
-    assert any(r.startswith("torch") for r in extras["torch"])
-    assert any(r.replace(" ", "").startswith("fastscratch[") and {"keras", "torch"} <= set(
-        r.split("[")[1].split("]")[0].split(",")) for r in extras["peers"]), extras["peers"]
-

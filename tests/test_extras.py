@@ -1,0 +1,31 @@
+"""The optional-dependency extras: PyTorch can be installed through one (``torch``, and
+``peers`` for every framework ``fastscratch bench`` compares with), and no extra that CI or
+``make run`` installs pulls it in (a plain ``torch`` requirement on Linux is the multi-GB CUDA
+build)."""
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _extras() -> dict[str, list[str]]:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+@pytest.mark.parametrize("extra", ["dev", "all", "numba", "plot"])
+def test_no_extra_that_ci_or_make_run_installs_pulls_torch(extra):
+    """A plain `torch` requirement on Linux downloads the multi-GB CUDA build: CI (`dev`),
+    `make run` (`numba`, `plot`) and `all` must not contain it."""
+    requirements = " ".join(_extras()[extra]).lower()
+    assert "torch" not in requirements, requirements
+
+
+def test_peers_extra_brings_every_framework_bench_compares_with():
+    extras = _extras()
+    assert any(r.startswith("torch") for r in extras["torch"])
+    assert any(r.replace(" ", "").startswith("fastscratch[") and {"keras", "torch"} <= set(
+        r.split("[")[1].split("]")[0].split(",")) for r in extras["peers"]), extras["peers"]
+
