@@ -35,3 +35,26 @@ def test_readme_documents_the_commands_ci_runs():
     assert "make test" in ci
     makefile = (README.parent / "Makefile").read_text()
     assert re.search(r"^test:.*\n\t\$\(BIN\)/python -m pytest$", makefile, re.M)
+
+
+def test_readme_is_for_users():
+    """No pointers to what a user's clone does not have (the team's notes, the issue tracker), and
+    every picture it shows is committed and small."""
+    text = README.read_text()
+    assert "../shared" not in text and "DESIGN.md" not in text
+    assert not re.search(r"\bissues?\b", text, re.I), re.search(r".{40}\bissues?\b.{40}", text, re.I).group(0)
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(pictures) >= 2
+    for picture in pictures:
+        path = README.parent / picture
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+        assert path.stat().st_size < 200_000, (picture, path.stat().st_size)
+
+
+def test_readme_asv_flow_is_the_one_the_test_runs():
+    text = README.read_text()
+    assert "asv machine --yes" in text
+    assert "FASTSCRATCH_BENCH_DATASET=mnist-sample asv run --python=same --quick --set-commit-hash HEAD" in text
+    assert "asv publish" in text
+    asv_test = (README.parent / "tests" / "test_asv.py").read_text()
+    assert '"--python=same", "--quick", "--set-commit-hash", "HEAD"' in asv_test
