@@ -32,6 +32,9 @@ _OTHER_FORMATS = ((b"\xff\xd8\xff", "a JPEG image"), (b"GIF87a", "a GIF image"),
                   (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive (.npz: give the arrays as .npy)"))
 
 
+_BLOCK = 4096  # images per block when judging grounds
+
+
 class InputError(ValueError):
     """An input file predict cannot use; the message names the file."""
 
@@ -174,7 +177,9 @@ def apply_inversion(items: list[Input], invert: bool | None) -> list[str]:
     for item in items:
         if not item.pixels or item.image_shape is None:
             continue
-        light = light_ground(item.rows.reshape(item.n, *item.image_shape))
+        images = item.rows.reshape(item.n, *item.image_shape)
+        # in blocks, so the border copies stay small whatever the number of images
+        light = np.concatenate([light_ground(images[i:i + _BLOCK]) for i in range(0, item.n, _BLOCK)])
         if light.any():
             item.rows = item.rows.copy() if not item.rows.flags.writeable else item.rows
             item.rows[light] = 1.0 - item.rows[light]

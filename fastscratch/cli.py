@@ -160,8 +160,8 @@ def build_parser() -> Parser:
     predict.add_argument("--proba", action="store_true", help="add one probability column per class")
     ground = predict.add_mutually_exclusive_group()
     ground.add_argument("--invert", dest="invert", action="store_true", default=None,
-                        help="invert every input (1 - x), whatever its ground (default: only images with a light "
-                             "ground, which are PNGs or uint8 pixels)")
+                        help="invert every input (1 - x), whatever its ground (default: invert only the PNG and "
+                             "uint8 images whose ground is light, with a warning)")
     ground.add_argument("--no-invert", dest="invert", action="store_false",
                         help="never invert: take the images as they are")
 
