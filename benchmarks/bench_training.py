@@ -1,11 +1,14 @@
-"""asv: training throughput, accuracy and memory, fastscratch beside tf.keras and PyTorch.
+"""asv: training throughput, accuracy and memory, fastscratch beside JAX, tf.keras and PyTorch.
 
 Every class is parameterised by dataset (Fashion-MNIST when Debian's package is
 installed, else the embedded MNIST sample: the parameter says which), framework
-and batch size.  Workloads come from :mod:`fastscratch.bench`, the same
-definitions ``fastscratch bench`` and the pytest-benchmark suite use.  A
-framework that is not installed is skipped (``setup`` raises
-``NotImplementedError``, which asv reports as skipped, not failed).
+(``bench.FRAMEWORKS``: both fastscratch backends, ``jax`` with the whole epoch jitted,
+``tf.keras``, ``torch`` and ``torch-compile``, all from the same initial weights) and
+batch size.  asv runs each framework in its own process, so these are not interleaved
+rounds: ratios between frameworks come from ``fastscratch bench``.  Workloads come from
+:mod:`fastscratch.bench`, the same definitions ``fastscratch bench`` and the
+pytest-benchmark suite use.  A framework that is not installed is skipped (``setup``
+raises ``NotImplementedError``, which asv reports as skipped, not failed).
 """
 
 import statistics
@@ -32,7 +35,8 @@ def _trainer(cache, framework, batch_size, **options):
 
 class Epoch:
     """One training epoch, 784-128-64-10, float32, SGD lr 0.1, after a warm-up epoch
-    (JIT compilation and graph tracing stay out of the timings)."""
+    (JIT compilation and graph tracing stay out of the timings; JAX and torch.compile
+    compile when their trainer is built, in ``setup``)."""
 
     params = ([DATASET], FRAMEWORKS, [32, 128, 512, "full"])
     param_names = ["dataset", "framework", "batch_size"]

@@ -148,7 +148,8 @@ def test_version():
     (["train", "--seed", "-1"], "non-negative integer"),
     (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["train", "--save", ""], "empty string"),
-    (["bench", "--frameworks", "jax"], "unknown framework"),
+    (["bench", "--frameworks", "numba,mxnet"], "unknown framework(s) 'mxnet'"),
+    (["bench", "--optimizer", "rmsprop"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = run(*args)
