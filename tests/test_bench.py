@@ -238,3 +238,21 @@ def test_the_sweep_runs_a_tiny_configuration_and_plots_it(digits, tmp_path):
     with pytest.raises(ValueError, match="full batch"):
         bench.sweep(widths=(8,), batch_sizes=(None,), dataset="digits")
 
+
+def test_bench_sweep_from_the_command_line(tmp_path):
+    env = dict(os.environ, FASTSCRATCH_BENCH_DATASET="mnist-sample")
+    run = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--sweep", "--widths", "8,16",
+                          "--batch-sizes", "64", "--frameworks", "numpy", "--epochs", "1", "--warmup", "0",
+                          "--sweep-seconds", "0.0000001", "--json", str(tmp_path / "s.json"),
+                          "--markdown", str(tmp_path / "s.md")], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "Rows per timed epoch" in run.stdout and "a fixed number of steps" in run.stdout
+    assert "SGEMM m x k x n" in run.stdout and "64x784x8" in run.stdout
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert [p["width"] for p in record["sweep"]] == [8, 16] and record["sweep"][0]["rows"] == 256
+    assert "| 16 | 64 | 256 |" in (tmp_path / "s.md").read_text()
+    for args, message in ((["--hidden", "32"], "--hidden does not apply"), (["--batch-sizes", "full"], "'full'"),
+                          (["--memory"], "different runs")):
+        bad = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--sweep", *args], capture_output=True,
+                             text=True, timeout=120, env=env)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
