@@ -1142,11 +1142,11 @@ def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | 
 
 
 def format_compile_times(results: Sequence[Result]) -> list[str]:
-    """One line per framework that compiled apart from its epochs (``compile_seconds``), the
-    largest per framework over ``results``: ``["jax 0.41 s", ...]``."""
+    """One entry per framework that compiled apart from its epochs (``compile_seconds`` above 0:
+    not the NumPy backend, which compiles nothing), the largest over ``results``: ``["jax 0.41 s", ...]``."""
     most: dict[str, float] = {}
     for r in results:
-        if r.ok and not math.isnan(r.compile_seconds):
+        if r.ok and r.compile_seconds > 0:  # NaN compares false
             most[r.workload.framework] = max(most.get(r.workload.framework, 0.0), r.compile_seconds)
     return [f"{name} {seconds:.2f} s" for name, seconds in most.items()]
 
