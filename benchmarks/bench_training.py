@@ -1,11 +1,14 @@
-"""asv: training throughput, accuracy and memory, fastscratch beside tf.keras and PyTorch.
+"""asv: training throughput, accuracy and memory, fastscratch beside JAX, tf.keras and PyTorch.
 
 Every class is parameterised by dataset (Fashion-MNIST when Debian's package is
 installed, else the embedded MNIST sample: the parameter says which), framework
-and batch size.  Workloads come from :mod:`fastscratch.bench`, the same
-definitions ``fastscratch bench`` and the pytest-benchmark suite use.  A
-framework that is not installed is skipped (``setup`` raises
-``NotImplementedError``, which asv reports as skipped, not failed).
+and batch size (``bench.FRAMEWORKS``: both fastscratch backends, ``jax`` with the whole
+epoch jitted, ``tf.keras``, ``torch`` and ``torch-compile``, all from the same initial
+weights).  asv runs each framework in its own process, so these are not interleaved
+rounds: ratios between frameworks come from ``fastscratch bench``.  Workloads come from
+:mod:`fastscratch.bench`, the same definitions ``fastscratch bench`` and the
+pytest-benchmark suite use.  A framework that is not installed is skipped (``setup``
+raises ``NotImplementedError``, which asv reports as skipped, not failed).
 
 ``track_*`` values are rounded to what the measurement can tell (samples/s to three
 significant figures, GFLOP/s to 0.1, accuracy to 0.01%, seconds to 1 ms, MB to 0.1), and
@@ -51,7 +54,8 @@ def _trainer(cache, framework, batch_size, **options):
 
 class Epoch:
     """One training epoch, 784-128-64-10, float32, SGD lr 0.1, after a warm-up epoch
-    (JIT compilation and graph tracing stay out of the timings)."""
+    (JIT compilation and graph tracing stay out of the timings; JAX and torch.compile
+    compile when their trainer is built, in ``setup``)."""
 
     params = ([DATASET], FRAMEWORKS, EPOCH_BATCHES)
     param_names = ["dataset", "framework", "batch_size"]

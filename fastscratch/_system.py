@@ -29,7 +29,7 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     found = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
-    for dist in ("fastscratch", "numpy", "numba", "scipy", "tensorflow-cpu", "tensorflow", "torch",
+    for dist in ("fastscratch", "numpy", "numba", "scipy", "tensorflow-cpu", "tensorflow", "torch", "jax", "jaxlib",
                  "scikit-learn", "matplotlib"):
         try:
             found[dist] = metadata.version(dist)

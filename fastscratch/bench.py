@@ -2,27 +2,50 @@
 
 A :class:`Workload` is dataset x architecture x framework x batch size x dtype x
 optimizer.  :func:`make_trainer` builds a trainer for one (fastscratch on each of
-its backends, tf.keras, PyTorch), whose ``epoch()`` trains one epoch and returns
-the seconds that epoch took *as the framework measures its own epoch*: the
-training loop only, no input validation, no evaluation.  :func:`run` warms up,
-times ``epochs`` epochs and returns a :class:`Result` with the median and range,
-samples/s, GFLOP/s from the FLOP formula, accuracy, peak memory, versions, BLAS
-and thread counts.  :func:`time_to_accuracy` trains until a target test accuracy.
-:func:`peak_rss` runs the whole job (imports, data, model, epochs, accuracy) in a fresh
-process and returns its peak resident memory beside issue 8's bound (:class:`MemoryResult`).
+its backends, JAX with the whole epoch jitted, tf.keras, PyTorch eager and
+``torch.compile``), whose ``epoch()`` trains one epoch and returns the seconds that
+epoch took *as the framework measures its own epoch*: the training loop only, no
+input validation, no evaluation.  :func:`run_group` builds the trainers of one
+*ratio group* (the same workload but for the framework), warms each up, then times
+their epochs in interleaved rounds (the order reversed every other round), so a
+change in the machine's load hits every framework alike; :func:`run` is a group of
+one (asv times one framework per process).  A :class:`Result` has the median and
+range, samples/s, GFLOP/s from the FLOP formula, accuracy, compile time apart,
+versions, BLAS and thread counts.  :func:`time_to_accuracy_group` trains a group,
+interleaved, until each reaches a target test accuracy.  :func:`sweep` is the
+scaling benchmark (784-W-W-10 over widths and batch sizes, GFLOP/s against this
+machine's SGEMM rate at the step's largest GEMM).  :func:`peak_rss` runs the whole
+job (imports, data, model, epochs, accuracy) in a fresh process and returns its
+peak resident memory beside issue 8's bound (:class:`MemoryResult`).
 
-Frameworks that are not installed give a Result with ``status="skipped: ..."``,
-never an exception, so every front end runs with whatever is installed.
+**Same start.**  Every framework starts from the same initial weights: those of
+``NeuralNetwork(sizes, activation, dtype, seed=workload.seed)`` (He-normal, biases
+zero; :func:`initial_network`), copied into the JAX, Keras (``reference.keras.build_model``)
+and PyTorch models, so time to accuracy compares training, not initialisation.  The
+optimizer is one fastscratch :class:`~fastscratch.optimizers.Optimizer`
+(:func:`workload_optimizer`) mapped to each framework's: Keras through
+``reference.keras.keras_optimizer``, JAX by the same update rules
+(:mod:`fastscratch.reference.jax`), PyTorch's ``SGD`` (its momentum is Keras' at a
+constant learning rate) and ``Adam`` (which adds ``eps`` to ``sqrt(v / (1 - b2^t))``
+rather than to ``sqrt(v)``: a difference below ``eps``, 1e-7).  Each framework draws
+its own batch order.
+
+Frameworks that are not installed, or ``torch.compile`` where it cannot compile,
+give a Result with ``status="skipped: ..."``, never an exception, so every front
+end runs with whatever is installed.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import logging
 import math
 import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,7 +53,13 @@ import numpy as np
 
 from . import datasets
 
-FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch")
+#: The frameworks, the one registry the CLI, asv and pytest-benchmark read (see :func:`make_trainer`).
+FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax")
+#: Short names the command line accepts for them.
+FRAMEWORK_ALIASES = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras",
+                     "pytorch": "torch", "torch.compile": "torch-compile", "inductor": "torch-compile"}
+#: The workload optimizers: names for :func:`workload_optimizer`.
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 DEFAULT_TARGETS = {"fashion-mnist": 0.88, "mnist-sample": 0.92}
 #: PyTorch's CPU build (a plain `pip install torch` on Linux fetches the multi-GB CUDA build)
 TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
@@ -55,8 +84,8 @@ class Workload:
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {self.framework!r}; expected one of {', '.join(FRAMEWORKS)}")
-        if self.optimizer not in ("sgd", "momentum", "adam"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected sgd, momentum or adam")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -65,6 +94,26 @@ class Workload:
     @property
     def label(self) -> str:
         return f"{self.framework} b{self.batch_size or 'full'}"
+
+
+def workload_optimizer(workload: Workload):
+    """The fastscratch optimizer ``workload.optimizer`` names, with fastscratch's defaults:
+    ``"momentum"`` and ``"nesterov"`` are ``Momentum(0.9)`` (Nesterov for the latter),
+    ``"adam"`` is ``Adam(0.9, 0.999, 1e-7)``.  Every framework's optimizer is mapped from it."""
+    from .optimizers import SGD, Adam, Momentum
+
+    return {"sgd": SGD, "momentum": Momentum, "nesterov": lambda: Momentum(0.9, nesterov=True),
+            "adam": Adam}[workload.optimizer]()
+
+
+def initial_network(workload: Workload, sizes: Sequence[int]):
+    """The fastscratch network whose initial weights every framework starts from:
+    ``NeuralNetwork(sizes, activation, dtype, seed=workload.seed)`` (NumPy backend: the
+    weights do not depend on the backend).  Its ``weights`` / ``biases`` are the start."""
+    from .network import NeuralNetwork
+
+    return NeuralNetwork(list(sizes), activation=workload.activation, dtype=workload.dtype, seed=workload.seed,
+                         backend="numpy")
 
 
 @dataclasses.dataclass
@@ -76,8 +125,12 @@ class Result:
     status: str = "ok"
     n_train: int = 0
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    # when each timed epoch started, seconds after the group's first timed epoch (interleaved rounds)
+    epoch_started: list[float] = dataclasses.field(default_factory=list)
     warmup_seconds: float = math.nan  # the first epoch: includes JIT compilation / graph tracing
-    compile_seconds: float = math.nan  # fastscratch-numba: compiling (or loading) its kernels, apart from epochs
+    # compiling apart from the epochs: fastscratch-numba its kernels (or loading them from its
+    # cache), jax its jitted epoch (lower + compile), torch-compile its step (Inductor, on real batches)
+    compile_seconds: float = math.nan
     median_seconds: float = math.nan
     min_seconds: float = math.nan
     max_seconds: float = math.nan
@@ -138,12 +191,17 @@ def load_data(name: str = "auto", dtype: str = "float32") -> tuple[str, tuple[np
 
 # ----------------------------------------------------------------------- trainers
 class Skipped(Exception):
-    """The workload cannot run here (framework not installed); the message says why."""
+    """The workload cannot run here (framework not installed, or not compiling); the message says why."""
 
 
 class Trainer:
-    """Trains one workload one epoch at a time.  ``epoch()`` returns that epoch's seconds."""
+    """Trains one workload one epoch at a time.  ``epoch()`` returns that epoch's seconds.
 
+    Every trainer starts from :func:`initial_network`'s weights; ``parameters()`` gives the
+    current ones in fastscratch's layout ``[W0: (n_in, n_out), b0: (n_out,), W1, b1, ...]``.
+    """
+
+    frameworks: tuple[str, ...] = ()  # the FRAMEWORKS entries this class trains
     device = "cpu"
     compile_seconds = math.nan  # set by trainers that compile apart from their epochs
     threads_note = ""  # threads the trainer itself chose, for the record
@@ -151,8 +209,13 @@ class Trainer:
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         self.workload = workload
         self.X_train, self.y_train, self.X_test, self.y_test = data
-        self.sizes = [self.X_train.shape[1], *workload.hidden, int(self.y_train.max()) + 1]
+        n_classes = int(max(self.y_train.max(), self.y_test.max() if len(self.y_test) else 0)) + 1
+        self.sizes = [self.X_train.shape[1], *workload.hidden, n_classes]
         self.batch_size = workload.batch_size or len(self.X_train)
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        """Import what ``framework`` trains with; :class:`Skipped` (with the install hint) when missing."""
 
     def epoch(self) -> float:
         raise NotImplementedError
@@ -160,25 +223,38 @@ class Trainer:
     def accuracy(self) -> float:
         raise NotImplementedError
 
+    def parameters(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
 
 class FastscratchTrainer(Trainer):
+    """fastscratch through its public ``fit``, one epoch per call (``fastscratch-numba``, ``-numpy``)."""
+
+    frameworks = ("fastscratch-numba", "fastscratch-numpy")
+
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
-        from .backends import load_backend
         from .network import NeuralNetwork
 
+        self.require(workload.framework)
         backend = workload.framework.split("-", 1)[1]
+        self.net = NeuralNetwork(self.sizes, activation=workload.activation, dtype=workload.dtype,
+                                 seed=workload.seed, backend=backend)  # initial_network's weights, by construction
+        self.optimizer = workload_optimizer(workload)  # one object: fit continues its state every epoch
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        from .backends import load_backend
+
         try:
-            load_backend(backend)
+            load_backend(framework.split("-", 1)[1])
         except ImportError as exc:
             raise Skipped(f"not installed ({exc})") from None
-        self.net = NeuralNetwork(self.sizes, activation=workload.activation, dtype=workload.dtype,
-                                 seed=workload.seed, backend=backend)
 
     def epoch(self) -> float:
         w = self.workload
         self.net.fit(self.X_train, self.y_train, lr=w.lr, epochs=1, batch_size=w.batch_size,
-                     optimizer=w.optimizer, verbose=False)
+                     optimizer=self.optimizer, verbose=False)
         if math.isnan(self.compile_seconds):  # the first fit compiles (or loads the cache); later ones do not
             self.compile_seconds = self.net.compile_seconds
         self.threads_note = f"fastscratch BLAS threads during epochs: {self.net.blas_threads or 'all'}"
@@ -186,6 +262,9 @@ class FastscratchTrainer(Trainer):
 
     def accuracy(self) -> float:
         return self.net.accuracy(self.X_test, self.y_test)
+
+    def parameters(self) -> list[np.ndarray]:
+        return [np.array(p) for pair in zip(self.net.weights, self.net.biases) for p in pair]
 
 
 def _quiet_tensorflow():
@@ -198,21 +277,23 @@ def _quiet_tensorflow():
 
 
 class KerasTrainer(Trainer):
+    """tf.keras ``model.fit``, one epoch per call, Keras' own shuffling; the model is
+    ``reference.keras.build_model`` of the initial network (its weights copied in)."""
+
+    frameworks = ("tf.keras",)
+
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
         tf = _quiet_tensorflow()
+        from .reference.keras import build_model, keras_optimizer
+
         keras = tf.keras
         self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
         tf.keras.utils.set_random_seed(workload.seed)
-        layers = [keras.Input((self.sizes[0],), dtype=workload.dtype)]
-        layers += [keras.layers.Dense(n, activation=workload.activation, dtype=workload.dtype)
-                   for n in self.sizes[1:-1]]
-        layers.append(keras.layers.Dense(self.sizes[-1], activation="softmax", dtype=workload.dtype))
-        self.model = keras.Sequential(layers)
-        optimizer = {"sgd": lambda: keras.optimizers.SGD(workload.lr),
-                     "momentum": lambda: keras.optimizers.SGD(workload.lr, momentum=0.9),
-                     "adam": lambda: keras.optimizers.Adam(workload.lr)}[workload.optimizer]()
-        self.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.model = build_model(initial_network(workload, self.sizes))
+        loss = keras.losses.SparseCategoricalCrossentropy(dtype=workload.dtype)  # in the model's dtype
+        self.model.compile(optimizer=keras_optimizer(workload_optimizer(workload), workload.lr), loss=loss,
+                           metrics=["accuracy"])
         times: list[float] = []
         self._times = times
 
@@ -225,51 +306,99 @@ class KerasTrainer(Trainer):
 
         self._timer = EpochTimer()
 
+    @classmethod
+    def require(cls, framework: str) -> None:
+        _quiet_tensorflow()
+
     def epoch(self) -> float:
-        self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1, shuffle=True,
-                       verbose=0, callbacks=[self._timer])
+        # full batch: the rows as they are, as fastscratch and JAX take them (no shuffle, no gather)
+        self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1,
+                       shuffle=self.batch_size < len(self.X_train), verbose=0, callbacks=[self._timer])
         return self._times[-1]
 
     def accuracy(self) -> float:
-        proba = self.model.predict(self.X_test, batch_size=8192, verbose=0)
+        # one direct call, not model.predict: predict traces a tf.function per model, and TensorFlow
+        # warns about "retracing" once several models (a group per batch size) have predicted
+        proba = np.asarray(self.model(self.X_test, training=False))
         return float((proba.argmax(axis=1) == self.y_test).mean())
+
+    def parameters(self) -> list[np.ndarray]:
+        return [np.array(p) for p in self.model.get_weights()]
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise Skipped(f"not installed (`{TORCH_CPU_INSTALL}`)") from None
+    return torch
 
 
 class TorchTrainer(Trainer):
+    """PyTorch eager: ``nn.Sequential`` of ``Linear`` layers holding the initial network's
+    weights (transposed: ``Linear.weight`` is ``(n_out, n_in)``), ``CrossEntropyLoss`` on the
+    logits, ``torch.randperm`` batches, the last batch smaller (its own mean), full batch
+    without a permutation."""
+
+    frameworks = ("torch",)
+
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
-        try:
-            import torch
-        except ImportError:
-            raise Skipped(f"not installed (`{TORCH_CPU_INSTALL}`)") from None
-        self.torch = torch
+        self.torch = torch = _import_torch()
         torch.manual_seed(workload.seed)
         dtype = getattr(torch, workload.dtype)
         activation = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[workload.activation]
+        self.linears = [torch.nn.Linear(a, b, dtype=dtype) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
         layers: list[Any] = []
-        for a, b in zip(self.sizes[:-2], self.sizes[1:-1]):
-            layers += [torch.nn.Linear(a, b, dtype=dtype), activation()]
-        layers.append(torch.nn.Linear(self.sizes[-2], self.sizes[-1], dtype=dtype))
+        for linear in self.linears[:-1]:
+            layers += [linear, activation()]
+        layers.append(self.linears[-1])
         self.model = torch.nn.Sequential(*layers)
-        params = self.model.parameters()
-        self.optimizer = {"sgd": lambda: torch.optim.SGD(params, lr=workload.lr),
-                          "momentum": lambda: torch.optim.SGD(params, lr=workload.lr, momentum=0.9),
-                          "adam": lambda: torch.optim.Adam(params, lr=workload.lr, eps=1e-7)}[workload.optimizer]()
+        start = initial_network(workload, self.sizes)
+        with torch.no_grad():
+            for linear, W, b in zip(self.linears, start.weights, start.biases):
+                linear.weight.copy_(torch.from_numpy(W.T))
+                linear.bias.copy_(torch.from_numpy(b))
+        self.optimizer = self._torch_optimizer(workload_optimizer(workload), workload.lr)
         self.loss = torch.nn.CrossEntropyLoss()  # softmax + cross-entropy on the logits, as fastscratch
         self.X = torch.from_numpy(self.X_train)
         self.y = torch.from_numpy(self.y_train)
         self.generator = torch.Generator().manual_seed(workload.seed)
+        self.threads_note = f"torch {torch.get_num_threads()} intra-op threads"
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        _import_torch()
+
+    def _torch_optimizer(self, opt, lr: float):
+        from .optimizers import Adam, Momentum
+
+        params = self.model.parameters()
+        if isinstance(opt, Momentum):  # PyTorch's v = m v + g, p -= lr v: Keras' rule at a constant lr
+            return self.torch.optim.SGD(params, lr=lr, momentum=opt.momentum, nesterov=opt.nesterov)
+        if isinstance(opt, Adam):
+            return self.torch.optim.Adam(params, lr=lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)
+        return self.torch.optim.SGD(params, lr=lr)
+
+    def _loss_of(self, xb, yb):
+        return self.loss(self.model(xb), yb)
+
+    def _step(self, xb, yb) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._loss_of(xb, yb).backward()
+        self.optimizer.step()
 
     def epoch(self) -> float:
         torch = self.torch
         started = time.perf_counter()
-        order = torch.randperm(len(self.X), generator=self.generator)
-        for start in range(0, len(self.X), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(self.model(self.X[idx]), self.y[idx])
-            loss.backward()
-            self.optimizer.step()
+        n = len(self.X)
+        if self.batch_size >= n:
+            self._step(self.X, self.y)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                self._step(self.X[idx], self.y[idx])
         return time.perf_counter() - started
 
     def accuracy(self) -> float:
@@ -277,16 +406,148 @@ class TorchTrainer(Trainer):
             logits = self.model(self.torch.from_numpy(self.X_test))
         return float((logits.argmax(dim=1).numpy() == self.y_test).mean())
 
+    def parameters(self) -> list[np.ndarray]:
+        return [np.array(p.detach().numpy().T if p.ndim == 2 else p.detach().numpy())
+                for linear in self.linears for p in (linear.weight, linear.bias)]
+
+
+class _DropMessages(logging.Filter):
+    """A logging filter that drops records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+class TorchCompileTrainer(TorchTrainer):
+    """PyTorch with ``torch.compile`` (Inductor, static shapes) on the training step: the
+    forward pass and loss (and with them, through AOTAutograd, the backward) and
+    ``optimizer.step``.  Compiled here, on real batches of the epoch's shapes (the full
+    batch, and the ragged last batch if there is one), then the weights and optimizer state
+    are put back, so training starts from the initial weights like every framework.  Any
+    failure to compile (no C++ compiler, an unsupported platform) is :class:`Skipped` with the reason."""
+
+    frameworks = ("torch-compile",)
+
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        super().__init__(workload, data)
+        torch = self.torch
+        start = [p.detach().clone() for p in self.model.parameters()]
+        # Dynamo says once that it skips the profiler hook inside optimizer.step: noise here
+        quiet = logging.getLogger("torch._dynamo.variables.ctx_manager")
+        hush = _DropMessages("Profiler record function")
+        quiet.addFilter(hush)
+        started = time.perf_counter()
+        # torch.compile sets ~40 context variables (its config patches and caches) while compiling
+        # and calling; in the caller's context they would stay and make every later ContextVar.set
+        # there (NumPy's np.setbufsize in fastscratch's step loop) allocate more.  So this trainer
+        # compiles and trains in a context of its own.
+        self._context = contextvars.copy_context()
+
+        def warm_up() -> None:
+            with warnings.catch_warnings():  # Inductor's own use of a deprecated torch.jit API
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated",
+                                        category=DeprecationWarning)
+                self._compiled_loss = torch.compile(self._loss_of, dynamic=False)
+                self._compiled_update = torch.compile(self.optimizer.step, dynamic=False)
+                n = len(self.X)
+                for rows in sorted({min(self.batch_size, n), n % self.batch_size} - {0}):
+                    self._step(self.X[:rows], self.y[:rows])
+
+        try:
+            self._context.run(warm_up)
+        except Exception as exc:  # whatever Inductor raises, the table shows it as the reason
+            message = str(exc).strip().splitlines()
+            first = message[0][:300] if message else ""
+            raise Skipped(f"torch.compile failed: {type(exc).__name__}: {first}") from None
+        finally:
+            quiet.removeFilter(hush)
+        self.compile_seconds = time.perf_counter() - started
+        with torch.no_grad():  # the warm-up steps are undone in place (compiled code keeps its tensors)
+            for p, p0 in zip(self.model.parameters(), start):
+                p.copy_(p0)
+            for state in self.optimizer.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value):
+                        value.zero_()  # momentum buffer 0 then g is the first step's g; Adam's step 0
+        self.threads_note = f"torch.compile (inductor), torch {torch.get_num_threads()} intra-op threads"
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        _import_torch()
+
+    def _step(self, xb, yb) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._compiled_loss(xb, yb).backward()
+        self._compiled_update()
+
+    def epoch(self) -> float:
+        return self._context.run(super().epoch)
+
+    def accuracy(self) -> float:
+        return self._context.run(super().accuracy)
+
+
+class JaxTrainer(Trainer):
+    """JAX with the whole epoch in one ``jax.jit`` call (:class:`fastscratch.reference.jax.JaxNetwork`):
+    permutation drawn inside, ``lax.scan`` over the full batches, the ragged last batch as its own
+    step, parameters and optimizer state donated, timed to ``block_until_ready``; compiled here
+    (``compile_seconds``).  float64 runs under ``jax.enable_x64(True)``, around this trainer's calls only."""
+
+    frameworks = ("jax",)
+
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        super().__init__(workload, data)
+        jax = self._import()
+        from .reference.jax import JaxNetwork
+
+        self.net = JaxNetwork(initial_network(workload, self.sizes), self.X_train, self.y_train, lr=workload.lr,
+                              batch_size=workload.batch_size, optimizer=workload_optimizer(workload),
+                              seed=workload.seed)
+        self.compile_seconds = self.net.compile_seconds
+        self.device = jax.default_backend()
+        flags = os.environ.get("XLA_FLAGS", "")
+        self.threads_note = (f"jax {jax.__version__} {jax.default_backend()} ({jax.device_count()} device, XLA's "
+                             f"own thread pool{', XLA_FLAGS=' + flags if flags else ''})")
+
+    @staticmethod
+    def _import():
+        from .reference.jax import INSTALL_HINT, import_jax
+
+        try:
+            return import_jax()
+        except ImportError:
+            raise Skipped(f"not installed ({INSTALL_HINT})") from None
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        cls._import()
+
+    def epoch(self) -> float:
+        return self.net.fit_epoch()
+
+    def accuracy(self) -> float:
+        return self.net.accuracy(self.X_test, self.y_test)
+
+    def parameters(self) -> list[np.ndarray]:
+        return self.net.params()
+
+
+_TRAINERS: dict[str, type[Trainer]] = {
+    name: cls for cls in (FastscratchTrainer, KerasTrainer, TorchTrainer, TorchCompileTrainer, JaxTrainer)
+    for name in cls.frameworks}
+assert set(_TRAINERS) == set(FRAMEWORKS), "every framework has one trainer class"
+
 
 def make_trainer(workload: Workload, data: tuple[np.ndarray, ...] | None = None) -> Trainer:
-    """A trainer for ``workload``; raises :class:`Skipped` if its framework is not installed."""
+    """A trainer for ``workload``; raises :class:`Skipped` if its framework is not installed
+    (or, for ``torch-compile``, does not compile here)."""
     if data is None:
         data = load_data(workload.dataset, workload.dtype)[1]
-    if workload.framework.startswith("fastscratch-"):
-        return FastscratchTrainer(workload, data)
-    if workload.framework == "tf.keras":
-        return KerasTrainer(workload, data)
-    return TorchTrainer(workload, data)
+    return _TRAINERS[workload.framework](workload, data)
 
 
 # ------------------------------------------------------------------------- runs
@@ -314,26 +575,85 @@ def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Res
         result.status = f"skipped: {exc}"
         return result, None
     result.device = trainer.device
+    result.compile_seconds = trainer.compile_seconds
     return result, trainer
+
+
+def check_group(workloads: Sequence[Workload]) -> None:
+    """``ValueError`` unless ``workloads`` form one ratio group: at least one, all alike but for
+    the framework (batch size, dataset, architecture, activation, dtype, optimizer, lr, seed)."""
+    workloads = list(workloads)
+    if not workloads or not all(isinstance(w, Workload) for w in workloads):
+        raise ValueError("a ratio group needs one or more Workload objects")
+    first = dataclasses.asdict(workloads[0])
+    for w in workloads[1:]:
+        other = dataclasses.asdict(w)
+        differ = [k for k in first if k != "framework" and first[k] != other[k]]
+        if differ:
+            raise ValueError(f"the workloads of a ratio group may differ only by framework; {w.framework} has "
+                             + ", ".join(f"{k}={other[k]!r} (not {first[k]!r})" for k in differ))
+
+
+def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
+            after: Callable[[Result, Trainer, float], bool] | None = None) -> None:
+    """``rounds`` interleaved rounds: one epoch of every trainer per round, in the group's order
+    in even rounds and reversed in odd ones (A B C, C B A, A B C, ...).  Each epoch's start
+    (seconds after ``clock0``) and seconds are appended to its Result; ``after(result, trainer,
+    seconds)`` returning True takes that trainer out of the later rounds."""
+    active = list(started)
+    for k in range(rounds):
+        if not active:
+            return
+        for pair in (active if k % 2 == 0 else active[::-1]):
+            result, trainer = pair
+            result.epoch_started.append(time.perf_counter() - clock0)
+            seconds = trainer.epoch()
+            result.epoch_seconds.append(seconds)
+            if after is not None and after(result, trainer, seconds):
+                active.remove(pair)
+
+
+def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
+              data: tuple[np.ndarray, ...] | None = None, accuracy: bool = True,
+              on_epoch: Callable[[Result, float], None] | None = None) -> list[Result]:
+    """Time one ratio group (:func:`check_group`): build every trainer (compiling where the
+    framework compiles), train ``warmup`` untimed epochs of each, then ``epochs`` interleaved
+    rounds of one timed epoch per framework (:func:`_rounds`: the order reversed every other
+    round).  Ratios between the Results are then measured under the same conditions on a
+    shared machine.  ``accuracy``: also compute the test accuracy at the end.
+    ``on_epoch(result, seconds)`` after each timed epoch.  One :class:`Result` per workload, in order."""
+    check_group(workloads)
+    if epochs < 1 or warmup < 0:
+        raise ValueError(f"epochs must be >= 1 and warmup >= 0, got {epochs} and {warmup}")
+    if data is None:
+        data = load_data(workloads[0].dataset, workloads[0].dtype)[1]
+    started = [_start(w, data) for w in workloads]
+    live = [(r, t) for r, t in started if t is not None]
+    for result, trainer in live:
+        warm = [trainer.epoch() for _ in range(warmup)]
+        result.warmup_seconds = warm[0] if warm else math.nan
+
+    def after(result: Result, trainer: Trainer, seconds: float) -> bool:
+        if on_epoch is not None:
+            on_epoch(result, seconds)
+        return False
+
+    _rounds(live, epochs, time.perf_counter(), after)
+    for result, trainer in live:
+        _summarise(result, trainer)
+        if accuracy:
+            result.test_accuracy = trainer.accuracy()
+        result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
+        result.compile_seconds = trainer.compile_seconds
+    return [r for r, _ in started]
 
 
 def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.ndarray, ...] | None = None,
         on_epoch: Callable[[int, float], None] | None = None) -> Result:
-    """Train ``warmup`` untimed then ``epochs`` timed epochs; return the :class:`Result`."""
-    result, trainer = _start(workload, data)
-    if trainer is None:
-        return result
-    warm = [trainer.epoch() for _ in range(warmup)]
-    result.warmup_seconds = warm[0] if warm else math.nan
-    for i in range(epochs):
-        result.epoch_seconds.append(trainer.epoch())
-        if on_epoch is not None:
-            on_epoch(i + 1, result.epoch_seconds[-1])
-    _summarise(result, trainer)
-    result.test_accuracy = trainer.accuracy()
-    result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
-    result.compile_seconds = trainer.compile_seconds
-    return result
+    """One workload alone (a group of one, :func:`run_group`): ``warmup`` untimed then ``epochs``
+    timed epochs; ``on_epoch(epoch, seconds)`` after each timed one."""
+    callback = None if on_epoch is None else (lambda result, seconds: on_epoch(len(result.epoch_seconds), seconds))
+    return run_group([workload], epochs=epochs, warmup=warmup, data=data, on_epoch=callback)[0]
 
 
 def _summarise(result: Result, trainer: Trainer) -> None:
@@ -346,28 +666,167 @@ def _summarise(result: Result, trainer: Trainer) -> None:
     result.gflops = flops_per_sample(trainer.sizes) * result.samples_per_second / 1e9
 
 
-def time_to_accuracy(workload: Workload, target: float | None = None, max_epochs: int = 30,
-                     data: tuple[np.ndarray, ...] | None = None) -> Result:
-    """Train until the test accuracy reaches ``target`` (default: 0.88 on Fashion-MNIST, 0.92
-    on the MNIST sample), checking after every epoch; the clock counts training epochs only.
+def time_to_accuracy_group(workloads: Sequence[Workload], target: float | None = None, max_epochs: int = 30,
+                           data: tuple[np.ndarray, ...] | None = None,
+                           on_epoch: Callable[[Result], None] | None = None) -> list[Result]:
+    """Train a ratio group in interleaved rounds (as :func:`run_group`, no warm-up) until each
+    framework's test accuracy reaches ``target`` (default: 0.88 on Fashion-MNIST, 0.92 on the
+    MNIST sample), checked after every epoch; a framework that reaches it leaves the rounds.
+    The clock counts training epochs only (compilation apart, as in ``compile_seconds``).
     ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached")."""
-    result, trainer = _start(workload, data)
-    result.target_accuracy = target = DEFAULT_TARGETS.get(result.dataset, 0.9) if target is None else target
-    if trainer is None:
-        return result
-    elapsed = 0.0
-    for epoch in range(1, max_epochs + 1):
-        seconds = trainer.epoch()
-        result.epoch_seconds.append(seconds)
-        elapsed += seconds
+    check_group(workloads)
+    if data is None:
+        data = load_data(workloads[0].dataset, workloads[0].dtype)[1]
+    started = [_start(w, data) for w in workloads]
+    for result, _ in started:
+        result.target_accuracy = DEFAULT_TARGETS.get(result.dataset, 0.9) if target is None else target
+
+    def after(result: Result, trainer: Trainer, seconds: float) -> bool:
+        elapsed = sum(result.epoch_seconds)
         result.test_accuracy = trainer.accuracy()
         result.accuracy_curve.append((elapsed, result.test_accuracy))
-        if result.test_accuracy >= target:
-            result.seconds_to_target, result.epochs_to_target = elapsed, epoch
-            break
-    _summarise(result, trainer)
-    result.threads = thread_summary()
-    return result
+        reached = result.test_accuracy >= result.target_accuracy
+        if reached:
+            result.seconds_to_target, result.epochs_to_target = elapsed, len(result.epoch_seconds)
+        if on_epoch is not None:
+            on_epoch(result)
+        return reached
+
+    live = [(r, t) for r, t in started if t is not None]
+    _rounds(live, max_epochs, time.perf_counter(), after)
+    for result, trainer in live:
+        _summarise(result, trainer)
+        result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
+        result.compile_seconds = trainer.compile_seconds
+    return [r for r, _ in started]
+
+
+def time_to_accuracy(workload: Workload, target: float | None = None, max_epochs: int = 30,
+                     data: tuple[np.ndarray, ...] | None = None) -> Result:
+    """One workload alone to ``target`` (a group of one, :func:`time_to_accuracy_group`)."""
+    return time_to_accuracy_group([workload], target, max_epochs, data)[0]
+
+
+# ------------------------------------------------------------------------ sweep
+#: The scaling benchmark's defaults: two hidden layers of each width (784-W-W-10) ...
+SWEEP_WIDTHS = (64, 128, 256, 512, 1024, 2048)
+SWEEP_BATCH_SIZES = (32, 128, 512)
+#: ... fastscratch (Numba), JAX and PyTorch.
+SWEEP_FRAMEWORKS = ("fastscratch-numba", "jax", "torch")
+
+
+def largest_gemm(sizes: Sequence[int], batch: int) -> tuple[int, int, int]:
+    """``(m, k, n)`` of the training step's largest matrix product for layer sizes ``sizes`` at
+    ``batch`` rows: the forward ``(batch, a) x (a, b)`` of the layer with the most weights (its
+    weight- and input-gradient products have the same FLOP count, transposed)."""
+    a, b = max(zip(sizes[:-1], sizes[1:]), key=lambda pair: pair[0] * pair[1])
+    return batch, a, b
+
+
+def sweep_rows(sizes: Sequence[int], batch: int, n_train: int, seconds: float, gflops: float) -> int:
+    """Training rows per timed epoch of the sweep: all ``n_train`` when an epoch at ``gflops``
+    takes at most ``seconds``; else a whole number of batches (at least 4) that takes about that."""
+    wanted = seconds * gflops * 1e9 / flops_per_sample(sizes)
+    if wanted >= n_train:
+        return n_train
+    return min(n_train, max(4, int(wanted // batch)) * batch)
+
+
+@dataclasses.dataclass
+class SweepPoint:
+    """One width x batch size of :func:`sweep`: the ratio group's Results (one per framework),
+    the rows each timed epoch trained (``rows`` of ``n_train``), and the SGEMM rate it is
+    compared with: ``sgemm`` (median, min, max GFLOP/s) at ``gemm = (m, k, n)``, the step's
+    largest product (:func:`largest_gemm`), NumPy's BLAS on ``sgemm_threads`` threads: the
+    better of one thread and all (at small shapes one thread can be the faster)."""
+
+    width: int
+    batch_size: int
+    rows: int
+    n_train: int
+    gemm: tuple[int, int, int]
+    sgemm: tuple[float, float, float]
+    sgemm_threads: int
+    results: list[Result]
+
+    def to_dict(self) -> dict[str, Any]:
+        record = {k: v for k, v in dataclasses.asdict(self).items() if k != "results"}
+        record["results"] = [r.to_dict() for r in self.results]
+        return record
+
+
+def sweep(widths: Sequence[int] = SWEEP_WIDTHS, batch_sizes: Sequence[int] = SWEEP_BATCH_SIZES,
+          frameworks: Sequence[str] = SWEEP_FRAMEWORKS, dataset: str = "auto", dtype: str = "float32",
+          optimizer: str = "sgd", lr: float = 0.1, seed: int = 0, epochs: int = 3, warmup: int = 1,
+          seconds: float = 0.5, sgemm_seconds: float = 0.3,
+          on_point: Callable[[SweepPoint], None] | None = None) -> list[SweepPoint]:
+    """The scaling benchmark: for each hidden width ``W`` (784-W-W-10, ReLU) and batch size, one
+    ratio group of ``frameworks`` timed in interleaved rounds (:func:`run_group`, no accuracy).
+
+    Bounded time: wide networks take many seconds per 60k-row epoch, so each point trains
+    ``rows`` rows per timed epoch (:func:`sweep_rows`: the whole training set when an epoch
+    at the SGEMM rate takes at most ``seconds``, else a whole number of batches that takes
+    about that), the first rows of a fixed random order of the training set (seeded by
+    ``seed``), the same rows for every framework.  GFLOP/s count the rows trained.  The
+    SGEMM rate each point is compared with is measured at its step's largest GEMM shape
+    (:func:`largest_gemm`, :func:`best_sgemm_rate`) for ``sgemm_seconds`` per thread count.
+    ``on_point(point)`` after each point.
+    """
+    widths = [int(w) for w in widths]
+    if not widths or any(w < 1 for w in widths):
+        raise ValueError(f"widths must be positive integers, got {widths}")
+    if not batch_sizes or any(b is None or b < 1 for b in batch_sizes):
+        raise ValueError("the sweep times mini-batches: batch sizes must be positive integers (full batch "
+                         f"is not one here, each epoch trains a fixed number of rows), got {list(batch_sizes)}")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    name, (X_train, y_train, X_test, y_test) = load_data(dataset, dtype)
+    order = np.random.default_rng(seed).permutation(len(X_train))
+    points = []
+    for width in widths:
+        for batch in batch_sizes:
+            sizes = [X_train.shape[1], width, width, int(max(y_train.max(), y_test.max())) + 1]
+            gemm = largest_gemm(sizes, batch)
+            rate, threads = best_sgemm_rate(*gemm, dtype=dtype, seconds=sgemm_seconds)
+            rows = sweep_rows(sizes, batch, len(X_train), seconds, rate[0])
+            chosen = order[:rows] if rows < len(X_train) else slice(None)
+            data = (X_train[chosen], y_train[chosen], X_test, y_test)
+            group = [Workload(framework=f, batch_size=batch, dataset=name, hidden=(width, width), dtype=dtype,
+                              optimizer=optimizer, lr=lr, seed=seed) for f in frameworks]
+            results = run_group(group, epochs=epochs, warmup=warmup, data=data, accuracy=False)
+            points.append(SweepPoint(width, batch, rows, len(X_train), gemm, rate, threads, results))
+            if on_point is not None:
+                on_point(points[-1])
+    return points
+
+
+_SWEEP_COLUMNS = ("width", "batch", "rows/epoch", "SGEMM m x k x n", "SGEMM GFLOP/s", "framework",
+                  "s/epoch median [min-max]", "GFLOP/s", "%SGEMM", "vs jax", "vs torch")
+
+
+def sweep_table_rows(points: Sequence[SweepPoint]) -> list[list[str]]:
+    """One row of cells per framework and point (see :data:`_SWEEP_COLUMNS`): GFLOP/s and their
+    share of the point's SGEMM rate, s/epoch ratios to JAX and PyTorch in the same group."""
+    rows = []
+    for p in points:
+        jax = next((r for r in p.results if r.workload.framework == "jax"), None)
+        torch = next((r for r in p.results if r.workload.framework == "torch"), None)
+        head = [str(p.width), str(p.batch_size), "all" if p.rows == p.n_train else f"{p.rows:,}",
+                "x".join(map(str, p.gemm)), f"{p.sgemm[0]:.1f} ({p.sgemm_threads}t)"]
+        for r in p.results:
+            if not r.ok:
+                rows.append(head + [r.workload.framework, r.status])
+                continue
+            rows.append(head + [r.workload.framework,
+                                f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]", f"{r.gflops:.1f}", f"{r.gflops / p.sgemm[0]:.0%}", _ratio(r.median_seconds, jax),
+                                _ratio(r.median_seconds, torch)])
+    return rows
+
+
+def format_sweep_table(points: Sequence[SweepPoint], markdown: bool = False) -> list[str]:
+    """:func:`sweep_table_rows` as aligned text lines, or as a Markdown table."""
+    return _render(_SWEEP_COLUMNS, sweep_table_rows(points), [5, 5, 10, 15, 13, 18, 26, 8, 7, 7, 8],
+                   [">", ">", ">", ">", ">", "<", "<", ">", ">", ">", ">"], markdown)
 
 
 # ----------------------------------------------------------------------- memory
@@ -461,20 +920,7 @@ def _process_peak() -> tuple[float, float, str]:
 
 def _import_framework(framework: str) -> None:
     """Import what ``framework`` trains with; :class:`Skipped` when it is not installed."""
-    if framework.startswith("fastscratch-"):
-        from .backends import load_backend
-
-        try:
-            load_backend(framework.split("-", 1)[1])
-        except ImportError as exc:
-            raise Skipped(f"not installed ({exc})") from None
-    elif framework == "tf.keras":
-        _quiet_tensorflow()
-    else:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise Skipped(f"not installed (`{TORCH_CPU_INSTALL}`)") from None
+    _TRAINERS[framework].require(framework)
 
 
 def _memory_job(workload: Workload, epochs: int) -> dict[str, Any]:
@@ -625,6 +1071,19 @@ def sgemm_rate(m: int = 128, k: int = 784, n: int = 128, dtype: str = "float32",
     return statistics.median(rates), min(rates), max(rates)
 
 
+def best_sgemm_rate(m: int, k: int, n: int, dtype: str = "float32",
+                    seconds: float = 0.3) -> tuple[tuple[float, float, float], int]:
+    """:func:`sgemm_rate` at ``(m, k) x (k, n)`` on one BLAS thread and on all (as configured),
+    alternated; ``((median, min, max), threads)`` of the one with the higher median."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    most = max((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), default=1)
+    everything = sgemm_rate(m, k, n, dtype, seconds)
+    with threadpool_limits(limits=1, user_api="blas"):
+        single = sgemm_rate(m, k, n, dtype, seconds)
+    return (everything, most) if everything[0] >= single[0] or most == 1 else (single, 1)
+
+
 # ----------------------------------------------------------------------- report
 def _ratio(value: float, reference: Result | None) -> str:
     if reference is None or not reference.ok or not reference.epoch_seconds:
@@ -632,20 +1091,22 @@ def _ratio(value: float, reference: Result | None) -> str:
     return f"{value / reference.median_seconds:.2f}x"
 
 
+#: The ratio columns: header and the framework whose s/epoch (same batch size, same run) divides.
+RATIO_COLUMNS = (("vs keras", "tf.keras"), ("vs torch", "torch"), ("vs jax", "jax"))
 _COLUMNS = ("batch", "framework", "s/epoch median [min-max]", "samples/s", "GFLOP/s", "%SGEMM", "test acc",
-            "vs keras", "vs torch")
+            *(header for header, _ in RATIO_COLUMNS))
 
 
 def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None) -> list[list[str]]:
     """One row of cells per result (see :data:`_COLUMNS`): per batch size, each framework's
     s/epoch (median [min-max]), samples/s, GFLOP/s, share of the SGEMM rate, test accuracy,
-    and s/epoch ratios to tf.keras and PyTorch in the same run (below 1: faster than them).
-    A skipped result has its status in the third cell and nothing after it."""
+    and s/epoch ratios to tf.keras, PyTorch (eager) and JAX in the same run (below 1: faster
+    than them; :data:`RATIO_COLUMNS`).  A skipped result has its status in the third cell and
+    nothing after it."""
     rows = []
     for batch in sorted({r.workload.batch_size or r.n_train for r in results}):
         group = [r for r in results if (r.workload.batch_size or r.n_train) == batch]
-        keras = next((r for r in group if r.workload.framework == "tf.keras"), None)
-        torch = next((r for r in group if r.workload.framework == "torch"), None)
+        references = [next((r for r in group if r.workload.framework == name), None) for _, name in RATIO_COLUMNS]
         for r in group:
             label = "full" if r.workload.batch_size is None else str(batch)
             if not r.ok:
@@ -655,25 +1116,41 @@ def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | No
                          f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]",
                          f"{r.samples_per_second:,.0f}", f"{r.gflops:.1f}",
                          f"{r.gflops / sgemm[0]:.0%}" if sgemm else "-", f"{r.test_accuracy:.4f}",
-                         _ratio(r.median_seconds, keras), _ratio(r.median_seconds, torch)])
+                         *(_ratio(r.median_seconds, reference) for reference in references)])
     return rows
+
+
+def _render(columns: Sequence[str], rows: list[list[str]], widths: Sequence[int], align: Sequence[str],
+            markdown: bool) -> list[str]:
+    """Rows as a Markdown table, or as aligned text lines under a header; a short row (a skipped
+    run: label, framework, status) is written out as it is."""
+    if markdown:
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+        return lines + ["| " + " | ".join(row + [""] * (len(columns) - len(row))) + " |" for row in rows]
+    render = lambda cells: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()  # noqa: E731
+    header = render(list(columns))
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(render(row) if len(row) == len(columns) else "  ".join(
+            f"{c:{a}{w}}" for c, a, w in zip(row[:-1], align, widths)) + "  " + row[-1])
+    return lines
 
 
 def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None,
                  markdown: bool = False) -> list[str]:
     """:func:`table_rows` as aligned text lines, or as a Markdown table."""
-    rows = table_rows(results, sgemm)
-    if markdown:
-        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join(" --- " for _ in _COLUMNS) + "|"]
-        return lines + ["| " + " | ".join(row + [""] * (len(_COLUMNS) - len(row))) + " |" for row in rows]
-    widths = [6, 18, 26, 10, 8, 7, 8, 9, 9]
-    align = [">", "<", "<", ">", ">", ">", ">", ">", ">"]
-    render = lambda cells: "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()  # noqa: E731
-    header = render(list(_COLUMNS))
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(render(row) if len(row) == len(_COLUMNS) else f"{row[0]:>6}  {row[1]:<18}  {row[2]}")
-    return lines
+    return _render(_COLUMNS, table_rows(results, sgemm), [6, 18, 26, 10, 8, 7, 8, 9, 9, 9],
+                   [">", "<", "<", ">", ">", ">", ">", ">", ">", ">"], markdown)
+
+
+def format_compile_times(results: Sequence[Result]) -> list[str]:
+    """One entry per framework that compiled apart from its epochs (``compile_seconds`` above 0:
+    not the NumPy backend, which compiles nothing), the largest over ``results``: ``["jax 0.41 s", ...]``."""
+    most: dict[str, float] = {}
+    for r in results:
+        if r.ok and r.compile_seconds > 0:  # NaN compares false
+            most[r.workload.framework] = max(most.get(r.workload.framework, 0.0), r.compile_seconds)
+    return [f"{name} {seconds:.2f} s" for name, seconds in most.items()]
 
 
 def format_time_to_accuracy(results: Sequence[Result]) -> list[str]:

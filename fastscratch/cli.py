@@ -25,7 +25,7 @@ from . import _argtypes as args_
 from . import _validation as check
 from .backends import BACKENDS, available_backends, load_backend
 from ._atomic import ensure_writable_dir, write_text
-from .bench import FRAMEWORKS
+from .bench import FRAMEWORK_ALIASES, FRAMEWORKS, OPTIMIZERS, SWEEP_WIDTHS
 from .network import NeuralNetwork
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -37,12 +37,12 @@ class CommandError(Exception):
 
 def _framework_list(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
-    aliases = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras", "pytorch": "torch"}
-    names = [aliases.get(n, n) for n in names]
+    names = [FRAMEWORK_ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in FRAMEWORKS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown framework(s) {', '.join(unknown) or text!r}; "
-                                         f"expected from {', '.join(FRAMEWORKS)}")
+                                         f"expected from {', '.join(FRAMEWORKS)} "
+                                         f"(short: {', '.join(FRAMEWORK_ALIASES)})")
     return names
 
 
@@ -166,20 +166,25 @@ def build_parser() -> Parser:
                         help="never invert: take the images as they are")
 
     bench = commands.add_parser(
-        "bench", help="time training epochs of fastscratch, tf.keras and PyTorch side by side",
-        description="Train the same network with each framework on the same data and print seconds per epoch "
-                    "(median [min-max] after warm-up), samples/s, GFLOP/s, the share of this machine's SGEMM "
-                    "rate and the ratios to tf.keras and PyTorch measured in the same run. Frameworks that are "
-                    "not installed are listed as skipped.")
+        "bench", help="time training epochs of fastscratch, JAX, tf.keras and PyTorch side by side",
+        description="Train the same network from the same initial weights with each framework on the same data "
+                    "and print seconds per epoch (median [min-max] after warm-up; the frameworks' epochs timed "
+                    "in interleaved rounds), samples/s, GFLOP/s, the share of this machine's SGEMM rate and the "
+                    "ratios to tf.keras, PyTorch and JAX measured in the same run. Frameworks that are not "
+                    "installed are listed as skipped. --sweep: the scaling benchmark over hidden widths instead.")
     bench.add_argument("--dataset", default="auto", metavar="NAME|DIR",
                        type=lambda text: text if text == "auto" else args_.dataset(text),
                        help="default: fashion-mnist when found, else mnist-sample")
-    bench.add_argument("--frameworks", "--backends", default=",".join(FRAMEWORKS), metavar="LIST",
-                       type=_framework_list, help=f"comma-separated, from {','.join(FRAMEWORKS)} (default: all)")
-    bench.add_argument("--batch-sizes", default=[32, 128, 512, None], type=args_.batch_list, metavar="LIST",
-                       help="comma-separated; 'full' for full batch (default: 32,128,512,full)")
-    bench.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES")
-    bench.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd")
+    bench.add_argument("--frameworks", "--backends", default=None, metavar="LIST", type=_framework_list,
+                       help=f"comma-separated, from {','.join(FRAMEWORKS)} or {','.join(FRAMEWORK_ALIASES)} "
+                            "(default: all; with --sweep: numba,jax,torch)")
+    bench.add_argument("--batch-sizes", default=None, type=args_.batch_list, metavar="LIST",
+                       help="comma-separated; 'full' for full batch (default: 32,128,512,full; with --sweep: "
+                            "32,128,512)")
+    bench.add_argument("--hidden", type=args_.hidden_sizes, default=None, metavar="SIZES",
+                       help="hidden layer sizes (default: 128,64)")
+    bench.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                       help="momentum and nesterov: momentum 0.9; adam: beta 0.9, 0.999, eps 1e-7 (default: sgd)")
     bench.add_argument("--lr", type=args_.positive_float, default=0.1)
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--epochs", type=args_.positive_int, default=3, help="timed epochs per run (default: 3)")
@@ -192,6 +197,15 @@ def build_parser() -> Parser:
     bench.add_argument("--markdown", metavar="FILE", type=args_.path,
                        help="also write the run as Markdown (command, date, versions, BLAS, the table)")
     bench.add_argument("--plot", metavar="DIR", type=args_.path, help="write throughput.png and accuracy_vs_time.png here")
+    bench.add_argument("--sweep", action="store_true",
+                       help="the scaling benchmark: 784-W-W-10 for each --widths W and batch size, GFLOP/s and the "
+                            "share of this machine's SGEMM rate at the step's largest GEMM; wide networks time a "
+                            "fixed number of rows per epoch (--sweep-seconds); --plot writes scaling.png")
+    bench.add_argument("--widths", type=args_.hidden_sizes, default=list(SWEEP_WIDTHS), metavar="LIST",
+                       help=f"--sweep's hidden widths (default: {','.join(map(str, SWEEP_WIDTHS))})")
+    bench.add_argument("--sweep-seconds", type=args_.positive_float, default=0.5, metavar="S",
+                       help="--sweep: rows per timed epoch chosen to take about S seconds at the SGEMM rate "
+                            "(the whole training set when that is less; default: 0.5)")
     bench.add_argument("--memory", action="store_true",
                        help="measure peak RSS instead of speed: the whole job (imports, data, model, --epochs "
                             "epochs, test accuracy), each run in a fresh process, beside the bound of the float32 "
@@ -531,6 +545,35 @@ def argv_is_bench() -> bool:
     return len(sys.argv) > 1 and sys.argv[1] == "bench"
 
 
+def bench_usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with a ``bench`` command line's combination of options (``None``: nothing),
+    and the defaults that depend on the mode filled in (``--sweep`` or not)."""
+    from . import bench
+
+    if args.sweep:
+        if args.memory:
+            return "--sweep and --memory are different runs; give one of them"
+        if args.hidden is not None:
+            return "--hidden does not apply to --sweep: its networks are 784-W-W-10 for each of --widths"
+        if args.target is not None:
+            return "--target does not apply to --sweep (its epochs train a fixed number of rows)"
+        if args.batch_sizes is not None and None in args.batch_sizes:
+            return ("--sweep times mini-batches: 'full' is not a batch size there (its epochs train a fixed "
+                    "number of rows)")
+        args.frameworks = args.frameworks or list(bench.SWEEP_FRAMEWORKS)
+        args.batch_sizes = args.batch_sizes or list(bench.SWEEP_BATCH_SIZES)
+    else:
+        args.frameworks = args.frameworks or list(bench.FRAMEWORKS)
+        args.batch_sizes = args.batch_sizes or [32, 128, 512, None]
+        args.hidden = [128, 64] if args.hidden is None else args.hidden
+    return None
+
+
+def _run_line(args: argparse.Namespace, name: str, n_train: int, sizes: str) -> str:
+    return (f"{name} ({n_train:,} training samples), {sizes}, {args.dtype}, {args.optimizer} lr {args.lr:g}, "
+            f"{args.warmup} warm-up + {args.epochs} timed epochs, frameworks in interleaved rounds")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from ._system import versions
@@ -540,43 +583,56 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _prepare_output(args.markdown, "--markdown")
     if args.memory:
         return _bench_memory(args)
+    if args.sweep:
+        return _bench_sweep(args)
     name, data = bench.load_data(args.dataset, args.dtype)
-    sizes = [data[0].shape[1], *args.hidden, int(data[1].max()) + 1]
-    print(f"fastscratch bench: {name}, {len(data[0]):,} training samples, {'-'.join(map(str, sizes))}, "
-          f"{args.dtype}, {args.optimizer} lr {args.lr:g}; {args.warmup} warm-up + {args.epochs} timed epochs")
+    sizes = [data[0].shape[1], *args.hidden, int(max(data[1].max(), data[3].max())) + 1]
+    print(f"fastscratch bench: {_run_line(args, name, len(data[0]), '-'.join(map(str, sizes)))}")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     sgemm = bench.sgemm_rate(dtype=args.dtype)
     print(f"BLAS: {bench.thread_summary()}; SGEMM (128x784)x(784x128): {sgemm[0]:.1f} GFLOP/s "
           f"[{sgemm[1]:.1f}-{sgemm[2]:.1f}]", flush=True)
+
+    def group(batch: int | None) -> list:
+        return [bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                               dtype=args.dtype, optimizer=args.optimizer, lr=args.lr) for framework in args.frameworks]
+
     results = []
     for batch in args.batch_sizes:
-        for framework in args.frameworks:
-            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
-                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
-            print(f"  running {workload.label} ...", file=sys.stderr, flush=True)
-            results.append(bench.run(workload, epochs=args.epochs, warmup=args.warmup, data=data))
+        print(f"  batch {batch or 'full'}: building and warming up {', '.join(args.frameworks)}, then "
+              f"{args.epochs} interleaved rounds ...", file=sys.stderr, flush=True)
+        results += bench.run_group(group(batch), epochs=args.epochs, warmup=args.warmup, data=data)
     print()
     print("\n".join(bench.format_table(results, sgemm)))
+    compiled = bench.format_compile_times(results)
+    if compiled:
+        print("Compile seconds, apart from the epochs (the most over the batch sizes): " + ", ".join(compiled))
     target = args.target if args.target is not None else (bench.DEFAULT_TARGETS.get(name, 0.9) if args.plot else None)
     accuracy_runs = []
     if target is not None:
         batch = args.batch_sizes[0]
         print(f"\nTime to {target:.0%} test accuracy (batch {batch or 'full'}, {args.optimizer} lr {args.lr:g}, "
-              f"at most {args.max_epochs} epochs):")
-        for framework in args.frameworks:
-            workload = bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
-                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
-            accuracy_runs.append(bench.time_to_accuracy(workload, target, args.max_epochs, data=data))
-            print("\n".join(bench.format_time_to_accuracy(accuracy_runs[-1:])), flush=True)
+              f"at most {args.max_epochs} epochs, frameworks in interleaved rounds):")
+
+        def reached(result) -> None:  # a line as each framework gets there
+            if result.seconds_to_target is not None:
+                print("\n".join(bench.format_time_to_accuracy([result])), flush=True)
+
+        accuracy_runs = bench.time_to_accuracy_group(group(batch), target, args.max_epochs, data=data,
+                                                     on_epoch=reached)
+        for r in accuracy_runs:  # then those that did not
+            if r.seconds_to_target is None:
+                print("\n".join(bench.format_time_to_accuracy([r])), flush=True)
     if args.markdown:
         command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench"])
-        text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {name} "
-                f"({len(data[0]):,} training samples), {'-'.join(map(str, sizes))}, {args.dtype}, "
-                f"{args.optimizer} lr {args.lr:g}, {args.warmup} warm-up + {args.epochs} timed epochs.",
+        text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                f"{_run_line(args, name, len(data[0]), '-'.join(map(str, sizes)))}.",
                 "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
                 f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores; SGEMM (128x784)x(784x128) "
                 f"{sgemm[0]:.1f} GFLOP/s [{sgemm[1]:.1f}-{sgemm[2]:.1f}].", ""]
         text += bench.format_table(results, sgemm, markdown=True)
+        if compiled:
+            text += ["", "Compile seconds, apart from the epochs: " + ", ".join(compiled) + "."]
         if accuracy_runs:
             text += ["", f"Time to {target:.0%} test accuracy:", ""]
             text += [f"- {line.strip()}" for line in bench.format_time_to_accuracy(accuracy_runs)]
@@ -597,6 +653,58 @@ def cmd_bench(args: argparse.Namespace) -> int:
             plots.plot_accuracy_vs_time(accuracy_runs, os.path.join(args.plot, "accuracy_vs_time.png"))
             written.append("accuracy_vs_time.png")
         print(f"Plots written to {args.plot}/: {', '.join(written)}")
+    return 0
+
+
+def _bench_sweep(args: argparse.Namespace) -> int:
+    """``bench --sweep``: the scaling benchmark (:func:`fastscratch.bench.sweep`)."""
+    from . import bench
+    from ._system import versions
+
+    name, data = bench.load_data(args.dataset, args.dtype)
+    n_train = len(data[0])
+    widths = ",".join(map(str, args.widths))
+    line = (f"{name} ({n_train:,} training samples), 784-W-W-10 for W in {widths}, batch sizes "
+            f"{','.join(map(str, args.batch_sizes))}, {args.dtype}, {args.optimizer} lr {args.lr:g}, "
+            f"{args.warmup} warm-up + {args.epochs} timed epochs per point, frameworks in interleaved rounds")
+    rows_note = (f"Rows per timed epoch: all {n_train:,} where an epoch at the SGEMM rate takes at most "
+                 f"{args.sweep_seconds:g} s; otherwise a whole number of batches (at least 4) that takes about that "
+                 f"long, the first rows of a fixed random order, the same rows for every framework (a fixed "
+                 f"number of steps, not a whole epoch). GFLOP/s count the rows trained. %SGEMM: against NumPy's "
+                 f"BLAS at the step's largest GEMM, (batch x k) x (k x n), on one thread or all, whichever is "
+                 f"faster (the t column), measured just before the point.")
+    print(f"fastscratch bench --sweep: {line}")
+    print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    print(f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores")
+    print(rows_note, flush=True)
+
+    def progress(point) -> None:
+        print(f"  W={point.width} batch {point.batch_size}: {point.rows:,} rows per epoch, done", file=sys.stderr,
+              flush=True)
+
+    points = bench.sweep(args.widths, args.batch_sizes, args.frameworks, dataset=name, dtype=args.dtype,
+                         optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, warmup=args.warmup,
+                         seconds=args.sweep_seconds, on_point=progress)
+    print()
+    print("\n".join(bench.format_sweep_table(points)))
+    if args.markdown:
+        command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench", "--sweep"])
+        text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {line}.", "",
+                "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+                f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores.", "", rows_note, ""]
+        text += bench.format_sweep_table(points, markdown=True)
+        write_text(args.markdown, "\n".join(text) + "\n")
+        print(f"Markdown written to {args.markdown}")
+    if args.json:
+        write_text(args.json, json.dumps({"dataset": name, "threads": bench.thread_summary(), "versions": versions(),
+                                          "sweep": [p.to_dict() for p in points]}, indent=2, default=str))
+        print(f"Results written to {args.json}")
+    if args.plot:
+        from . import plots
+
+        os.makedirs(args.plot, exist_ok=True)
+        plots.plot_scaling(points, os.path.join(args.plot, "scaling.png"))
+        print(f"Plot written to {args.plot}/: scaling.png")
     return 0
 
 
@@ -648,6 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.unrecognized(args.command, extras)
     if getattr(args, "resume", False) and not args.checkpoint:
         parser.error("--resume needs --checkpoint FILE: the run to continue")
+    if args.command == "bench" and (problem := bench_usage_error(args)):
+        parser.error(problem)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

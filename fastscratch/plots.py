@@ -172,7 +172,8 @@ def plot_throughput(results, path: str | PathLike | None = None):
     ax.set_yscale("log")
     ax.set_xlabel("batch size (the largest is full batch)")
     ax.set_ylabel("training samples / s (median epoch)")
-    ax.set_title(f"Training throughput, {results[0].dataset}")
+    versions = _peer_versions([r for r in results if r.ok])
+    ax.set_title(f"Training throughput, {results[0].dataset}" + (f"\n{versions}" if versions else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return _finish(fig, path)
@@ -193,7 +194,57 @@ def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
         ax.axhline(drawn[0].target_accuracy, linestyle="--", color="gray", label="target")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"Time to accuracy, {drawn[0].dataset}")
+    versions = _peer_versions(drawn)
+    ax.set_title(f"Time to accuracy, {drawn[0].dataset}" + (f"\n{versions}" if versions else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
+    return _finish(fig, path)
+
+
+def _peer_versions(results) -> str:
+    """``"jax 0.10.2, torch 2.13.0"``: the versions of the peers a figure shows (JAX's CPU speed
+    depends on its version: record it with every figure)."""
+    shown = {r.workload.framework for r in results}
+    versions = results[0].versions if results else {}
+    wanted = [("jax", "jax"), ("torch", "torch"), ("torch-compile", "torch"), ("tf.keras", "tensorflow-cpu"),
+              ("tf.keras", "tensorflow"), ("fastscratch-numba", "numba")]
+    parts = []
+    for framework, dist in wanted:
+        if framework in shown and dist in versions and f"{dist} {versions[dist]}" not in parts:
+            parts.append(f"{dist} {versions[dist]}")
+    return ", ".join(parts)
+
+
+def plot_scaling(points, path: str | PathLike | None = None):
+    """The scaling benchmark (:func:`fastscratch.bench.sweep`): achieved GFLOP/s against hidden
+    width (784-W-W-10), log-log, one panel per batch size, one line per framework, this
+    machine's SGEMM rate at each point's largest GEMM dashed; (350 x batch sizes + 100) x 450 PNG.
+    ``points``: :class:`fastscratch.bench.SweepPoint` records; skipped results are left out."""
+    batches = sorted({p.batch_size for p in points})
+    if not any(r.ok for p in points for r in p.results):
+        raise ValueError("nothing to plot: no sweep result has timings")
+    fig = _blank_figure(3.5 * len(batches) + 1, 4.5)
+    axes = fig.subplots(1, len(batches), sharey=True, squeeze=False)[0]
+    frameworks = list(dict.fromkeys(r.workload.framework for p in points for r in p.results))
+    colours = {f: f"C{i}" for i, f in enumerate(frameworks)}
+    for ax, batch in zip(axes, batches):
+        here = sorted((p for p in points if p.batch_size == batch), key=lambda p: p.width)
+        ax.plot([p.width for p in here], [p.sgemm[0] for p in here], linestyle="--", color="black",
+                label="SGEMM at the largest GEMM")
+        for framework in frameworks:
+            xy = [(p.width, r.gflops) for p in here for r in p.results if r.workload.framework == framework and r.ok]
+            if xy:
+                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=colours[framework], label=framework)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        widths = [p.width for p in here]
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_xticks([], minor=True)
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("hidden width W (784-W-W-10)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("training GFLOP/s (median epoch)")
+    axes[-1].legend(fontsize=8, loc="lower right")
+    results = [r for p in points for r in p.results]
+    fig.suptitle(f"Scaling, {results[0].dataset}; {_peer_versions(results)}", fontsize=10)
     return _finish(fig, path)

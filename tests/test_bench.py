@@ -1,9 +1,11 @@
-"""scripts/bench_epoch.py, the thread-count front end over fastscratch.bench: a smoke run.
+"""fastscratch.bench: the workload definition's frameworks, same start, interleaved rounds, the
+tables and the scaling sweep; and scripts/bench_epoch.py, the thread-count front end, as a smoke run.
 
-No speed is asserted (timings belong in benchmarks, not unit tests); the workload
-module itself is tested with the other front ends (tests/benchmarks, test_cli).
+No speed is asserted (timings belong in benchmarks, not unit tests); the front ends are also
+tested where they live (tests/benchmarks, test_cli, test_asv).
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -11,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastscratch import bench, training
@@ -99,3 +102,191 @@ def test_group_order_is_numeric():
     names = ["epoch batch full", "epoch batch 128", "time to accuracy batch 128", "epoch batch 32", "epoch batch 512"]
     assert sorted(names, key=group_order) == ["epoch batch 32", "epoch batch 128", "epoch batch 512",
                                               "epoch batch full", "time to accuracy batch 128"]
+
+
+# ----------------------------------------------------- frameworks, same start, interleaving (issue 13)
+def _installed(framework):
+    try:
+        bench._import_framework(framework)
+    except bench.Skipped:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def digits():
+    pytest.importorskip("sklearn")
+    return bench.load_data("digits")[1]
+
+
+@pytest.mark.parametrize("framework", bench.FRAMEWORKS)
+def test_every_framework_starts_from_the_fastscratch_initial_weights(digits, framework):
+    """Same start: each trainer's parameters before training are NeuralNetwork(sizes, seed)'s, exactly
+    (torch-compile's after its compiling warm-up steps have been undone)."""
+    if not _installed(framework):
+        pytest.skip(f"{framework} is not installed")
+    workload = bench.Workload(framework=framework, batch_size=100, dataset="digits", hidden=(16, 8), seed=3)
+    trainer = bench.make_trainer(workload, digits)
+    start = bench.initial_network(workload, trainer.sizes)
+    expected = [p for pair in zip(start.weights, start.biases) for p in pair]
+    got = trainer.parameters()
+    assert [p.shape for p in got] == [p.shape for p in expected]
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    trainer.epoch()
+    assert not np.array_equal(trainer.parameters()[0], expected[0])  # and it trains from there
+
+
+def test_torch_compile_trains_as_eager_torch_does(digits):
+    """Same start and the same randperm batches: torch.compile's epoch is eager PyTorch's to round-off,
+    so its compiling warm-up left no trace (weights and momentum buffers put back)."""
+    if not _installed("torch-compile"):
+        pytest.skip("torch is not installed")
+    workloads = [bench.Workload(framework=f, batch_size=100, dataset="digits", hidden=(16,), optimizer="momentum")
+                 for f in ("torch", "torch-compile")]
+    eager, compiled = (bench.make_trainer(w, digits) for w in workloads)
+    assert compiled.compile_seconds > 0 and math.isnan(eager.compile_seconds)
+    for _ in range(2):
+        eager.epoch(), compiled.epoch()
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_torch_compile_that_cannot_compile_is_skipped_with_the_reason(tmp_path):
+    """No working C++ compiler for Inductor (CXX points nowhere; an empty Inductor cache, so nothing
+    compiled earlier is reused): a skipped row naming the failure, not an exception."""
+    pytest.importorskip("torch")
+    code = ("from fastscratch import bench; r = bench.run(bench.Workload(framework='torch-compile', batch_size=128, "
+            "dataset='mnist-sample', hidden=(8,)), epochs=1, warmup=0); print('STATUS', r.status)")
+    env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"))
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert child.returncode == 0, child.stderr
+    status = child.stdout.split("STATUS ", 1)[1].strip()
+    assert status.startswith("skipped: torch.compile failed: ") and "no-such-compiler" in status, status
+
+
+def test_missing_frameworks_are_skipped_with_the_install_hint():
+    """Without JAX and PyTorch (hidden from the import system in a child process)."""
+    code = ("import sys; sys.modules['jax'] = None; sys.modules['torch'] = None\n"
+            "from fastscratch import bench\n"
+            "for f in ('jax', 'torch', 'torch-compile'):\n"
+            "    print(f, '|', bench.run(bench.Workload(framework=f, dataset='mnist-sample'), epochs=1).status)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    statuses = dict(line.split(" | ") for line in child.stdout.splitlines())
+    assert statuses["jax"] == "skipped: not installed (install it with `pip install 'fastscratch[jax]'`)"
+    assert statuses["torch"] == statuses["torch-compile"] == f"skipped: not installed (`{bench.TORCH_CPU_INSTALL}`)"
+
+
+def test_a_group_runs_its_epochs_in_interleaved_rounds(digits):
+    """Round k runs every framework once, in the group's order for even k and reversed for odd k:
+    the recorded epoch starts of A and B read A B | B A | A B."""
+    pytest.importorskip("numba")
+    group = [bench.Workload(framework=f, batch_size=64, dataset="digits", hidden=(16,))
+             for f in ("fastscratch-numpy", "fastscratch-numba")]
+    first, second = bench.run_group(group, epochs=3, warmup=1, data=digits)
+    assert first.ok and second.ok and len(first.epoch_started) == len(second.epoch_started) == 3
+    starts = sorted([(t, "A") for t in first.epoch_started] + [(t, "B") for t in second.epoch_started])
+    assert "".join(label for _, label in starts) == "ABBAAB"
+    assert 0 <= first.epoch_started[0] < 0.01 and all(s > 0 for s in first.epoch_seconds + second.epoch_seconds)
+    assert 0 < first.test_accuracy <= 1 and first.n_train == len(digits[0])
+
+
+def test_a_group_must_differ_only_by_framework(digits):
+    a = bench.Workload(framework="fastscratch-numpy", batch_size=64, dataset="digits")
+    with pytest.raises(ValueError, match=r"batch_size=32 \(not 64\)"):
+        bench.run_group([a, dataclasses.replace(a, framework="jax", batch_size=32)], data=digits)
+    with pytest.raises(ValueError, match="one or more"):
+        bench.run_group([], data=digits)
+    with pytest.raises(ValueError, match="unknown framework 'mxnet'"):
+        bench.Workload(framework="mxnet")
+
+
+def test_time_to_accuracy_group_takes_a_framework_out_once_it_is_there(digits):
+    group = [bench.Workload(framework="fastscratch-numpy", batch_size=32, dataset="digits", hidden=(32,))] * 2
+    for r in bench.time_to_accuracy_group(group, target=0.8, max_epochs=6, data=digits):
+        assert r.seconds_to_target is not None and len(r.epoch_seconds) == r.epochs_to_target < 6
+        assert r.accuracy_curve[-1][1] >= 0.8 and r.accuracy_curve[-1][0] == pytest.approx(r.seconds_to_target)
+    for r in bench.time_to_accuracy_group(group, target=1.0, max_epochs=2, data=digits):
+        assert r.seconds_to_target is None and len(r.epoch_seconds) == 2 and len(r.accuracy_curve) == 2
+
+
+def test_the_table_has_a_vs_jax_column_with_ratios_from_the_same_run(digits):
+    group = [bench.Workload(framework=f, batch_size=64, dataset="digits", hidden=(16,))
+             for f in ("fastscratch-numpy", "jax")]
+    results = bench.run_group(group, epochs=2, warmup=1, data=digits)
+    lines = bench.format_table(results)
+    assert lines[0].split()[-2:] == ["vs", "jax"] and "vs torch" in lines[0] and "vs keras" in lines[0]
+    rows = {row[1]: row for row in bench.table_rows(results)}
+    numpy_row = rows["fastscratch-numpy"]
+    jax_result = results[1]
+    if jax_result.ok:
+        assert rows["jax"][-1] == "1.00x" and jax_result.compile_seconds > 0
+        assert numpy_row[-1] == f"{results[0].median_seconds / jax_result.median_seconds:.2f}x"
+        assert any(line.startswith("jax ") for line in bench.format_compile_times(results))
+    else:
+        assert numpy_row[-1] == "-" and rows["jax"][2].startswith("skipped")
+    markdown = bench.format_table(results, markdown=True)
+    assert markdown[0].endswith("| vs jax |") and len(markdown) == 4
+
+
+def test_nesterov_is_a_workload_optimizer():
+    assert bench.workload_optimizer(bench.Workload(optimizer="nesterov")).config() == {
+        "name": "momentum", "momentum": 0.9, "nesterov": True}
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        bench.Workload(optimizer="rmsprop")
+
+
+# --------------------------------------------------------------------- the scaling sweep (issue 13 part 4)
+def test_largest_gemm_and_rows_per_epoch():
+    assert bench.largest_gemm([784, 64, 64, 10], 128) == (128, 784, 64)
+    assert bench.largest_gemm([784, 1024, 1024, 10], 32) == (32, 1024, 1024)
+    sizes = [784, 2048, 2048, 10]
+    per_sample = bench.flops_per_sample(sizes)
+    # an epoch that fits in the time at that rate: all of it; else whole batches, at least 4
+    assert bench.sweep_rows(sizes, 128, 1000, 10.0, 100.0) == 1000
+    rows = bench.sweep_rows(sizes, 128, 60000, 0.5, 100.0)
+    assert rows % 128 == 0 and rows == int(0.5 * 100e9 / per_sample // 128) * 128
+    assert bench.sweep_rows(sizes, 512, 60000, 1e-6, 100.0) == 4 * 512
+
+
+def test_the_sweep_runs_a_tiny_configuration_and_plots_it(digits, tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastscratch import plots
+
+    points = bench.sweep(widths=(8, 32), batch_sizes=(32,), frameworks=("fastscratch-numpy", "jax"),
+                         dataset="digits", epochs=2, warmup=1, seconds=1e-7, sgemm_seconds=0.01)
+    assert [(p.width, p.batch_size) for p in points] == [(8, 32), (32, 32)]
+    for p in points:
+        assert p.rows == 4 * 32 and p.n_train == len(digits[0]) and p.gemm == (32, 64, p.width)
+        assert p.sgemm[0] > 0 and p.sgemm_threads >= 1
+        numpy_result = p.results[0]
+        assert numpy_result.ok and numpy_result.n_train == p.rows and numpy_result.gflops > 0
+        assert numpy_result.workload.hidden == (p.width, p.width)
+        assert math.isnan(numpy_result.test_accuracy)  # the sweep measures speed only
+    lines = bench.format_sweep_table(points)
+    assert "SGEMM GFLOP/s" in lines[0] and "vs jax" in lines[0] and len(lines) == 2 + 4
+    plots.plot_scaling(points, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(json.dumps([p.to_dict() for p in points], default=str))[1]["width"] == 32
+    with pytest.raises(ValueError, match="full batch"):
+        bench.sweep(widths=(8,), batch_sizes=(None,), dataset="digits")
+
+
+def test_bench_sweep_from_the_command_line(tmp_path):
+    env = dict(os.environ, FASTSCRATCH_BENCH_DATASET="mnist-sample")
+    run = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--sweep", "--widths", "8,16",
+                          "--batch-sizes", "64", "--frameworks", "numpy", "--epochs", "1", "--warmup", "0",
+                          "--sweep-seconds", "0.0000001", "--json", str(tmp_path / "s.json"),
+                          "--markdown", str(tmp_path / "s.md")], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "Rows per timed epoch" in run.stdout and "a fixed number of steps" in run.stdout
+    assert "SGEMM m x k x n" in run.stdout and "64x784x8" in run.stdout
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert [p["width"] for p in record["sweep"]] == [8, 16] and record["sweep"][0]["rows"] == 256
+    assert "| 16 | 64 | 256 |" in (tmp_path / "s.md").read_text()
+    for args, message in ((["--hidden", "32"], "--hidden does not apply"), (["--batch-sizes", "full"], "'full'"),
+                          (["--memory"], "different runs")):
+        bad = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--sweep", *args], capture_output=True,
+                             text=True, timeout=120, env=env)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr

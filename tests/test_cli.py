@@ -160,7 +160,8 @@ def test_version():
     (["train", "--seed", "-1"], "non-negative integer"),
     (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["train", "--save", ""], "empty string"),
-    (["bench", "--frameworks", "jax"], "unknown framework"),
+    (["bench", "--frameworks", "numba,mxnet"], "unknown framework(s) 'mxnet'"),
+    (["bench", "--optimizer", "rmsprop"], "invalid choice"),
     # typos get the closest valid name
     (["train", "--dataset", "fasion-mnist"], "unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?)"),
     (["train", "--optimiser", "adam"], "unrecognized arguments: --optimiser adam (did you mean '--optimizer'?)"),
@@ -425,7 +426,8 @@ def test_bench_table_json_markdown_and_plots(tmp_path):
                  "--hidden", "32", "--json", tmp_path / "b.json", "--markdown", tmp_path / "b.md",
                  "--plot", tmp_path / "plots", "--max-epochs", "3", env=env)
     assert result.returncode == 0, result.stderr
-    assert "SGEMM (128x784)x(784x128):" in result.stdout and "vs keras" in result.stdout
+    assert "SGEMM (128x784)x(784x128):" in result.stdout and "vs keras" in result.stdout and "vs jax" in result.stdout
+    assert "interleaved rounds" in result.stdout
     record = json.loads((tmp_path / "b.json").read_text())
     numpy_runs = [r for r in record["results"] if r["workload"]["framework"] == "fastscratch-numpy"]
     assert len(numpy_runs) == 2 and all(len(r["epoch_seconds"]) == 2 and r["gflops"] > 0 for r in numpy_runs)

@@ -1,6 +1,6 @@
 """pytest-benchmark's report for the benchmark suite: groups in numeric order, and a short
 table of the figures the timings alone do not show (samples/s, GFLOP/s, test accuracy,
-ratios to tf.keras and PyTorch in the same run), printed after pytest-benchmark's tables.
+ratios to tf.keras, PyTorch and JAX in the same run), printed after pytest-benchmark's tables.
 
 Benchmarks add their figures with the ``figures`` fixture; ``--benchmark-json FILE`` keeps
 them too, as each benchmark's ``extra_info``.
@@ -43,19 +43,20 @@ def _ratio(seconds: float, reference: dict | None) -> str:
 
 def summary_lines(entries: list[dict]) -> list[str]:
     """The closing summary: per group (in :func:`group_order`), one line per framework, fastest
-    first: s/epoch (median), samples/s, GFLOP/s, test accuracy, s/epoch ratio to tf.keras and to
-    PyTorch (below 1: faster)."""
+    first: s/epoch (median), samples/s, GFLOP/s, test accuracy, s/epoch ratio to tf.keras, to
+    PyTorch and to JAX (below 1: faster)."""
     lines = []
     for group in sorted({e["group"] for e in entries}, key=group_order):
         rows = sorted((e for e in entries if e["group"] == group), key=lambda e: e["seconds"])
         keras = next((e for e in rows if e["framework"] == "tf.keras"), None)
         torch = next((e for e in rows if e["framework"] == "torch"), None)
+        jax = next((e for e in rows if e["framework"] == "jax"), None)
         lines += [f"{group}:", f"  {'framework':<18} {'s/epoch':>8} {'samples/s':>10} {'GFLOP/s':>8} "
-                               f"{'test acc':>8} {'vs keras':>8} {'vs torch':>8}"]
+                               f"{'test acc':>8} {'vs keras':>8} {'vs torch':>8} {'vs jax':>8}"]
         for e in rows:
             lines.append(f"  {e['framework']:<18} {e['seconds']:>8.3f} {e['samples_per_second']:>10,.0f} "
                          f"{e['gflops']:>8.1f} {e['test_accuracy']:>8.4f} {_ratio(e['seconds'], keras):>8} "
-                         f"{_ratio(e['seconds'], torch):>8}")
+                         f"{_ratio(e['seconds'], torch):>8} {_ratio(e['seconds'], jax):>8}")
     return lines
 
 
@@ -68,4 +69,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for line in summary_lines(_FIGURES):
         terminalreporter.write_line(line)
     terminalreporter.write_line("s/epoch: median of the epochs as each framework times its own training loop (the "
-                                "tables above time whole calls); vs keras/torch: ratio of s/epoch, below 1 is faster")
+                                "tables above time whole calls); vs keras/torch/jax: ratio of s/epoch, below 1 is faster")

@@ -1,4 +1,5 @@
-"""pytest-benchmark: training epochs of fastscratch (NumPy, Numba), tf.keras and PyTorch side by side.
+"""pytest-benchmark: training epochs of fastscratch (NumPy, Numba), JAX, tf.keras and PyTorch (eager and
+torch.compile) side by side, one group per batch size.
 
     pytest tests/benchmarks --benchmark-only                  # measure; one table per group, then the figures
     pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench.json   # + every figure, as extra_info
@@ -19,6 +20,7 @@ import os
 import pytest
 
 from fastscratch import bench
+from fastscratch._system import versions
 
 BATCHES = [pytest.param(b, marks=pytest.mark.benchmark(group=f"epoch batch {b}"), id=f"b{b}")
            for b in (32, 128, 512, "full")]
@@ -58,14 +60,16 @@ def test_epoch(benchmark, figures, dataset, data, framework, batch_size):
     benchmark.extra_info.update({
         "dataset": dataset, "samples_per_second": n / median,
         "gflops": bench.flops_per_sample(trainer.sizes) * n / median / 1e9,
-        "test_accuracy": accuracy, "threads": bench.thread_summary(), "device": trainer.device})
+        "test_accuracy": accuracy, "threads": bench.thread_summary(), "device": trainer.device,
+        "compile_seconds": trainer.compile_seconds, "versions": versions()})
     figures(f"epoch batch {batch_size}", framework, seconds=median,
             **{key: benchmark.extra_info[key] for key in ("dataset", "samples_per_second", "gflops", "test_accuracy")})
     assert all(s > 0 and math.isfinite(s) for s in seconds)
-    # How far above chance (0.1) two epochs get depends on the number of steps: full batch makes
-    # 2, batch 512 on the 4,000-digit sample 16 (PyTorch's default init is still near chance
-    # there), batch 128 there 63; with few steps the check is only that the number is sane.
-    steps = 2 if batch_size == "full" else -(-len(trainer.X_train) // batch_size) * 2
+    # How far above chance (0.1) the four epochs (warm-up + 3) get depends on the number of steps:
+    # full batch makes 4, batch 512 on the 4,000-digit sample 32, batch 128 there 126 (every
+    # framework from the same He-initialised start); with few steps the check is only that the
+    # number is sane.
+    steps = 4 if batch_size == "full" else -(-len(trainer.X_train) // batch_size) * 4
     floor = 0.05 if steps < 10 else 0.1 if steps < 40 else 0.4 if steps < 200 else 0.6
     assert accuracy > floor, accuracy
 
@@ -82,6 +86,7 @@ def test_time_to_accuracy(benchmark, dataset, data, framework):
     benchmark.extra_info.update({"target": result.target_accuracy, "seconds_to_target": result.seconds_to_target,
                                  "epochs_to_target": result.epochs_to_target})
     assert result.ok and result.target_accuracy == bench.DEFAULT_TARGETS.get(dataset, 0.9)
-    if framework.startswith("fastscratch"):
-        assert result.seconds_to_target is not None, result.accuracy_curve
-        assert result.test_accuracy >= result.target_accuracy
+    # every framework starts from fastscratch's initial weights with the same optimizer, so
+    # each gets there (on its own batch order); the clock excludes compilation
+    assert result.seconds_to_target is not None, result.accuracy_curve
+    assert result.test_accuracy >= result.target_accuracy
