@@ -150,6 +150,10 @@ class NeuralNetwork:
         self.setup_seconds = 0.0
         #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
         self.blas_threads: int | None = None
+        #: the parts (threads, one BLAS thread each) a whole-epoch backend cut the last fit's steps
+        #: into, and which path its last epoch took ("fused" or "stepwise", see training.run_epoch)
+        self.epoch_parts: int = 1
+        self.last_epoch_path: str | None = None
         # what the model was trained on, when known (the CLI records it):
         # {"dataset": name, "class_names": [one per output]}; saved with the model
         self.data_info: dict[str, Any] | None = None
@@ -427,6 +431,7 @@ class NeuralNetwork:
         if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
             workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)
         self.blas_threads = workspace.blas_threads
+        self.epoch_parts = workspace.parts
         self.compile_seconds = compiled
         self.setup_seconds = time.perf_counter() - setup_start
         started = time.perf_counter()
@@ -459,6 +464,7 @@ class NeuralNetwork:
                                                         self.biases, codes, opt, epoch_lr, weight_decays, self.rng,
                                                         max_loss)
                         seconds = time.perf_counter() - t0
+                        self.last_epoch_path = workspace.last_path
                         if not all(np.isfinite(a).all() for a in tracked):
                             # every batch's loss was sound, so this epoch's starting weights are good
                             last = -(-n // batch)
