@@ -55,7 +55,8 @@ from numba.extending import get_cython_function_address
 
 from . import numba_threads
 from . import numpy_kernels as _numpy_kernels
-from .numba_threads import compare_exchange, cpu_relax, load_acquire, sleep_us, store_release, yield_thread
+from .numba_threads import (MONOTONIC, clock_gettime, compare_exchange, cpu_relax, load_acquire, sleep_us,
+                            store_release, yield_thread)
 from .numpy_kernels import IDENTITY, RELU, SIGMOID, TANH
 
 NAME = "numba"
@@ -472,8 +473,19 @@ _SYNC_SIZE = 8 + 16 * MAX_PARTS
 _C_LR, _C_WD, _C_MU, _C_OMB1, _C_OMB2, _C_EPS, _C_ALPHA, _C_ONE, _C_SCALE, _C_ZERO = range(10)
 # the task array: what the current phase is working on
 _T_PHASE, _T_FIRST, _T_LAST, _T_SHUFFLE, _T_ACCUMULATE, _T_TALL = range(6)
-# waiting: spin with the pause hint, then yield the core, then sleep in short naps
-_SPIN_PAUSES, _SPIN_YIELDS, _NAP_US = 2000, 2000, 20
+# Waiting for another thread: spin with the pause hint for _SPIN_NS (holding the core: a
+# yield would hand it to another process for a whole scheduler tick), then yield it until
+# _YIELD_NS, then sleep in naps of _NAP_US (between epochs, or when the caller is off its core)
+_SPIN_NS, _YIELD_NS, _NAP_US = 300_000, 2_000_000, 20
+# Sharing with helpers, measured as it goes: when the caller waits for the helpers' parts of a
+# phase longer than its own part took, plus _STALL_SLACK_NS, a helper holding a part was taken
+# off its core (another process wanted it).  The caller then runs the phases alone for a while,
+# _SOLO_MIN_NS at first, doubling with each such stall up to _SOLO_MAX_NS and halving again
+# after each stretch of sharing without one, so a busy machine costs a stall now and then
+# rather than one per scheduler time slice.  Who runs a part never changes what it computes,
+# so none of this changes a bit of the result.
+_STALL_SLACK_NS = 100_000
+_SOLO_MIN_NS, _SOLO_MAX_NS = 2_000_000, 128_000_000
 
 
 def step_program(sizes: tuple[int, ...], rows: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -483,10 +495,12 @@ def step_program(sizes: tuple[int, ...], rows: int, parts: int) -> tuple[np.ndar
     operation ``(phase, op, layer, split, quantum)`` in the order they run (``quantum``:
     the parts' boundaries are multiples of it, in rows or columns); ``phase_start:
     (n_phases + 1,)`` the first row of each phase.  ``OP_BACKWARD`` of layer ``l``
-    computes the gradient at layer ``l - 1``'s output.  The last phase is ``OP_UPDATE``,
-    run only after the passes of a batch taller than ``rows`` (whose ``OP_WEIGHTS``
-    phases then add up gradients instead of updating); the one before it is
-    ``OP_WEIGHTS``.
+    computes the gradient at layer ``l - 1``'s output.  The last two phases hold one
+    ``OP_WEIGHTS`` and one ``OP_UPDATE`` per layer: the weight gradient and update, cut
+    like the layer's forward product (by columns of W when that was, so each thread keeps
+    the same block of W in its cache; else by rows); ``OP_UPDATE`` runs only after the
+    passes of a batch taller than ``rows`` (whose ``OP_WEIGHTS`` then add up gradients
+    instead of updating).
     """
     n_layers = len(sizes) - 1
 
@@ -503,7 +517,10 @@ def step_program(sizes: tuple[int, ...], rows: int, parts: int) -> tuple[np.ndar
         joins = index > 0 and how == SPLIT_ROWS and ops[index - 1][2] == SPLIT_ROWS
         phase += 0 if joins else 1
         program.append((phase, op, layer, how, COL_QUANTUM if how == SPLIT_COLS else ROW_QUANTUM))
-    program += [(phase + 1, OP_WEIGHTS, 0, SPLIT_ROWS, ROW_QUANTUM), (phase + 2, OP_UPDATE, 0, SPLIT_ROWS, ROW_QUANTUM)]
+    for op, at in ((OP_WEIGHTS, phase + 1), (OP_UPDATE, phase + 2)):
+        for layer in range(n_layers):
+            how = ops[1 + layer][2]  # as the layer's forward product
+            program.append((at, op, layer, how, COL_QUANTUM if how == SPLIT_COLS else ROW_QUANTUM))
     table = np.array(program, dtype=np.int64)
     phase_start = np.searchsorted(table[:, 0], np.arange(phase + 4)).astype(np.int64)
     return table, phase_start
@@ -539,28 +556,46 @@ def _layer_delta(layer, m, bufs, n_layers):
 
 
 @_jit
-def _update_span(kind, nesterov, W, b, gW, gb, state, layer, i0, i1, j0, j1, consts):
-    """The optimizer step on rows ``i0:i1`` of ``W`` and columns ``j0:j1`` of ``b``
-    from the gradients ``gW``/``gb`` (weights decayed, biases not)."""
+def _update_span(kind, nesterov, W, b, gW, gb, state, layer, i0, i1, c0, c1, j0, j1, consts):
+    """The optimizer step on the block ``W[i0:i1, c0:c1]`` and on ``b[j0:j1]`` from the
+    gradients ``gW``/``gb`` (weights decayed, biases not)."""
     n = W.shape[1]
-    pW, gWf = W.reshape(W.size)[i0 * n:i1 * n], gW.reshape(gW.size)[i0 * n:i1 * n]
-    pb, gbf = b[j0:j1], gb[j0:j1]
     lr, wd, zero = consts[_C_LR], consts[_C_WD], consts[_C_ZERO]
-    if kind == OPT_SGD:
-        _sgd(pW, gWf, lr, wd)
-        _sgd(pb, gbf, lr, zero)
-        return
+    mu, alpha, omb1, omb2, eps = consts[_C_MU], consts[_C_ALPHA], consts[_C_OMB1], consts[_C_OMB2], consts[_C_EPS]
     sW1, sb1, sW2, sb2 = state
-    s1 = sW1[layer].reshape(W.size)[i0 * n:i1 * n]
-    if kind == OPT_MOMENTUM:
-        mu = consts[_C_MU]
-        _momentum(pW, gWf, s1, lr, mu, nesterov, wd)
-        _momentum(pb, gbf, sb1[layer][j0:j1], lr, mu, nesterov, zero)
-    else:
-        s2 = sW2[layer].reshape(W.size)[i0 * n:i1 * n]
-        alpha, omb1, omb2, eps = consts[_C_ALPHA], consts[_C_OMB1], consts[_C_OMB2], consts[_C_EPS]
-        _adam(pW, gWf, s1, s2, alpha, omb1, omb2, eps, wd)
-        _adam(pb, gbf, sb1[layer][j0:j1], sb2[layer][j0:j1], alpha, omb1, omb2, eps, zero)
+    flat_W, flat_g = W.reshape(W.size), gW.reshape(gW.size)
+    flat_s1, flat_s2 = sW1[layer].reshape(W.size), sW2[layer].reshape(W.size)
+    whole_rows = c0 == 0 and c1 == n  # one contiguous run, else a run per row
+    for i in range(i0, i1 if not whole_rows else i0 + 1):
+        lo, hi = (i0 * n, i1 * n) if whole_rows else (i * n + c0, i * n + c1)
+        if hi <= lo:
+            continue
+        if kind == OPT_SGD:
+            _sgd(flat_W[lo:hi], flat_g[lo:hi], lr, wd)
+        elif kind == OPT_MOMENTUM:
+            _momentum(flat_W[lo:hi], flat_g[lo:hi], flat_s1[lo:hi], lr, mu, nesterov, wd)
+        else:
+            _adam(flat_W[lo:hi], flat_g[lo:hi], flat_s1[lo:hi], flat_s2[lo:hi], alpha, omb1, omb2, eps, wd)
+    if j1 > j0:
+        if kind == OPT_SGD:
+            _sgd(b[j0:j1], gb[j0:j1], lr, zero)
+        elif kind == OPT_MOMENTUM:
+            _momentum(b[j0:j1], gb[j0:j1], sb1[layer][j0:j1], lr, mu, nesterov, zero)
+        else:
+            _adam(b[j0:j1], gb[j0:j1], sb1[layer][j0:j1], sb2[layer][j0:j1], alpha, omb1, omb2, eps, zero)
+
+
+@_jit
+def _weight_blocks(W, how, part, parts, quantum):
+    """``(i0, i1, c0, c1, j0, j1)``: the part's block ``W[i0:i1, c0:c1]`` and bias range
+    ``j0:j1`` -- a block of rows (biases cut alike) or of columns (the same columns of b)."""
+    n_in, n_out = W.shape
+    if how == SPLIT_COLS:
+        c0, c1 = _span(n_out, part, parts, quantum)
+        return 0, n_in, c0, c1, c0, c1
+    i0, i1 = _span(n_in, part, parts, quantum)
+    j0, j1 = _span(n_out, part, parts, quantum)
+    return i0, i1, 0, n_out, j0, j1
 
 
 @_jit
@@ -620,48 +655,59 @@ def _run_op(op, layer, how, quantum, part, parts, data, net, bufs, opt, consts, 
             _gemm(False, True, 1.0, delta[r0:r1], W, 0.0, d_prev, chars, ints, scalars)
             _activation_backward(d_prev, acts[layer - 1][r0:r1], codes[layer - 1], one)
     elif op == OP_WEIGHTS:
-        # dW = a.T @ delta by rows of W, db = column sums by columns of b; then the update,
+        # dW = a.T @ delta and db = column sums of delta on this part's block, then the update,
         # or (a pass of a taller batch) the gradient written or added to
-        for lay in range(n_layers):
-            W, b, gW, gb = Ws[lay], bs[lay], gWs[lay], gbs[lay]
-            a = _layer_input(lay, m, data, bufs, shuffle, first)
-            delta = _layer_delta(lay, m, bufs, n_layers)
-            i0, i1 = _span(W.shape[0], part, parts, quantum)
-            j0, j1 = _span(b.shape[0], part, parts, quantum)
-            if i1 > i0:
-                if tall:
-                    _gemm(True, False, 1.0, a[:, i0:i1], delta, 1.0 if accumulate else 0.0, gW[i0:i1], chars, ints,
-                          scalars)
-                elif kind == OPT_SGD:  # W = (1 - lr*wd) W - lr * a.T @ delta: the update is the GEMM's alpha/beta
-                    _gemm(True, False, -lr, a[:, i0:i1], delta, 1.0 - lr * wd, W[i0:i1], chars, ints, scalars)
-                else:
-                    _gemm(True, False, 1.0, a[:, i0:i1], delta, 0.0, gW[i0:i1], chars, ints, scalars)
-            if not (tall and accumulate):
+        W, b, gW, gb = Ws[layer], bs[layer], gWs[layer], gbs[layer]
+        a = _layer_input(layer, m, data, bufs, shuffle, first)
+        delta = _layer_delta(layer, m, bufs, n_layers)
+        i0, i1, c0, c1, j0, j1 = _weight_blocks(W, how, part, parts, quantum)
+        if i1 > i0 and c1 > c0:
+            if tall:
+                _gemm(True, False, 1.0, a[:, i0:i1], delta[:, c0:c1], 1.0 if accumulate else 0.0, gW[i0:i1, c0:c1],
+                      chars, ints, scalars)
+            elif kind == OPT_SGD:  # W = (1 - lr*wd) W - lr * a.T @ delta: the update is the GEMM's alpha/beta
+                _gemm(True, False, -lr, a[:, i0:i1], delta[:, c0:c1], 1.0 - lr * wd, W[i0:i1, c0:c1], chars, ints,
+                      scalars)
+            else:
+                _gemm(True, False, 1.0, a[:, i0:i1], delta[:, c0:c1], 0.0, gW[i0:i1, c0:c1], chars, ints, scalars)
+        if not (tall and accumulate):
+            for j in range(j0, j1):
+                gb[j] = 0
+        for i in range(m):  # row by row, in the array's dtype, as np.add.reduce(axis=0) does
+            for j in range(j0, j1):
+                gb[j] += delta[i, j]
+        if not tall:
+            if kind == OPT_SGD:
                 for j in range(j0, j1):
-                    gb[j] = 0
-            for i in range(m):  # row by row, in the array's dtype, as np.add.reduce(axis=0) does
-                for j in range(j0, j1):
-                    gb[j] += delta[i, j]
-            if not tall:
-                if kind == OPT_SGD:
-                    for j in range(j0, j1):
-                        b[j] -= consts[_C_LR] * gb[j]
-                else:
-                    _update_span(kind, nesterov, W, b, gW, gb, state, lay, i0, i1, j0, j1, consts)
+                    b[j] -= consts[_C_LR] * gb[j]
+            else:
+                _update_span(kind, nesterov, W, b, gW, gb, state, layer, i0, i1, c0, c1, j0, j1, consts)
     else:  # OP_UPDATE: the gradients of a tall batch's passes are complete
-        for lay in range(n_layers):
-            W, b = Ws[lay], bs[lay]
-            i0, i1 = _span(W.shape[0], part, parts, quantum)
-            j0, j1 = _span(b.shape[0], part, parts, quantum)
-            _update_span(kind, nesterov, W, b, gWs[lay], gbs[lay], state, lay, i0, i1, j0, j1, consts)
+        W = Ws[layer]
+        i0, i1, c0, c1, j0, j1 = _weight_blocks(W, how, part, parts, quantum)
+        _update_span(kind, nesterov, W, bs[layer], gWs[layer], gbs[layer], state, layer, i0, i1, c0, c1, j0, j1,
+                     consts)
 
 
 @_jit
-def _backoff(spins):
-    """One wait of a spin loop: the pause hint at first, then yielding the core, then short naps."""
-    if spins < _SPIN_PAUSES:
+def _now_ns(clock):
+    """The monotonic clock in nanoseconds; ``clock``: (2,) int64 scratch (a timespec)."""
+    clock_gettime(MONOTONIC, clock.ctypes)
+    return clock[0] * 1_000_000_000 + clock[1]
+
+
+@_jit
+def _backoff(spins, since, clock):
+    """One wait of a spin loop that began at ``since`` (ns, :func:`_now_ns`): the pause hint for
+    the first _SPIN_NS, then yielding the core until _YIELD_NS, then naps.  Returns
+    ``spins + 1``; the clock is read every 16 spins."""
+    if spins % 16 != 15:
         cpu_relax()
-    elif spins < _SPIN_PAUSES + _SPIN_YIELDS:
+        return spins + 1
+    waited = _now_ns(clock) - since
+    if waited < _SPIN_NS:
+        cpu_relax()
+    elif waited < _YIELD_NS:
         yield_thread()
     else:
         sleep_us(_NAP_US)
@@ -686,30 +732,39 @@ def _take_parts(sync, seq, me, parts, program, phase_start, data, net, bufs, opt
 
 
 @_jit
-def _run_phase(sync, seq, phase, parts, program, phase_start, data, net, bufs, opt, consts, task, losses,
-               corrects, counts, scratch):
-    """The calling thread's side of phase ``seq`` (program phase ``phase``): publish it, take
-    what parts are left, wait until every part is done."""
+def _run_phase(sync, seq, phase, parts, share, program, phase_start, data, net, bufs, opt, consts, task, losses,
+               corrects, counts, scratch, clock):
+    """The calling thread's side of phase ``seq`` (program phase ``phase``): publish it (when
+    ``share``; else the helpers do not see it), take what parts are left, wait until every part
+    is done.  Returns ``(stalled, now)``: whether the wait for the helpers' parts was much
+    longer than the caller's own work (see _STALL_SLACK_NS), and the clock at the end."""
     task[_T_PHASE] = phase
-    store_release(sync, _SEQ, seq)
+    if share:
+        store_release(sync, _SEQ, seq)
+    started = _now_ns(clock)
     _take_parts(sync, seq, 0, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects,
                 counts, scratch)
+    own = _now_ns(clock)
     for part in range(parts):
         spins = 0
         while load_acquire(sync, 16 + 16 * part) < seq:
-            spins = _backoff(spins)
+            spins = _backoff(spins, own, clock)
+    done = _now_ns(clock)
+    return done - own > own - started + _STALL_SLACK_NS, done
 
 
 @_jit(nogil=True)
 def _help(sync, me, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects, counts):
     """A helper thread: take parts of each phase the caller publishes, until told to stop."""
     scratch = (np.empty(2, np.uint8), np.empty(6, np.int32), np.empty(2, consts.dtype))
+    clock = np.zeros(2, np.int64)
     seen = 0
     spins = 0
+    since = _now_ns(clock)
     while True:
         seq = load_acquire(sync, _SEQ)
         if seq == seen:
-            spins = _backoff(spins)
+            spins = _backoff(spins, since, clock)
             continue
         seen = seq
         spins = 0
@@ -717,6 +772,7 @@ def _help(sync, me, parts, program, phase_start, data, net, bufs, opt, consts, t
             return
         _take_parts(sync, seq, me, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects,
                     counts, scratch)
+        since = _now_ns(clock)
 
 
 @_jit
@@ -743,6 +799,9 @@ def _epoch(sync, parts, program, phase_start, data, net, bufs, opt, consts, task
         if program[i, 1] == OP_SOFTMAX:
             softmax_phase = program[i, 0]
     scratch = (np.empty(2, np.uint8), np.empty(6, np.int32), np.empty(2, consts.dtype))
+    clock = np.zeros(2, np.int64)
+    now = _now_ns(clock)
+    solo_until, solo_ns, calm_since = now, _SOLO_MIN_NS, now  # see _STALL_SLACK_NS
     seq = 0
     loss_total = 0.0
     correct_total = 0
@@ -768,8 +827,14 @@ def _epoch(sync, parts, program, phase_start, data, net, bufs, opt, consts, task
                         t = step0 + steps + 1
                         consts[_C_ALPHA] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
                 seq += 1
-                _run_phase(sync, seq, phase, parts, program, phase_start, data, net, bufs, opt, consts, task, losses,
-                           corrects, counts, scratch)
+                share = parts > 1 and now >= solo_until
+                stalled, now = _run_phase(sync, seq, phase, parts, share, program, phase_start, data, net, bufs, opt,
+                                          consts, task, losses, corrects, counts, scratch, clock)
+                if stalled:
+                    solo_until, calm_since = now + solo_ns, now + solo_ns
+                    solo_ns = min(2 * solo_ns, _SOLO_MAX_NS)
+                elif share and now - calm_since > 8 * solo_ns:
+                    solo_ns, calm_since = max(solo_ns // 2, _SOLO_MIN_NS), now
                 if phase == softmax_phase:
                     for part in range(parts):
                         loss += losses[part]
@@ -782,8 +847,8 @@ def _epoch(sync, parts, program, phase_start, data, net, bufs, opt, consts, task
                 t = step0 + steps + 1
                 consts[_C_ALPHA] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
             seq += 1
-            _run_phase(sync, seq, update_phase, parts, program, phase_start, data, net, bufs, opt, consts, task,
-                       losses, corrects, counts, scratch)
+            _, now = _run_phase(sync, seq, update_phase, parts, parts > 1 and now >= solo_until, program, phase_start,
+                                data, net, bufs, opt, consts, task, losses, corrects, counts, scratch, clock)
         loss_total += loss
         correct_total += correct
         steps += 1

@@ -4,8 +4,9 @@ Numba has no atomics on the CPU, so they are written here as intrinsics: LLVM's 
 atomic load, store and compare-exchange on one ``int64`` element of an array, with
 acquire/release ordering -- what is needed to hand work between threads that share
 arrays.  ``cpu_relax`` is the spin-wait hint (``pause`` on x86, ``yield`` on Arm);
-``yield_thread`` and ``sleep_us`` come from the C library (``sched_yield``, ``usleep``),
-registered as named symbols like the BLAS routines, so code calling them can be cached.
+``yield_thread``, ``sleep_us`` and ``clock_gettime`` come from the C library (``sched_yield``,
+``usleep``, ``clock_gettime``), registered as named symbols like the BLAS routines, so code
+calling them can be cached.
 
 Used by ``numba_kernels`` only; nothing here is part of the library's API.
 """
@@ -23,35 +24,40 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["load_acquire", "store_release", "compare_exchange", "cpu_relax", "yield_thread", "sleep_us",
-           "AVAILABLE"]
+           "clock_gettime", "MONOTONIC", "AVAILABLE"]
 
 
-def _libc_functions() -> tuple[int, int] | None:
-    """Addresses of a thread-yield and a microsecond-sleep function, or None where not found."""
+def _libc_functions() -> tuple[int, int, int] | None:
+    """Addresses of a thread-yield, a microsecond-sleep and a clock function, or None where
+    not found (POSIX: sched_yield, usleep, clock_gettime)."""
+    if sys.platform == "win32":
+        return None
     try:
-        if sys.platform == "win32":
-            kernel32 = ctypes.WinDLL("kernel32")
-            # Sleep takes milliseconds: the epoch sleeps only while it waits for a helper thread,
-            # and helper threads are not started where AVAILABLE is False
-            functions = (kernel32.SwitchToThread, kernel32.Sleep)
-        else:
-            libc = ctypes.CDLL(None)
-            functions = (libc.sched_yield, libc.usleep)
+        libc = ctypes.CDLL(None)
+        functions = (libc.sched_yield, libc.usleep, libc.clock_gettime)
         return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in functions)  # type: ignore[return-value]
     except (OSError, AttributeError):
         return None
 
 
 _ADDRESSES = _libc_functions()
-#: Whether helper threads can wait politely here (POSIX: sched_yield and usleep found).
-AVAILABLE = _ADDRESSES is not None and sys.platform != "win32"
-if _ADDRESSES is None:  # keep the symbols resolvable; nothing calls them without helper threads
-    _ADDRESSES = (ctypes.cast(ctypes.CDLL(None).abs if sys.platform != "win32" else ctypes.cdll.msvcrt.abs,
-                              ctypes.c_void_p).value,) * 2
+#: Whether helper threads can wait politely here (POSIX: sched_yield, usleep and clock_gettime
+#: found); without them the epoch runs on the calling thread alone.
+AVAILABLE = _ADDRESSES is not None
+if _ADDRESSES is None:
+    # keep the symbols resolvable for code that is compiled but, without helper threads,
+    # never reaches these calls: any C function will do (the C library's abs)
+    _stand_in = ctypes.cdll.msvcrt.abs if sys.platform == "win32" else ctypes.CDLL(None).abs
+    _ADDRESSES = (ctypes.cast(_stand_in, ctypes.c_void_p).value,) * 3
 llvm_binding.add_symbol("fastscratch_yield", _ADDRESSES[0])
 llvm_binding.add_symbol("fastscratch_sleep_us", _ADDRESSES[1])
+llvm_binding.add_symbol("fastscratch_clock_gettime", _ADDRESSES[2])
 yield_thread = types.ExternalFunction("fastscratch_yield", types.int32())
 sleep_us = types.ExternalFunction("fastscratch_sleep_us", types.int32(types.uint32))
+#: ``clock_gettime(clock, timespec*)``; see :func:`monotonic_ns`
+clock_gettime = types.ExternalFunction("fastscratch_clock_gettime", types.int32(types.int32, types.voidptr))
+#: the monotonic clock's id on this platform (1 on Linux, 6 on macOS), for jitted callers
+MONOTONIC = getattr(__import__("time"), "CLOCK_MONOTONIC", 1)
 
 _MACHINE = platform.machine().lower()
 _PAUSE = ("llvm.x86.sse2.pause", []) if _MACHINE in ("x86_64", "amd64", "i686", "x86") else \

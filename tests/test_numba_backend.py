@@ -577,13 +577,15 @@ def test_step_program():
     program, phase_start = NB.step_program((784, 128, 64, 10), 128, 2)
     ops = [tuple(row) for row in program[:, 1:4]]
     assert ops == [(NB.OP_GATHER, 0, 0), (NB.OP_FORWARD, 0, 0), (NB.OP_FORWARD, 1, 0), (NB.OP_FORWARD, 2, 0),
-                   (NB.OP_SOFTMAX, 2, 0), (NB.OP_BACKWARD, 2, 0), (NB.OP_BACKWARD, 1, 0), (NB.OP_WEIGHTS, 0, 0),
-                   (NB.OP_UPDATE, 0, 0)]
-    assert list(program[:, 0]) == [0] * 7 + [1, 2] and list(phase_start) == [0, 7, 8, 9]
-    # a short batch and wide layers: the big products are cut by columns, each its own phase
+                   (NB.OP_SOFTMAX, 2, 0), (NB.OP_BACKWARD, 2, 0), (NB.OP_BACKWARD, 1, 0)] \
+        + [(NB.OP_WEIGHTS, layer, 0) for layer in range(3)] + [(NB.OP_UPDATE, layer, 0) for layer in range(3)]
+    assert list(program[:, 0]) == [0] * 7 + [1] * 3 + [2] * 3 and list(phase_start) == [0, 7, 10, 13]
+    # a short batch and wide layers: the big products are cut by columns, each its own phase,
+    # and their weights are updated by the same blocks of columns
     program, phase_start = NB.step_program((784, 512, 512, 10), 32, 2)
     cols = [(op, layer) for _, op, layer, split, _ in program if split == NB.SPLIT_COLS]
-    assert cols == [(NB.OP_FORWARD, 0), (NB.OP_FORWARD, 1), (NB.OP_BACKWARD, 1)]
+    assert cols == [(NB.OP_FORWARD, 0), (NB.OP_FORWARD, 1), (NB.OP_BACKWARD, 1), (NB.OP_WEIGHTS, 0),
+                    (NB.OP_WEIGHTS, 1), (NB.OP_UPDATE, 0), (NB.OP_UPDATE, 1)]
     assert len(phase_start) - 1 == len(set(program[:, 0])) == 7
     # one part: nothing is cut by columns
     program, _ = NB.step_program((784, 512, 512, 10), 32, 1)
