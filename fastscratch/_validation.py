@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -81,6 +84,44 @@ def check_features(X: Any, n_features: int, dtype: np.dtype, name: str = "X") ->
     return convert_finite(check_feature_array(X, n_features, name), dtype, name)
 
 
+# Arrays found all finite by check_features_once, remembered weakly by identity: fitting the
+# same array once per epoch (partial_fit, or fit(epochs=1) in a loop) scans 188 MB of
+# Fashion-MNIST features once, not every call (35 ms each).
+_FINITE: "OrderedDict[int, tuple]" = OrderedDict()
+_FINITE_SIZE = 8
+_FINITE_LOCK = threading.Lock()
+
+
+def _finite_key(array: np.ndarray) -> tuple:
+    return (array.ctypes.data, array.shape, array.strides, array.dtype.str)
+
+
+def check_features_once(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> tuple[np.ndarray, bool]:
+    """:func:`check_features`, except that an array this function already found finite (the
+    same object, not converted, same buffer and shape) is not scanned again.
+
+    Returns ``(array, scanned)``.  ``scanned`` is False when the scan was skipped: a NaN or
+    inf written into the array in place since then would not have been seen, so a caller
+    that gets False must call :func:`check_finite` on the array before it reports anything
+    that such a value could have caused (a non-finite loss or result).
+    """
+    array = check_feature_array(X, n_features, name)
+    if array.dtype == dtype and array.flags.c_contiguous:
+        with _FINITE_LOCK:
+            entry = _FINITE.get(id(array))
+            if entry is not None and entry[0]() is array and entry[1] == _finite_key(array):
+                _FINITE.move_to_end(id(array))
+                return array, False
+    converted = convert_finite(array, dtype, name)
+    if converted is array:  # a copy is new on every call: nothing to remember
+        with _FINITE_LOCK:
+            _FINITE[id(array)] = (weakref.ref(array), _finite_key(array))
+            _FINITE.move_to_end(id(array))
+            while len(_FINITE) > _FINITE_SIZE:
+                _FINITE.popitem(last=False)
+    return converted, True
+
+
 def convert_finite(source: np.ndarray, dtype: np.dtype, name: str, row_offset: int = 0) -> np.ndarray:
     """``source`` as a C-contiguous array of ``dtype``; ``ValueError`` if any value is
     NaN or infinite, or too large to be represented in ``dtype``."""
@@ -118,9 +159,12 @@ def check_finite(array: np.ndarray, name: str, row_offset: int = 0, source: np.n
     array); ``source`` is what ``array`` was converted from, to tell an overflow
     in the conversion from a NaN or inf in the data.
     """
-    # A float64 sum of the values is finite exactly when every value is, unless
-    # it overflows; it needs no temporary as large as the array.
-    if math.isfinite(float(np.sum(array, dtype=np.float64))):
+    # The sum of the values (in their own dtype: no conversion, ~10 GB/s) is finite only when
+    # every value is; one that overflows falls through to the exact scan below.  It needs no
+    # temporary as large as the array.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.add.reduce(array, axis=None))
+    if math.isfinite(total):
         return
     for start in range(0, array.shape[0], _SCAN_ROWS):
         block = array[start:start + _SCAN_ROWS]

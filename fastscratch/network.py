@@ -65,6 +65,22 @@ class _Snapshot:
         return self.iterations
 
 
+class _InputChanged(ValueError):
+    """An input array found finite by an earlier ``fit`` (so not scanned again) now holds a
+    NaN or inf: raised as the input check would have, once the epoch is undone."""
+
+
+def _recheck_inputs(unscanned: list) -> None:
+    """Scan the feature arrays ``fit`` did not scan this time (known finite from an earlier
+    call); raise :class:`_InputChanged` with the input check's message if one was changed in
+    place since.  Called before anything a NaN input could cause is reported."""
+    for array, name in unscanned:
+        try:
+            check.check_finite(array, name)
+        except ValueError as exc:
+            raise _InputChanged(str(exc)) from None
+
+
 class TrainingDivergedWarning(RuntimeWarning):
     """``fit(on_divergence="warn")`` stopped because the loss diverged (the message says where)."""
 
@@ -150,6 +166,13 @@ class NeuralNetwork:
         self.setup_seconds = 0.0
         #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
         self.blas_threads: int | None = None
+        #: the parts (threads, one BLAS thread each) a whole-epoch backend cut the last fit's steps
+        #: into, which path its last epoch took ("fused" or "stepwise", see training.run_epoch),
+        #: and how many parts each thread ran in that fit (the calling thread first: the helpers'
+        #: share shows whether the other cores were free)
+        self.epoch_parts: int = 1
+        self.last_epoch_path: str | None = None
+        self.thread_parts: list[int] = []
         # what the model was trained on, when known (the CLI records it):
         # {"dataset": name, "class_names": [one per output]}; saved with the model
         self.data_info: dict[str, Any] | None = None
@@ -299,7 +322,7 @@ class NeuralNetwork:
         propagates.  Invalid arguments raise ``ValueError``/``TypeError`` before anything is
         changed.
         """
-        X_train, y_train, X_test, y_test = self._check_data(X_train, y_train, X_test, y_test)
+        X_train, y_train, X_test, y_test, unscanned = self._check_data(X_train, y_train, X_test, y_test)
         lr = check.check_positive_number("lr", lr)
         epochs = check.check_positive_int("epochs", epochs)
         batch_size = check.check_optional_positive_int("batch_size", batch_size)
@@ -427,6 +450,7 @@ class NeuralNetwork:
         if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
             workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)
         self.blas_threads = workspace.blas_threads
+        self.epoch_parts = workspace.parts
         self.compile_seconds = compiled
         self.setup_seconds = time.perf_counter() - setup_start
         started = time.perf_counter()
@@ -459,13 +483,17 @@ class NeuralNetwork:
                                                         self.biases, codes, opt, epoch_lr, weight_decays, self.rng,
                                                         max_loss)
                         seconds = time.perf_counter() - t0
+                        self.last_epoch_path = workspace.last_path
+                        self.thread_parts = workspace.thread_parts[:workspace.parts].tolist()
                         if not all(np.isfinite(a).all() for a in tracked):
+                            _recheck_inputs(unscanned)
                             # every batch's loss was sound, so this epoch's starting weights are good
                             last = -(-n // batch)
                             self._stop_on_divergence(epoch, f"batch {last} (the last): its update made the weights "
                                                      "or optimizer state non-finite", True, epoch_start,
                                                      previous_start, tracked, epoch_lr)
                     except LossDiverged as exc:
+                        _recheck_inputs(unscanned)
                         self._stop_on_divergence(epoch, _divergence_cause(exc, max_loss), exc.batch > 1,
                                                  epoch_start, previous_start, tracked, epoch_lr)
 
@@ -481,7 +509,7 @@ class NeuralNetwork:
                     self.history.append(epoch=epoch, cost=cost, train_accuracy=n_correct / n, test_cost=test_cost,
                                         test_accuracy=test_acc, lr=epoch_lr, seconds=seconds,
                                         samples_per_second=n / seconds if seconds > 0 else math.inf)
-                except KeyboardInterrupt:
+                except (KeyboardInterrupt, _InputChanged):
                     if len(self.history) > n_recorded:
                         self.history.truncate(n_recorded)
                     opt.iterations = epoch_start.put_back(tracked)
@@ -551,16 +579,23 @@ class NeuralNetwork:
         return self.history
 
     def _check_data(self, X_train: Any, y_train: Any, X_test: Any = None,
-                    y_test: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+                    y_test: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list]:
         """Training (and optional test) data checked and converted as ``fit`` takes them:
-        features of the model's dtype, labels as integer vectors."""
-        X_train = check.check_features(X_train, self.n_features, self.dtype, "X_train")
+        features of the model's dtype, labels as integer vectors; then ``[(X_train, "X_train")]``
+        if its finiteness scan was skipped because an earlier ``fit`` found the same array finite,
+        else ``[]`` (see :func:`_recheck_inputs`).  A NaN or inf written into X_train in place
+        since then makes a batch's loss, or the weights after the epoch, non-finite (an inf
+        times any weight or gradient is inf or NaN), and ``fit`` checks at exactly those points."""
+        X_train, scanned = check.check_features_once(X_train, self.n_features, self.dtype, "X_train")
         y_train = check.check_labels(y_train, X_train.shape[0], self.n_classes, "y_train")
         check.check_pair(X_test, y_test)
+        unscanned = [] if scanned else [(X_train, "X_train")]
         if X_test is not None:
+            # scanned on every call: unlike the training data, nothing downstream would notice a
+            # value made non-finite in place (an inf input can give finite test results)
             X_test = check.check_features(X_test, self.n_features, self.dtype, "X_test")
             y_test = check.check_labels(y_test, X_test.shape[0], self.n_classes, "y_test")
-        return X_train, y_train, X_test, y_test
+        return X_train, y_train, X_test, y_test, unscanned
 
     def _default_max_loss(self, X: np.ndarray, y: np.ndarray) -> float:
         """The divergence limit when ``fit`` gets none: 100 times the larger of a uniform
@@ -657,7 +692,11 @@ class NeuralNetwork:
                 # each chunk is converted and checked on its own, so a large float64 or
                 # integer input is never copied whole
                 chunk = check.convert_finite(chunk, self.dtype, "X", row_offset=start)
-            yield start, ws, ws.forward(chunk, self.weights, self.biases, codes)
+            # BLAS threads by the workspace's rule: one for short chunks, whose products a
+            # second OpenBLAS thread only slows (and stalls when the other core is busy)
+            with training.blas_threads(ws.blas_threads, self.kernels):
+                logits = ws.forward(chunk, self.weights, self.biases, codes)
+            yield start, ws, logits
 
     def predict_proba(self, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Class probabilities, ``(n_samples, n_classes)`` in the model's dtype.

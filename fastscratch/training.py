@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from types import ModuleType
 
@@ -71,6 +72,14 @@ class Workspace:
         # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit.
         # The rule looks at the height of the GEMMs: the rows of one pass.
         self.blas_threads: int | None = default_blas_threads(kernels, rows)
+        # the parts a backend's whole-epoch function cuts each step into (one thread each);
+        # like the BLAS threads, fixed per workspace so that every path agrees bit for bit
+        self.parts: int = default_epoch_parts(kernels, sizes, rows)
+        #: which path the last run_epoch took: "fused" (the backend's whole-epoch function) or
+        #: "stepwise" (kernel by kernel); None before the first
+        self.last_path: str | None = None
+        #: parts of fused steps run by each thread so far (0: the calling thread, then the helpers)
+        self.thread_parts = np.zeros(8, dtype=np.int64)
         n_layers = len(sizes) - 1
         self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
         empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
@@ -173,15 +182,19 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     loss per sample is not finite or is above ``max_loss``.
 
     A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
-    epoch in one call where it covers the case; otherwise, and on the NumPy
-    backend, the batches run here one kernel call at a time.  Either way BLAS
-    runs on ``ws.blas_threads`` threads (``None``: as configured), which the
-    workspace takes from the backend's rule (:func:`default_blas_threads`).
+    epoch in one call where it covers the case, cut into ``ws.parts`` parts on as
+    many threads, each calling BLAS on one thread; otherwise, and on the NumPy
+    backend, the batches run here one kernel call at a time, with BLAS on
+    ``ws.blas_threads`` threads (``None``: as configured), which the workspace takes
+    from the backend's rule (:func:`default_blas_threads`).  ``ws.last_path`` says
+    which ran.
     """
+    fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, max_loss)
+    if fused is not None:
+        ws.last_path = "fused"
+        return fused
+    ws.last_path = "stepwise"
     with blas_threads(ws.blas_threads, ws.kernels):
-        fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, max_loss)
-        if fused is not None:
-            return fused
         return _stepwise_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, rng,
                                max_loss)
 
@@ -227,9 +240,30 @@ def blas_threads(threads: int | None, kernels: ModuleType | None = None):
             lib.set_num_threads(count)
 
 
-#: Forces the BLAS thread count of every epoch when set (benchmarks use it to measure
-#: the choice); ``None``: the backend's rule (``blas_threads_for``).
+#: Forces the thread count of every epoch when set (benchmarks use it to measure the
+#: choice): the BLAS threads of the kernel-by-kernel path, and the parts (threads) of a
+#: whole-epoch function; ``None``: the backend's rules (``blas_threads_for``, ``epoch_parts``
+#: with :func:`usable_cores` threads).
 THREADS_OVERRIDE: int | None = None
+
+
+def usable_cores() -> int:
+    """The processors this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_epoch_parts(kernels: ModuleType, sizes: list[int], rows: int) -> int:
+    """The parts (one thread each) a backend's whole-epoch function cuts a step of ``rows`` rows
+    into: the backend's ``epoch_parts`` rule given ``THREADS_OVERRIDE`` or :func:`usable_cores`
+    threads; 1 for backends without one.  The result depends on this number, not on how many
+    of the threads actually got a core, so the same seed and the same parts give the same bits."""
+    rule = getattr(kernels, "epoch_parts", None)
+    if rule is None:
+        return 1
+    return rule(sizes, rows, THREADS_OVERRIDE if THREADS_OVERRIDE is not None else usable_cores())
 #: When true, ``fit`` times one thread against all at the start of training
 #: (:func:`choose_blas_threads`) instead of following the backend's fixed rule.  Off
 #: by default: OpenBLAS results differ in the last bits between thread counts, so a
@@ -345,9 +379,11 @@ def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray 
     elif isinstance(optimizer, Adam):
         extra = dict(beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps, state1=state["m"],
                      state2=state["v"])
-    loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
-        X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
-        ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, max_loss=max_loss, **extra)
+    with blas_threads(1, k):  # the parallelism is the epoch's own parts, one thread each
+        loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
+            X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
+            ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, max_loss=max_loss,
+            parts=ws.parts, counts=ws.thread_parts, **extra)
     optimizer.iterations += steps
     if bad_batch:
         raise LossDiverged(bad_batch, bad_loss)

@@ -42,6 +42,7 @@ Storage is row-major, as in ``numpy_kernels``: ``X: (batch, n_in)``,
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 
@@ -52,7 +53,10 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the jitted code calls; 
 from numba import types
 from numba.extending import get_cython_function_address
 
+from . import numba_threads
 from . import numpy_kernels as _numpy_kernels
+from .numba_threads import (MONOTONIC, clock_gettime, compare_exchange, cpu_relax, load_acquire, sleep_us,
+                            store_release, yield_thread)
 from .numpy_kernels import IDENTITY, RELU, SIGMOID, TANH
 
 NAME = "numba"
@@ -100,25 +104,30 @@ _N, _T = ord("N"), ord("T")
 def _gemm(trans_a, trans_b, alpha, A, B, beta, C, chars, ints, scalars):
     """Row-major ``C = alpha * op(A) @ op(B) + beta * C`` through BLAS.
 
-    ``A``, ``B``, ``C`` are C-contiguous; ``op(A) = A.T`` when ``trans_a`` (so
-    ``A`` is stored ``(k, m)``), else ``A`` (stored ``(m, k)``); likewise B.
-    C: (m, n).  ``chars`` (2,) uint8, ``ints`` (6,) int32 and ``scalars`` (2,)
-    of C's dtype are scratch for the by-pointer arguments.
+    ``A``, ``B``, ``C`` are C-contiguous or row-strided views of such arrays (a block of
+    columns: unit stride along a row); ``op(A) = A.T`` when ``trans_a`` (so ``A`` is stored
+    ``(k, m)``), else ``A`` (stored ``(m, k)``); likewise B.  C: (m, n).  ``chars`` (2,)
+    uint8, ``ints`` (6,) int32 and ``scalars`` (2,) of C's dtype are scratch for the
+    by-pointer arguments.
 
     A row-major matrix is its transpose in column-major order, so this asks
     column-major BLAS for ``C.T = op(B).T @ op(A).T``: B goes first, and each
-    operand's flag is its own ``trans`` -- a transpose costs nothing.
+    operand's flag is its own ``trans`` -- a transpose costs nothing.  The leading
+    dimensions are the row strides, so a block of another matrix's columns is passed
+    in place.
     """
     m, n = C.shape
     k = A.shape[0] if trans_a else A.shape[1]
+    size = C.itemsize
     chars[0] = _T if trans_b else _N
     chars[1] = _T if trans_a else _N
     ints[0] = n
     ints[1] = m
     ints[2] = k
-    ints[3] = k if trans_b else n  # ldb: row length of B as stored
-    ints[4] = m if trans_a else k  # lda
-    ints[5] = n  # ldc
+    # ldb, lda, ldc: the row strides as stored, at least 1 (BLAS refuses 0 even for empty rows)
+    ints[3] = max(B.strides[0] // size, B.shape[1], 1)
+    ints[4] = max(A.strides[0] // size, A.shape[1], 1)
+    ints[5] = max(C.strides[0] // size, C.shape[1], 1)
     scalars[0] = alpha
     scalars[1] = beta
     if C.itemsize == 4:
@@ -432,178 +441,418 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
           kind(eps), kind(weight_decay))
 
 
-# ---- the whole epoch ----------------------------------------------------------------------
+# ---- the whole epoch, in parts that several threads share ----------------------------------
+# A training step is a short program of operations (:func:`step_program`): gather the batch,
+# forward through each layer, softmax + cross-entropy gradient, backward through each layer,
+# update the weights.  Every operation is cut into ``parts`` pieces -- a range of the batch's
+# rows (SPLIT_ROWS) or of a layer's columns (SPLIT_COLS); the update into ranges of each weight
+# matrix's rows and each bias's columns.  Row-wise operations in a row stay with their part and
+# form one phase; a column-wise operation, and the update, is a phase of its own; a phase's
+# parts are all finished before the next phase starts.  The calling thread and ``parts - 1``
+# helper threads take the parts of each phase as they come (an atomic claim per part), so a
+# helper that the operating system does not run just leaves its parts to the others: nobody
+# waits for a thread that is not running unless it is in the middle of a part.  What each
+# part computes is fixed by the program, not by who computes it, so the result depends on
+# ``parts`` and never on how many threads took part (or on the machine's load).
+OP_GATHER, OP_FORWARD, OP_SOFTMAX, OP_BACKWARD, OP_WEIGHTS, OP_UPDATE = range(6)
+SPLIT_ROWS, SPLIT_COLS = 0, 1
+MAX_PARTS = 8
+ROW_QUANTUM = 8  # part boundaries in a batch's rows and a weight matrix's rows: multiples of this
+COL_QUANTUM = 16  # ... and in a layer's columns (whole SIMD registers)
+#: a layer's product is cut by columns rather than rows when its weight matrix has at least
+#: COLS_MIN_WEIGHTS elements and its output is at least COLS_MIN_WIDTH_RATIO times as wide as
+#: the batch is tall: then cutting rows would have every part pack the whole weight matrix,
+#: cutting columns packs each part's share of it (and the batch, the smaller operand, twice)
+COLS_MIN_WEIGHTS = 16384
+COLS_MIN_WIDTH_RATIO = 2
+# the sync array: the phase counter and the stop flag, then each part's claim and done
+# counters on cache lines of their own
+_SEQ, _STOP = 0, 1
+_SYNC_SIZE = 8 + 16 * MAX_PARTS
+# the constants array, in the parameters' dtype (see sgd_update: rounded like NumPy does)
+_C_LR, _C_WD, _C_MU, _C_OMB1, _C_OMB2, _C_EPS, _C_ALPHA, _C_ONE, _C_SCALE, _C_ZERO = range(10)
+# the task array: what the current phase is working on
+_T_PHASE, _T_FIRST, _T_LAST, _T_SHUFFLE, _T_ACCUMULATE, _T_TALL = range(6)
+# Waiting for another thread: spin with the pause hint for _SPIN_NS (holding the core: a
+# yield would hand it to another process for a whole scheduler tick), then yield it until
+# _YIELD_NS, then sleep in naps of _NAP_US (between epochs, or when the caller is off its core)
+_SPIN_NS, _YIELD_NS, _NAP_US = 300_000, 2_000_000, 20
+# Sharing with helpers, measured as it goes: when the caller waits for the helpers' parts of a
+# phase longer than its own part took, plus _STALL_SLACK_NS, a helper holding a part was taken
+# off its core (another process wanted it).  The caller then runs the phases alone for a while,
+# _SOLO_MIN_NS at first, doubling with each such stall up to _SOLO_MAX_NS and halving again
+# after each stretch of sharing without one, so a busy machine costs a stall now and then
+# rather than one per scheduler time slice.  Who runs a part never changes what it computes,
+# so none of this changes a bit of the result.
+_STALL_SLACK_NS = 100_000
+_SOLO_MIN_NS, _SOLO_MAX_NS = 2_000_000, 128_000_000
+
+
+def step_program(sizes: tuple[int, ...], rows: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """The operations of one training step on ``rows`` rows, cut into ``parts`` parts.
+
+    Returns ``(program, phase_start)``: ``program: (n_ops, 5) int64``, one row per
+    operation ``(phase, op, layer, split, quantum)`` in the order they run (``quantum``:
+    the parts' boundaries are multiples of it, in rows or columns); ``phase_start:
+    (n_phases + 1,)`` the first row of each phase.  ``OP_BACKWARD`` of layer ``l``
+    computes the gradient at layer ``l - 1``'s output.  The last two phases hold one
+    ``OP_WEIGHTS`` and one ``OP_UPDATE`` per layer: the weight gradient and update, cut
+    like the layer's forward product (by columns of W when that was, so each thread keeps
+    the same block of W in its cache; else by rows); ``OP_UPDATE`` runs only after the
+    passes of a batch taller than ``rows`` (whose ``OP_WEIGHTS`` then add up gradients
+    instead of updating).
+    """
+    n_layers = len(sizes) - 1
+
+    def split(n_split: int, n_other: int) -> int:  # for a product whose output has n_split columns
+        cols = parts > 1 and n_split * n_other >= COLS_MIN_WEIGHTS and n_split >= COLS_MIN_WIDTH_RATIO * rows
+        return SPLIT_COLS if cols else SPLIT_ROWS
+
+    ops = [(OP_GATHER, 0, SPLIT_ROWS)]
+    ops += [(OP_FORWARD, layer, split(sizes[layer + 1], sizes[layer])) for layer in range(n_layers)]
+    ops.append((OP_SOFTMAX, n_layers - 1, SPLIT_ROWS))
+    ops += [(OP_BACKWARD, layer, split(sizes[layer], sizes[layer + 1])) for layer in range(n_layers - 1, 0, -1)]
+    program, phase = [], -1
+    for index, (op, layer, how) in enumerate(ops):
+        joins = index > 0 and how == SPLIT_ROWS and ops[index - 1][2] == SPLIT_ROWS
+        phase += 0 if joins else 1
+        program.append((phase, op, layer, how, COL_QUANTUM if how == SPLIT_COLS else ROW_QUANTUM))
+    for op, at in ((OP_WEIGHTS, phase + 1), (OP_UPDATE, phase + 2)):
+        for layer in range(n_layers):
+            how = ops[1 + layer][2]  # as the layer's forward product
+            program.append((at, op, layer, how, COL_QUANTUM if how == SPLIT_COLS else ROW_QUANTUM))
+    table = np.array(program, dtype=np.int64)
+    phase_start = np.searchsorted(table[:, 0], np.arange(phase + 4)).astype(np.int64)
+    return table, phase_start
+
+
 @_jit
-def _update_layer(kind, W, b, gW, gb, sW1, sb1, sW2, sb2, lr, wd, zero, mu, nesterov, alpha, omb1, omb2, eps):
-    """The optimizer step for one layer, weights (decayed) and biases (not)."""
-    pW, gWf, sW1f, sW2f = W.reshape(W.size), gW.reshape(gW.size), sW1.reshape(sW1.size), sW2.reshape(sW2.size)
-    if kind == OPT_MOMENTUM:
-        _momentum(pW, gWf, sW1f, lr, mu, nesterov, wd)
-        _momentum(b, gb, sb1, lr, mu, nesterov, zero)
-    else:
-        _adam(pW, gWf, sW1f, sW2f, alpha, omb1, omb2, eps, wd)
-        _adam(b, gb, sb1, sb2, alpha, omb1, omb2, eps, zero)
+def _span(n, part, parts, quantum):
+    """``[lo, hi)``: part ``part`` of ``parts`` of ``range(n)``, inner boundaries rounded down to
+    multiples of ``quantum`` (so a part may be empty)."""
+    lo = 0 if part == 0 else (n * part // parts) // quantum * quantum
+    hi = n if part == parts - 1 else (n * (part + 1) // parts) // quantum * quantum
+    return lo, hi
 
 
-# inlined into its callers' IR: as a called function it cost 1-4% of an epoch at batches of 32-128
-@_jit(inline="always")
-def _gather_forward(X, y, order, shuffle, first, last, Ws, bs, codes, xbuf, ybuf, acts, chars, ints, scalars,
-                    one_t):
-    """Rows ``first:last`` (of ``order`` when ``shuffle``, gathered into ``xbuf``/``ybuf``)
-    through the network: ``z = a @ W`` (BLAS), then bias + activation in one pass.
-    Returns ``(xb, yb, logits)``: the batch's inputs and labels, and the output layer's
-    pre-softmax rows (a view of ``acts[-1]``)."""
+@_jit
+def _layer_input(layer, m, data, bufs, shuffle, first):
+    """The batch's input to ``layer`` (``m`` rows): the gathered (or in-place) inputs, or the
+    previous layer's activations."""
+    X = data[0]
+    if layer == 0:
+        if shuffle:
+            return bufs[0][:m]
+        return X[first:first + m]
+    return bufs[2][layer - 1][:m]
+
+
+@_jit
+def _layer_delta(layer, m, bufs, n_layers):
+    """The gradient of the loss at ``layer``'s pre-activation, ``m`` rows."""
+    if layer == n_layers - 1:
+        return bufs[2][layer][:m]  # the softmax gradient, written over the logits
+    return bufs[3][layer][:m]
+
+
+@_jit
+def _update_span(kind, nesterov, W, b, gW, gb, state, layer, i0, i1, c0, c1, j0, j1, consts):
+    """The optimizer step on the block ``W[i0:i1, c0:c1]`` and on ``b[j0:j1]`` from the
+    gradients ``gW``/``gb`` (weights decayed, biases not)."""
+    n = W.shape[1]
+    lr, wd, zero = consts[_C_LR], consts[_C_WD], consts[_C_ZERO]
+    mu, alpha, omb1, omb2, eps = consts[_C_MU], consts[_C_ALPHA], consts[_C_OMB1], consts[_C_OMB2], consts[_C_EPS]
+    sW1, sb1, sW2, sb2 = state
+    flat_W, flat_g = W.reshape(W.size), gW.reshape(gW.size)
+    flat_s1, flat_s2 = sW1[layer].reshape(W.size), sW2[layer].reshape(W.size)
+    whole_rows = c0 == 0 and c1 == n  # one contiguous run, else a run per row
+    for i in range(i0, i1 if not whole_rows else i0 + 1):
+        lo, hi = (i0 * n, i1 * n) if whole_rows else (i * n + c0, i * n + c1)
+        if hi <= lo:
+            continue
+        if kind == OPT_SGD:
+            _sgd(flat_W[lo:hi], flat_g[lo:hi], lr, wd)
+        elif kind == OPT_MOMENTUM:
+            _momentum(flat_W[lo:hi], flat_g[lo:hi], flat_s1[lo:hi], lr, mu, nesterov, wd)
+        else:
+            _adam(flat_W[lo:hi], flat_g[lo:hi], flat_s1[lo:hi], flat_s2[lo:hi], alpha, omb1, omb2, eps, wd)
+    if j1 > j0:
+        if kind == OPT_SGD:
+            _sgd(b[j0:j1], gb[j0:j1], lr, zero)
+        elif kind == OPT_MOMENTUM:
+            _momentum(b[j0:j1], gb[j0:j1], sb1[layer][j0:j1], lr, mu, nesterov, zero)
+        else:
+            _adam(b[j0:j1], gb[j0:j1], sb1[layer][j0:j1], sb2[layer][j0:j1], alpha, omb1, omb2, eps, zero)
+
+
+@_jit
+def _weight_blocks(W, how, part, parts, quantum):
+    """``(i0, i1, c0, c1, j0, j1)``: the part's block ``W[i0:i1, c0:c1]`` and bias range
+    ``j0:j1`` -- a block of rows (biases cut alike) or of columns (the same columns of b)."""
+    n_in, n_out = W.shape
+    if how == SPLIT_COLS:
+        c0, c1 = _span(n_out, part, parts, quantum)
+        return 0, n_in, c0, c1, c0, c1
+    i0, i1 = _span(n_in, part, parts, quantum)
+    j0, j1 = _span(n_out, part, parts, quantum)
+    return i0, i1, 0, n_out, j0, j1
+
+
+@_jit
+def _run_op(op, layer, how, quantum, part, parts, data, net, bufs, opt, consts, task, losses, corrects, scratch):
+    """Part ``part`` of one operation of the step program, on the rows ``task`` names."""
+    X, y, order = data
+    Ws, bs, codes = net
+    xbuf, ybuf, acts, deltas, gWs, gbs = bufs
+    kind, nesterov, lr, wd, state = opt
+    chars, ints, scalars = scratch
+    first, last = task[_T_FIRST], task[_T_LAST]
+    shuffle, accumulate, tall = task[_T_SHUFFLE] != 0, task[_T_ACCUMULATE] != 0, task[_T_TALL] != 0
     m = last - first
-    if shuffle:
-        for i in range(m):  # gather the shuffled rows into the batch buffer
-            row = order[first + i]
-            ybuf[i] = y[row]
-            for j in range(X.shape[1]):
-                xbuf[i, j] = X[row, j]
-        xb = xbuf[:m]
-        yb = ybuf[:m]
-    else:
-        xb = X[first:last]
-        yb = y[first:last]
-    layer_input = xb
-    for layer in range(len(Ws)):
-        z = acts[layer][:m]
-        _gemm(False, False, 1.0, layer_input, Ws[layer], 0.0, z, chars, ints, scalars)
-        _bias_activation(z, bs[layer], codes[layer], z, one_t)
-        layer_input = z
-    return xb, yb, acts[len(Ws) - 1][:m]
-
-
-@_jit
-def _batch_in_passes(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts, deltas, gWs, gbs,
-                     chars, ints, scalars, typed, one_t):
-    """The gradient of rows ``start:stop`` (of ``order`` when ``shuffle``) of the mean loss
-    over them, into ``gWs``/``gbs``, in passes of as many rows as the buffers hold; no update.
-    Returns the rows' ``(loss_sum, n_correct)``."""
+    one = consts[_C_ONE]
     n_layers = len(Ws)
-    rows = acts[0].shape[0]
-    typed[8] = 1.0 / (stop - start)
-    loss_total = 0.0
-    correct_total = 0
-    for first in range(start, stop, rows):
-        last = min(first + rows, stop)
-        m = last - first
-        xb, yb, logits = _gather_forward(X, y, order, shuffle, first, last, Ws, bs, codes, xbuf, ybuf, acts, chars,
-                                         ints, scalars, one_t)
-        loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
-        loss_total += loss
-        correct_total += correct
-        # the first pass writes the gradients, later ones add to them (GEMM beta = 1)
-        beta = 0.0 if first == start else 1.0
-        delta = logits
-        for layer in range(n_layers - 1, -1, -1):
-            a_prev = xb if layer == 0 else acts[layer - 1][:m]
-            _gemm(True, False, 1.0, a_prev, delta, beta, gWs[layer], chars, ints, scalars)
-            gb = gbs[layer]
-            if first == start:
-                _column_sum(delta, gb)
+    r0, r1 = _span(m, part, parts, quantum)
+    if op == OP_GATHER:
+        if shuffle:
+            for i in range(r0, r1):
+                row = order[first + i]
+                ybuf[i] = y[row]
+                for j in range(X.shape[1]):
+                    xbuf[i, j] = X[row, j]
+    elif op == OP_FORWARD:
+        W, b = Ws[layer], bs[layer]
+        a = _layer_input(layer, m, data, bufs, shuffle, first)
+        if how == SPLIT_COLS:
+            c0, c1 = _span(W.shape[1], part, parts, quantum)
+            if c1 > c0:
+                z = acts[layer][:m, c0:c1]
+                _gemm(False, False, 1.0, a, W[:, c0:c1], 0.0, z, chars, ints, scalars)
+                _bias_activation(z, b[c0:c1], codes[layer], z, one)
+        elif r1 > r0:
+            z = acts[layer][r0:r1]
+            _gemm(False, False, 1.0, a[r0:r1], W, 0.0, z, chars, ints, scalars)
+            _bias_activation(z, b, codes[layer], z, one)
+    elif op == OP_SOFTMAX:
+        losses[part] = 0.0
+        corrects[part] = 0
+        if r1 > r0:
+            logits = acts[n_layers - 1][r0:r1]
+            labels = ybuf[r0:r1] if shuffle else y[first + r0:first + r1]
+            loss, correct = _softmax_ce_rows(logits, labels, logits, consts[_C_SCALE], one)
+            losses[part] = loss
+            corrects[part] = correct
+    elif op == OP_BACKWARD:  # the gradient at layer - 1's output, from layer's
+        W = Ws[layer]
+        delta = _layer_delta(layer, m, bufs, n_layers)
+        if how == SPLIT_COLS:
+            c0, c1 = _span(W.shape[0], part, parts, quantum)
+            if c1 > c0:
+                d_prev = deltas[layer - 1][:m, c0:c1]
+                _gemm(False, True, 1.0, delta, W[c0:c1], 0.0, d_prev, chars, ints, scalars)
+                _activation_backward(d_prev, acts[layer - 1][:m, c0:c1], codes[layer - 1], one)
+        elif r1 > r0:
+            d_prev = deltas[layer - 1][r0:r1]
+            _gemm(False, True, 1.0, delta[r0:r1], W, 0.0, d_prev, chars, ints, scalars)
+            _activation_backward(d_prev, acts[layer - 1][r0:r1], codes[layer - 1], one)
+    elif op == OP_WEIGHTS:
+        # dW = a.T @ delta and db = column sums of delta on this part's block, then the update,
+        # or (a pass of a taller batch) the gradient written or added to
+        W, b, gW, gb = Ws[layer], bs[layer], gWs[layer], gbs[layer]
+        a = _layer_input(layer, m, data, bufs, shuffle, first)
+        delta = _layer_delta(layer, m, bufs, n_layers)
+        i0, i1, c0, c1, j0, j1 = _weight_blocks(W, how, part, parts, quantum)
+        if i1 > i0 and c1 > c0:
+            if tall:
+                _gemm(True, False, 1.0, a[:, i0:i1], delta[:, c0:c1], 1.0 if accumulate else 0.0, gW[i0:i1, c0:c1],
+                      chars, ints, scalars)
+            elif kind == OPT_SGD:  # W = (1 - lr*wd) W - lr * a.T @ delta: the update is the GEMM's alpha/beta
+                _gemm(True, False, -lr, a[:, i0:i1], delta[:, c0:c1], 1.0 - lr * wd, W[i0:i1, c0:c1], chars, ints,
+                      scalars)
             else:
-                for i in range(m):
-                    for j in range(gb.shape[0]):
-                        gb[j] += delta[i, j]
-            if layer > 0:
-                d_prev = deltas[layer - 1][:m]
-                _gemm(False, True, 1.0, delta, Ws[layer], 0.0, d_prev, chars, ints, scalars)
-                _activation_backward(d_prev, a_prev, codes[layer - 1], one_t)
-                delta = d_prev
-    return loss_total, correct_total
+                _gemm(True, False, 1.0, a[:, i0:i1], delta[:, c0:c1], 0.0, gW[i0:i1, c0:c1], chars, ints, scalars)
+        if not (tall and accumulate):
+            for j in range(j0, j1):
+                gb[j] = 0
+        for i in range(m):  # row by row, in the array's dtype, as np.add.reduce(axis=0) does
+            for j in range(j0, j1):
+                gb[j] += delta[i, j]
+        if not tall:
+            if kind == OPT_SGD:
+                for j in range(j0, j1):
+                    b[j] -= consts[_C_LR] * gb[j]
+            else:
+                _update_span(kind, nesterov, W, b, gW, gb, state, layer, i0, i1, c0, c1, j0, j1, consts)
+    else:  # OP_UPDATE: the gradients of a tall batch's passes are complete
+        W = Ws[layer]
+        i0, i1, c0, c1, j0, j1 = _weight_blocks(W, how, part, parts, quantum)
+        _update_span(kind, nesterov, W, bs[layer], gWs[layer], gbs[layer], state, layer, i0, i1, c0, c1, j0, j1,
+                     consts)
 
 
 @_jit
-def _epoch(X, y, order, shuffle, batch, Ws, bs, codes, xbuf, ybuf, acts, deltas, gWs, gbs,
-           kind, lr, wd, mu, nesterov, beta1, beta2, eps, step0, sW1, sb1, sW2, sb2, max_loss):
+def _now_ns(clock):
+    """The monotonic clock in nanoseconds; ``clock``: (2,) int64 scratch (a timespec)."""
+    clock_gettime(MONOTONIC, clock.ctypes)
+    return clock[0] * 1_000_000_000 + clock[1]
+
+
+@_jit
+def _backoff(spins, since, clock):
+    """One wait of a spin loop that began at ``since`` (ns, :func:`_now_ns`): the pause hint for
+    the first _SPIN_NS, then yielding the core until _YIELD_NS, then naps.  Returns
+    ``spins + 1``; the clock is read every 16 spins."""
+    if spins % 16 != 15:
+        cpu_relax()
+        return spins + 1
+    waited = _now_ns(clock) - since
+    if waited < _SPIN_NS:
+        cpu_relax()
+    elif waited < _YIELD_NS:
+        yield_thread()
+    else:
+        sleep_us(_NAP_US)
+    return spins + 1
+
+
+@_jit
+def _take_parts(sync, seq, me, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects,
+                counts, scratch):
+    """Claim and run every part of phase ``seq`` that nobody has claimed yet, own part first.
+    ``counts[me]`` counts the parts this thread ran; ``scratch``: its by-pointer arguments
+    for BLAS (see :func:`_gemm`)."""
+    for k in range(parts):
+        part = (me + k) % parts
+        if compare_exchange(sync, 8 + 16 * part, seq - 1, seq):  # this part of phase seq is ours
+            phase = task[_T_PHASE]
+            for i in range(phase_start[phase], phase_start[phase + 1]):
+                _run_op(program[i, 1], program[i, 2], program[i, 3], program[i, 4], part, parts, data, net, bufs, opt,
+                        consts, task, losses, corrects, scratch)
+            store_release(sync, 16 + 16 * part, seq)
+            counts[me] += 1
+
+
+@_jit
+def _run_phase(sync, seq, phase, parts, share, program, phase_start, data, net, bufs, opt, consts, task, losses,
+               corrects, counts, scratch, clock):
+    """The calling thread's side of phase ``seq`` (program phase ``phase``): publish it (when
+    ``share``; else the helpers do not see it), take what parts are left, wait until every part
+    is done.  Returns ``(stalled, now)``: whether the wait for the helpers' parts was much
+    longer than the caller's own work (see _STALL_SLACK_NS), and the clock at the end."""
+    task[_T_PHASE] = phase
+    if share:
+        store_release(sync, _SEQ, seq)
+    started = _now_ns(clock)
+    _take_parts(sync, seq, 0, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects,
+                counts, scratch)
+    own = _now_ns(clock)
+    for part in range(parts):
+        spins = 0
+        while load_acquire(sync, 16 + 16 * part) < seq:
+            spins = _backoff(spins, own, clock)
+    done = _now_ns(clock)
+    return done - own > own - started + _STALL_SLACK_NS, done
+
+
+@_jit(nogil=True)
+def _help(sync, me, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects, counts):
+    """A helper thread: take parts of each phase the caller publishes, until told to stop."""
+    scratch = (np.empty(2, np.uint8), np.empty(6, np.int32), np.empty(2, consts.dtype))
+    clock = np.zeros(2, np.int64)
+    seen = 0
+    spins = 0
+    since = _now_ns(clock)
+    while True:
+        seq = load_acquire(sync, _SEQ)
+        if seq == seen:
+            spins = _backoff(spins, since, clock)
+            continue
+        seen = seq
+        spins = 0
+        if load_acquire(sync, _STOP) != 0:
+            return
+        _take_parts(sync, seq, me, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects,
+                    counts, scratch)
+        since = _now_ns(clock)
+
+
+@_jit
+def _stop_helpers(sync):
+    """Tell the helper threads to return: the stop flag, then one more phase for them to see it by."""
+    store_release(sync, _STOP, 1)
+    store_release(sync, _SEQ, load_acquire(sync, _SEQ) + 1)
+
+
+@_jit(nogil=True)
+def _epoch(sync, parts, program, phase_start, data, net, bufs, opt, consts, task, losses, corrects, counts, batch,
+           beta1, beta2, step0, max_loss):
     """The mini-batch loop; see :func:`train_epoch`.  Returns
     ``(loss_sum, n_correct, steps_done, bad_batch, bad_loss)``; ``bad_batch`` is the
     1-based batch whose mean loss was not finite or above ``max_loss`` (0: none), and
     that batch was not applied; ``bad_loss`` is its mean loss."""
-    n = X.shape[0]
-    n_layers = len(Ws)
-    chars = np.empty(2, np.uint8)
-    ints = np.empty(6, np.int32)
-    scalars = np.empty(2, X.dtype)
-    # the optimizer's constants in the parameters' dtype (see sgd_update): a store into
-    # an array of that dtype and a load back is Numba's generic cast
-    typed = np.empty(9, X.dtype)
-    typed[0] = lr
-    typed[1] = wd
-    typed[2] = mu
-    typed[3] = 1.0 - beta1
-    typed[4] = 1.0 - beta2
-    typed[5] = eps
-    typed[7] = 1
-    lr_t, wd_t, mu_t, omb1_t, omb2_t, eps_t = typed[0], typed[1], typed[2], typed[3], typed[4], typed[5]
-    one_t = typed[7]
-    zero_t = one_t - one_t
+    n = data[0].shape[0]
+    kind, lr = opt[0], opt[2]
+    rows = bufs[2][0].shape[0]  # the most rows one pass runs (the workspace's)
+    n_phases = phase_start.shape[0] - 1
+    weights_phase, update_phase = n_phases - 2, n_phases - 1
+    softmax_phase = 0
+    for i in range(program.shape[0]):
+        if program[i, 1] == OP_SOFTMAX:
+            softmax_phase = program[i, 0]
+    scratch = (np.empty(2, np.uint8), np.empty(6, np.int32), np.empty(2, consts.dtype))
+    clock = np.zeros(2, np.int64)
+    now = _now_ns(clock)
+    solo_until, solo_ns, calm_since = now, _SOLO_MIN_NS, now  # see _STALL_SLACK_NS
+    seq = 0
     loss_total = 0.0
     correct_total = 0
     steps = 0
-    rows = acts[0].shape[0]  # the most rows one pass runs (the workspace's)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         m = stop - start
         tall = m > rows  # a batch taller than the buffers: passes whose gradients add up
+        consts[_C_SCALE] = 1.0 / m
+        task[_T_TALL] = tall
+        loss = 0.0
+        correct = 0
+        for first in range(start, stop, rows):
+            task[_T_FIRST] = first
+            task[_T_LAST] = min(first + rows, stop)
+            task[_T_ACCUMULATE] = first > start  # later passes add to the gradients (GEMM beta = 1)
+            for phase in range(weights_phase + 1):
+                if phase == weights_phase and not tall:
+                    if not loss <= max_loss * m:  # NaN compares false: caught too
+                        _stop_helpers(sync)
+                        return loss_total, correct_total, steps, start // batch + 1, loss / m
+                    if kind == OPT_ADAM:
+                        t = step0 + steps + 1
+                        consts[_C_ALPHA] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+                seq += 1
+                share = parts > 1 and now >= solo_until
+                stalled, now = _run_phase(sync, seq, phase, parts, share, program, phase_start, data, net, bufs, opt,
+                                          consts, task, losses, corrects, counts, scratch, clock)
+                if stalled:
+                    solo_until, calm_since = now + solo_ns, now + solo_ns
+                    solo_ns = min(2 * solo_ns, _SOLO_MAX_NS)
+                elif share and now - calm_since > 8 * solo_ns:
+                    solo_ns, calm_since = max(solo_ns // 2, _SOLO_MIN_NS), now
+                if phase == softmax_phase:
+                    for part in range(parts):
+                        loss += losses[part]
+                        correct += corrects[part]
         if tall:
-            loss, correct = _batch_in_passes(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts,
-                                             deltas, gWs, gbs, chars, ints, scalars, typed, one_t)
-        else:
-            xb, yb, logits = _gather_forward(X, y, order, shuffle, start, stop, Ws, bs, codes, xbuf, ybuf, acts,
-                                             chars, ints, scalars, one_t)
-            typed[8] = 1.0 / m
-            loss, correct = _softmax_ce_rows(logits, yb, logits, typed[8], one_t)
-        if not loss <= max_loss * m:  # NaN compares false: caught too
-            return loss_total, correct_total, steps, start // batch + 1, loss / m
+            if not loss <= max_loss * m:
+                _stop_helpers(sync)
+                return loss_total, correct_total, steps, start // batch + 1, loss / m
+            if kind == OPT_ADAM:
+                t = step0 + steps + 1
+                consts[_C_ALPHA] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+            seq += 1
+            _, now = _run_phase(sync, seq, update_phase, parts, parts > 1 and now >= solo_until, program, phase_start,
+                                data, net, bufs, opt, consts, task, losses, corrects, counts, scratch, clock)
         loss_total += loss
         correct_total += correct
         steps += 1
-        if kind == OPT_ADAM:
-            t = step0 + steps
-            typed[6] = lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-        else:
-            typed[6] = 0.0
-        alpha_t = typed[6]
-        if tall:  # the gradients are complete: update every layer
-            for layer in range(n_layers):
-                W, b, gW, gb = Ws[layer], bs[layer], gWs[layer], gbs[layer]
-                if kind == OPT_SGD:
-                    _sgd(W.reshape(W.size), gW.reshape(gW.size), lr_t, wd_t)
-                    _sgd(b, gb, lr_t, zero_t)
-                else:
-                    _update_layer(kind, W, b, gW, gb, sW1[layer], sb1[layer], sW2[layer], sb2[layer],
-                                  lr_t, wd_t, zero_t, mu_t, nesterov, alpha_t, omb1_t, omb2_t, eps_t)
-            continue
-
-        # backward, top layer first; each layer is updated as soon as its gradient is known
-        # (its old weights have already served dZ @ W.T, and no lower layer needs them)
-        delta = logits
-        for layer in range(n_layers - 1, -1, -1):
-            W = Ws[layer]
-            a_prev = xb if layer == 0 else acts[layer - 1][:m]
-            if layer > 0:
-                d_prev = deltas[layer - 1][:m]
-                _gemm(False, True, 1.0, delta, W, 0.0, d_prev, chars, ints, scalars)
-                _activation_backward(d_prev, a_prev, codes[layer - 1], one_t)
-            else:
-                d_prev = delta
-            b = bs[layer]
-            if kind == OPT_SGD:
-                # W = (1 - lr*wd) W - lr * a_prev.T @ delta: the update is the GEMM's alpha/beta
-                _gemm(True, False, -lr, a_prev, delta, 1.0 - lr * wd, W, chars, ints, scalars)
-                gb = gbs[layer]
-                _column_sum(delta, gb)
-                for j in range(b.shape[0]):
-                    b[j] -= lr_t * gb[j]
-            else:
-                gW = gWs[layer]
-                _gemm(True, False, 1.0, a_prev, delta, 0.0, gW, chars, ints, scalars)
-                _column_sum(delta, gbs[layer])
-                _update_layer(kind, W, b, gW, gbs[layer], sW1[layer], sb1[layer], sW2[layer], sb2[layer],
-                              lr_t, wd_t, zero_t, mu_t, nesterov, alpha_t, omb1_t, omb2_t, eps_t)
-            delta = d_prev
+    _stop_helpers(sync)
     return loss_total, correct_total, steps, 0, 0.0
 
 
@@ -622,13 +871,31 @@ def fused_epoch_supported(X: np.ndarray, weights: list[np.ndarray], dropping: bo
 
 
 def blas_threads_for(batch: int) -> int | None:
-    """BLAS threads for an epoch at this batch size: 1, or ``None`` for all (BLAS as configured).
-
-    The same rule as the NumPy backend's (``numpy_kernels.blas_threads_for``,
-    where the measurements are described).  Numba's ``parallel`` is not used
-    at all (see the module notes).
-    """
+    """BLAS threads for the per-kernel path (dropout, memory maps) at this batch size: 1, or
+    ``None`` for all.  The same rule as the NumPy backend's (``numpy_kernels.blas_threads_for``,
+    where the measurements are described).  :func:`train_epoch` runs BLAS on one thread per
+    part instead (see :func:`epoch_parts`)."""
     return _numpy_kernels.blas_threads_for(batch)
+
+
+#: a step of fewer floating-point operations than this, or of fewer rows, runs in one part:
+#: handing parts to another thread costs a few microseconds per phase, more than it saves
+#: on small steps
+MIN_PARALLEL_STEP_FLOPS = 2_000_000
+MIN_PARALLEL_ROWS = 2 * ROW_QUANTUM
+
+
+def epoch_parts(sizes: list[int] | tuple[int, ...], rows: int, threads: int) -> int:
+    """How many parts :func:`train_epoch` cuts a step of ``rows`` rows into, given ``threads``
+    threads: ``min(threads, MAX_PARTS)``, or 1 for steps too small to share (see
+    :data:`MIN_PARALLEL_STEP_FLOPS`)."""
+    flops = 2 * rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 3
+    if threads <= 1 or flops < MIN_PARALLEL_STEP_FLOPS or rows < MIN_PARALLEL_ROWS:
+        return 1
+    return min(int(threads), MAX_PARTS)
+
+
+_PROGRAMS: dict = {}
 
 
 def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: int,
@@ -638,7 +905,8 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
                 momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
                 eps: float = 1e-7, step0: int = 0, state1: list[np.ndarray] | None = None,
                 state2: list[np.ndarray] | None = None,
-                max_loss: float = math.inf) -> tuple[float, int, int, int, float]:
+                max_loss: float = math.inf, parts: int = 1, helpers: int | None = None,
+                counts: np.ndarray | None = None) -> tuple[float, int, int, int, float]:
     """One epoch over ``X: (n, n_in)``, ``y: (n,)`` intp in batches of ``batch`` rows, in one jitted call.
 
     ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.
@@ -651,11 +919,20 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
     ``[W0, b0, W1, b1, ...]`` (velocity; Adam's m and v).  ``weight_decay``
     applies to weights only.  ``step0``: optimizer steps taken before (Adam's t).
 
+    ``parts``: each step's work is cut into this many parts (:func:`step_program`), shared by
+    the calling thread and ``helpers`` helper threads (default ``parts - 1``; none where the
+    platform has no way for them to wait politely).  The result depends on ``parts`` only,
+    not on ``helpers``.  BLAS should run on one thread meanwhile (the caller sets it).
+    ``counts``: ``(MAX_PARTS,) int64``; ``counts[t]`` is increased by the parts thread ``t``
+    ran (0: the caller), to see how much the helpers took.
+
     Returns ``(loss_sum, n_correct, steps_done, bad_batch, bad_loss)``: when a
     batch's mean loss per sample is not finite or above ``max_loss`` the epoch stops
     before that batch's update, ``bad_batch`` is its 1-based index (else 0) and
     ``bad_loss`` its mean loss.
     """
+    if not 1 <= parts <= MAX_PARTS:
+        raise ValueError(f"parts must be between 1 and {MAX_PARTS}, got {parts}")
     shuffle = order is not None
     if xbuf is None:  # no gather (full batch or unshuffled): unused, but typed like the real ones
         xbuf = X[:0]
@@ -664,23 +941,46 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
     if order is None:
         order = ybuf[:0]
     n_layers = len(weights)
-    Ws, bs = tuple(weights), tuple(biases)
+    sizes = (weights[0].shape[0],) + tuple(W.shape[1] for W in weights)
+    rows = acts[0].shape[0]
+    key = (sizes, rows, parts, COLS_MIN_WEIGHTS, COLS_MIN_WIDTH_RATIO, ROW_QUANTUM, COL_QUANTUM)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = step_program(sizes, rows, parts)
+    program, phase_start = _PROGRAMS[key]
     if kind == OPT_SGD:  # unused: any arrays of the right types
-        sW1 = sW2 = tuple(grad_W)
-        sb1 = sb2 = tuple(grad_b)
+        state = (tuple(grad_W), tuple(grad_b), tuple(grad_W), tuple(grad_b))
     else:
         sW1, sb1 = tuple(state1[0::2]), tuple(state1[1::2])
-        if state2 is None:
-            sW2, sb2 = sW1, sb1
-        else:
-            sW2, sb2 = tuple(state2[0::2]), tuple(state2[1::2])
-    codes_arr = np.asarray(codes, dtype=np.int64)
+        sW2, sb2 = (sW1, sb1) if state2 is None else (tuple(state2[0::2]), tuple(state2[1::2]))
+        state = (sW1, sb1, sW2, sb2)
     # hidden-layer deltas: an empty tuple has no element type, so a one-layer net gets a dummy
     deltas_t = tuple(deltas) if n_layers > 1 else (acts[0][:0],)
-    result = _epoch(X, y, order, shuffle, batch, Ws, bs, codes_arr, xbuf, ybuf, tuple(acts), deltas_t,
-                    tuple(grad_W), tuple(grad_b), kind, float(lr), float(weight_decay), float(momentum),
-                    bool(nesterov), float(beta1), float(beta2), float(eps), int(step0), sW1, sb1, sW2, sb2,
-                    float(max_loss))
+    data = (X, y, order)
+    net = (tuple(weights), tuple(biases), np.asarray(codes, dtype=np.int64))
+    bufs = (xbuf, ybuf, tuple(acts), deltas_t, tuple(grad_W), tuple(grad_b))
+    opt = (int(kind), bool(nesterov), float(lr), float(weight_decay), state)
+    consts = np.zeros(10, X.dtype)
+    consts[[_C_LR, _C_WD, _C_MU, _C_OMB1, _C_OMB2, _C_EPS, _C_ONE]] = [lr, weight_decay, momentum, 1.0 - beta1,
+                                                                       1.0 - beta2, eps, 1.0]
+    task = np.zeros(8, np.int64)
+    task[_T_SHUFFLE] = shuffle
+    losses, corrects = np.zeros(parts), np.zeros(parts, np.int64)
+    sync = np.zeros(_SYNC_SIZE, np.int64)
+    if counts is None:
+        counts = np.zeros(MAX_PARTS, np.int64)
+    shared = (program, phase_start, data, net, bufs, opt, consts, task, losses, corrects, counts)
+    if helpers is None:
+        helpers = parts - 1 if numba_threads.AVAILABLE else 0
+    threads = [threading.Thread(target=_help, args=(sync, me, parts) + shared, daemon=True,
+                                name=f"fastscratch-part-{me}") for me in range(1, min(helpers, parts - 1) + 1)]
+    for thread in threads:
+        thread.start()
+    try:
+        result = _epoch(sync, parts, *shared, int(batch), float(beta1), float(beta2), int(step0), float(max_loss))
+    finally:  # _epoch stops the helpers as it returns; this covers an interrupt before it ran
+        _stop_helpers(sync)
+        for thread in threads:
+            thread.join()
     loss, correct, steps, bad, bad_loss = result
     return float(loss), int(correct), int(steps), int(bad), float(bad_loss)
 
@@ -715,8 +1015,9 @@ def warmup(n_layers: int, dtype: np.dtype | str = np.float32) -> float:
         order = np.arange(5, dtype=np.intp)
         for kind in (OPT_SGD, OPT_MOMENTUM, OPT_ADAM):
             for o in (order, None):
+                # two parts and a helper thread: compiles the helper's loop too
                 train_epoch(X, y, o, 2, Ws, bs, codes, xbuf, ybuf, acts, deltas, gW, gb, kind, 0.01, 0.0,
-                            state1=state, state2=state)
+                            state1=state, state2=state, parts=2)
         _warm_kernels(dtype)
     _WARM.add(key)
     return time.perf_counter() - started

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, example, given
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -408,10 +408,11 @@ def test_the_fused_epoch_allocates_nothing_per_batch():
                 [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs])
         counts = {}
         for kind in (NB.OPT_SGD, NB.OPT_ADAM):
-            NB.train_epoch(*args, kind, 0.01, 1e-4, state1=state, state2=state)  # compiled, warm
-            before = rtsys.get_allocation_stats().alloc
-            NB.train_epoch(*args, kind, 0.01, 1e-4, state1=state, state2=state)
-            counts[kind] = rtsys.get_allocation_stats().alloc - before
+            for parts in (1, 2):  # and a helper thread taking parts
+                NB.train_epoch(*args, kind, 0.01, 1e-4, state1=state, state2=state, parts=parts)  # compiled, warm
+                before = rtsys.get_allocation_stats().alloc
+                NB.train_epoch(*args, kind, 0.01, 1e-4, state1=state, state2=state, parts=parts)
+                counts[kind, parts] = rtsys.get_allocation_stats().alloc - before
         return counts
 
     was_enabled = _nrt_python.memsys_stats_enabled()
@@ -438,3 +439,173 @@ def test_read_only_inputs_train_like_numpy():
         scale = _largest(nets["numpy", batch]._params())
         for got, want in zip(nets["numba", batch]._params(), nets["numpy", batch]._params()):
             assert_close(got, want, np.float64, scale=scale)
+
+
+# ---- the epoch in parts, on several threads ----------------------------------------------------------
+
+@pytest.fixture
+def in_parts(monkeypatch):
+    """``in_parts(parts, split)``: every fused epoch runs in ``parts`` parts however small its
+    step, with part boundaries at any row or column, so the tiny drawn networks go through the
+    parallel paths too (empty parts included); ``split="cols"`` cuts every product that can be
+    cut by columns that way."""
+    from fastscratch import training
+
+    def setup(parts, split="rows"):
+        monkeypatch.setattr(training, "THREADS_OVERRIDE", parts)
+        monkeypatch.setattr(NB, "MIN_PARALLEL_STEP_FLOPS", 0)
+        monkeypatch.setattr(NB, "MIN_PARALLEL_ROWS", 0)
+        monkeypatch.setattr(NB, "ROW_QUANTUM", 1)
+        monkeypatch.setattr(NB, "COL_QUANTUM", 1)
+        if split == "cols":
+            monkeypatch.setattr(NB, "COLS_MIN_WEIGHTS", 0)
+            monkeypatch.setattr(NB, "COLS_MIN_WIDTH_RATIO", 0)
+    return setup
+
+
+@pytest.mark.parametrize("split", ["rows", "cols"])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the fixture sets the same values each time
+@given(case=training_cases())
+@example(case=([5, 4, 3], ["tanh"], 23, 7, "sgd", 1e-3, 0.0, True, 1))          # parts of 2-3 rows, some empty
+@example(case=([5, 4, 3], ["sigmoid"], 23, 40, "adam", 0.0, 0.0, True, 2))      # batch larger than the data
+@example(case=([12, 9, 3], ["relu"], 40, None, "nesterov", 1e-3, 0.0, False, 3))  # full batch, unshuffled
+def test_one_epoch_in_three_parts_matches_numpy(split, case, in_parts):
+    """Three parts shared by the caller and two helper threads (on however many cores the
+    machine has) train like the NumPy backend, cut by rows or by columns.  In float64, where
+    agreement is to 1e-12: this checks the arithmetic of the parts, not float32 rounding
+    (which degenerate drawn nets, chains of one-unit layers, amplify on any path)."""
+    in_parts(3, split)
+    _assert_same_training(case, np.float64, epochs=1)
+
+
+def _epoch_args(sizes, n, batch, rows=None, seed=0):
+    """Arguments of ``train_epoch`` for a random network and data; ``rows``: the workspace's
+    rows (fewer than ``batch``: a batch in passes)."""
+    rows = rows or batch
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 1, (n, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], n).astype(np.intp)
+    Ws = [(rng.normal(0, 1, (a, b)) * np.sqrt(2 / a)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+    acts = [np.empty((rows, b), np.float32) for b in sizes[1:]]
+    deltas = [np.empty((rows, b), np.float32) for b in sizes[1:-1]]
+    state = [[np.zeros_like(p) for pair in zip(Ws, bs) for p in pair] for _ in range(2)]
+    codes = [NP.RELU] * (len(sizes) - 2) + [NP.IDENTITY]
+    args = (X, y, rng.permutation(n), batch, Ws, bs, codes, np.empty((rows, sizes[0]), np.float32),
+            np.empty(rows, np.intp), acts, deltas, [np.empty_like(W) for W in Ws], [np.empty_like(b) for b in bs])
+    return args, Ws + bs + state[0] + state[1], state
+
+
+@pytest.mark.parametrize("kind", [NB.OPT_SGD, NB.OPT_MOMENTUM, NB.OPT_ADAM])
+@pytest.mark.parametrize("shape", ["rows", "cols", "tall"])
+def test_the_result_does_not_depend_on_which_threads_ran_the_parts(kind, shape, monkeypatch):
+    """Bit for bit the same with 0, 1 or 2 helper threads taking the parts of a 3-part epoch:
+    what each part computes is fixed by the program, not by who runs it (and nobody reads a
+    part before it is done)."""
+    if shape == "cols":
+        monkeypatch.setattr(NB, "COLS_MIN_WEIGHTS", 0)
+    sizes, n, batch = [96, 160, 48, 10], 1200, (64 if shape != "tall" else 200)
+    outcomes = []
+    for helpers in (0, 1, 2, 2):
+        args, params, state = _epoch_args(sizes, n, batch, rows=48 if shape == "tall" else None)
+        counts = np.zeros(NB.MAX_PARTS, np.int64)
+        result = NB.train_epoch(*args, kind, 0.05 if kind != NB.OPT_ADAM else 1e-3, 1e-4, momentum=0.9,
+                                state1=state[0], state2=state[1], parts=3, helpers=helpers, counts=counts)
+        assert counts[helpers + 1:].sum() == 0 and counts.sum() == result[2] * _phases_per_step(sizes, args, 3)
+        outcomes.append((result, params))
+    program, _ = NB.step_program(tuple(sizes), args[9][0].shape[0], 3)
+    assert (program[:, 3] == NB.SPLIT_COLS).any() == (shape == "cols")
+    for result, params in outcomes[1:]:
+        assert result == outcomes[0][0]
+        for got, want in zip(params, outcomes[0][1]):
+            np.testing.assert_array_equal(got, want)
+
+
+def _phases_per_step(sizes, args, parts):
+    """Parts run per step: 3 per phase; a batch in passes runs the per-pass phases once per pass."""
+    program, phase_start = NB.step_program(tuple(sizes), args[9][0].shape[0], parts)
+    n_phases = len(phase_start) - 1
+    batch, rows = args[3], args[9][0].shape[0]
+    passes = -(-batch // rows)
+    per_step = (n_phases - 1) * passes + (1 if passes > 1 else 0)
+    return per_step * parts
+
+
+def test_the_same_seed_and_threads_give_the_same_bits(monkeypatch):
+    """fit twice with the same seed on 1 and on 2 threads: each pair is bit-identical; the
+    two thread counts differ at most by rounding (the loss sums and fused SGD updates of
+    two parts are added in another order)."""
+    from fastscratch import training
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(0, 1, (3000, 200)).astype(np.float32), rng.integers(0, 10, 3000)
+    runs = {}
+    for threads in (1, 2, 1, 2):
+        monkeypatch.setattr(training, "THREADS_OVERRIDE", threads)
+        net = NeuralNetwork([200, 256, 64, 10], seed=3, backend="numba")
+        net.fit(X, y, lr=0.05, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
+        assert net.epoch_parts == threads and net.last_epoch_path == "fused"
+        params = [p.copy() for p in net._params()]
+        if threads in runs:
+            for got, want in zip(params, runs[threads]):
+                np.testing.assert_array_equal(got, want)
+        runs[threads] = params
+    scale = _largest(runs[1])
+    for got, want in zip(runs[2], runs[1]):
+        assert_close(got, want, np.float32, scale=scale)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("batch", [32, None])
+def test_fit_takes_the_fused_path(optimizer, batch):
+    """The jitted epoch, not the kernel-by-kernel fallback (which gives the same numbers, so
+    only this can tell), for every optimizer, mini-batch and full batch, with weight decay;
+    dropout is the documented exception."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(0, 1, (200, 20)), rng.integers(0, 4, 200)
+    net = NeuralNetwork([20, 16, 4], seed=0, backend="numba")
+    net.fit(X, y, epochs=1, batch_size=batch, optimizer=_optimizer(optimizer), weight_decay=1e-4, verbose=False)
+    assert net.last_epoch_path == "fused"
+    dropping = NeuralNetwork([20, 16, 4], seed=0, backend="numba", dropout=0.2)
+    dropping.fit(X, y, epochs=1, batch_size=batch, verbose=False)
+    assert dropping.last_epoch_path == "stepwise"
+
+
+def test_step_program():
+    """Rows stay with their part through consecutive row-wise operations (one phase); a
+    column-wise product is a phase of its own; the update phases come last."""
+    program, phase_start = NB.step_program((784, 128, 64, 10), 128, 2)
+    ops = [tuple(row) for row in program[:, 1:4]]
+    assert ops == [(NB.OP_GATHER, 0, 0), (NB.OP_FORWARD, 0, 0), (NB.OP_FORWARD, 1, 0), (NB.OP_FORWARD, 2, 0),
+                   (NB.OP_SOFTMAX, 2, 0), (NB.OP_BACKWARD, 2, 0), (NB.OP_BACKWARD, 1, 0)] \
+        + [(NB.OP_WEIGHTS, layer, 0) for layer in range(3)] + [(NB.OP_UPDATE, layer, 0) for layer in range(3)]
+    assert list(program[:, 0]) == [0] * 7 + [1] * 3 + [2] * 3 and list(phase_start) == [0, 7, 10, 13]
+    # a short batch and wide layers: the big products are cut by columns, each its own phase,
+    # and their weights are updated by the same blocks of columns
+    program, phase_start = NB.step_program((784, 512, 512, 10), 32, 2)
+    cols = [(op, layer) for _, op, layer, split, _ in program if split == NB.SPLIT_COLS]
+    assert cols == [(NB.OP_FORWARD, 0), (NB.OP_FORWARD, 1), (NB.OP_BACKWARD, 1), (NB.OP_WEIGHTS, 0),
+                    (NB.OP_WEIGHTS, 1), (NB.OP_UPDATE, 0), (NB.OP_UPDATE, 1)]
+    assert len(phase_start) - 1 == len(set(program[:, 0])) == 7
+    # one part: nothing is cut by columns
+    program, _ = NB.step_program((784, 512, 512, 10), 32, 1)
+    assert not (program[:, 3] == NB.SPLIT_COLS).any()
+
+
+@pytest.mark.parametrize("n,parts,quantum", [(128, 2, 8), (10, 2, 8), (7, 3, 8), (784, 2, 8), (100, 8, 16), (0, 2, 8)])
+def test_spans_cover_the_range_once(n, parts, quantum):
+    spans = [NB._span(n, part, parts, quantum) for part in range(parts)]
+    assert spans[0][0] == 0 and spans[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(lo <= hi and (lo % quantum == 0) for lo, hi in spans)
+
+
+def test_epoch_parts_rule():
+    assert NB.epoch_parts([784, 128, 64, 10], 128, 2) == 2
+    assert NB.epoch_parts([784, 128, 64, 10], 128, 1) == 1
+    assert NB.epoch_parts([784, 128, 64, 10], 128, 64) == NB.MAX_PARTS
+    assert NB.epoch_parts([4, 8, 3], 16, 2) == 1  # too small a step to share
+    assert NB.epoch_parts([784, 128, 64, 10], 8, 2) == 1  # too few rows
+    with pytest.raises(ValueError, match="parts"):
+        args, _, state = _epoch_args([5, 4, 3], 10, 5)
+        NB.train_epoch(*args, NB.OPT_SGD, 0.1, 0.0, parts=NB.MAX_PARTS + 1)

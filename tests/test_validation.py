@@ -201,3 +201,38 @@ def test_more_bad_options(net, data, kwargs, error, pattern):
 def test_bad_constructor_types(kwargs, pattern):
     with pytest.raises(TypeError, match=pattern):
         NeuralNetwork([4, 5, 3], **kwargs)
+
+
+# ---- the same array again: scanned once, still guarded --------------------------------------
+
+def _state(net):
+    return ([p.copy() for p in net._params()], len(net.history), net.optimizer.iterations,
+            net.rng.bit_generator.state)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+@pytest.mark.parametrize("where", ["X_train", "X_test"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("batch_size", [4, None])
+def test_a_value_made_non_finite_in_place_after_a_fit_is_still_refused(backend, where, value, batch_size):
+    """``fit`` scans X_train once and remembers it (fitting the same array once per epoch
+    does not rescan it); a NaN or inf written into it afterwards is still refused with the
+    input check's ValueError naming its position, and the call changes nothing.  (X_test is
+    scanned on every call.)"""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, 40)
+    X_test, y_test = rng.normal(size=(12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    net = NeuralNetwork([4, 6, 3], seed=0, backend=backend)
+    net.fit(X, y, X_test, y_test, epochs=2, batch_size=batch_size, optimizer="momentum", verbose=False)
+    before = _state(net)
+    target = X if where == "X_train" else X_test
+    target[7, 2] = value
+    with pytest.raises(ValueError, match=rf"{where} contains non-finite values \({value}.* row 7, column 2"):
+        net.fit(X, y, X_test, y_test, epochs=3, batch_size=batch_size, optimizer="momentum", verbose=False)
+    after = _state(net)
+    for p, q in zip(after[0], before[0]):
+        np.testing.assert_array_equal(p, q)
+    assert after[1:] == before[1:]
+    target[7, 2] = 0.5  # repaired: trains again
+    net.fit(X, y, X_test, y_test, epochs=1, batch_size=batch_size, optimizer="momentum", verbose=False)
+    assert len(net.history) == 3
