@@ -72,9 +72,10 @@ class Workspace:
         # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit.
         # The rule looks at the height of the GEMMs: the rows of one pass.
         self.blas_threads: int | None = default_blas_threads(kernels, rows)
-        # the parts a backend's whole-epoch function cuts each step into (one thread each);
-        # like the BLAS threads, fixed per workspace so that every path agrees bit for bit
-        self.parts: int = default_epoch_parts(kernels, sizes, rows)
+        # the parts a backend's whole-epoch function cuts each step into (one thread each) and
+        # its BLAS threads; like the BLAS threads, fixed per workspace so that every path agrees
+        # bit for bit
+        self.parts, self.epoch_blas_threads = default_epoch_threads(kernels, sizes, rows)
         #: which path the last run_epoch took: "fused" (the backend's whole-epoch function) or
         #: "stepwise" (kernel by kernel); None before the first
         self.last_path: str | None = None
@@ -183,7 +184,7 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
 
     A backend with a whole-epoch function (Numba's ``train_epoch``) runs the
     epoch in one call where it covers the case, cut into ``ws.parts`` parts on as
-    many threads, each calling BLAS on one thread; otherwise, and on the NumPy
+    many threads, BLAS on ``ws.epoch_blas_threads`` meanwhile; otherwise, and on the NumPy
     backend, the batches run here one kernel call at a time, with BLAS on
     ``ws.blas_threads`` threads (``None``: as configured), which the workspace takes
     from the backend's rule (:func:`default_blas_threads`).  ``ws.last_path`` says
@@ -241,9 +242,9 @@ def blas_threads(threads: int | None, kernels: ModuleType | None = None):
 
 
 #: Forces the thread count of every epoch when set (benchmarks use it to measure the
-#: choice): the BLAS threads of the kernel-by-kernel path, and the parts (threads) of a
-#: whole-epoch function; ``None``: the backend's rules (``blas_threads_for``, ``epoch_parts``
-#: with :func:`usable_cores` threads).
+#: choice): the BLAS threads of the kernel-by-kernel path, and the threads of a whole-epoch
+#: function (its parts, or BLAS threads for a tall pass in one part); ``None``: the backend's
+#: rules (``blas_threads_for``, ``epoch_threads`` with :func:`usable_cores` threads).
 THREADS_OVERRIDE: int | None = None
 
 
@@ -255,15 +256,20 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_epoch_parts(kernels: ModuleType, sizes: list[int], rows: int) -> int:
-    """The parts (one thread each) a backend's whole-epoch function cuts a step of ``rows`` rows
-    into: the backend's ``epoch_parts`` rule given ``THREADS_OVERRIDE`` or :func:`usable_cores`
-    threads; 1 for backends without one.  The result depends on this number, not on how many
-    of the threads actually got a core, so the same seed and the same parts give the same bits."""
-    rule = getattr(kernels, "epoch_parts", None)
+def default_epoch_threads(kernels: ModuleType, sizes: list[int], rows: int) -> tuple[int, int | None]:
+    """``(parts, blas_threads)`` of a backend's whole-epoch function on steps of ``rows`` rows:
+    the parts (one thread each) it cuts each step into and the BLAS threads meanwhile, by the
+    backend's ``epoch_threads`` rule given ``THREADS_OVERRIDE`` or :func:`usable_cores` threads;
+    ``(1, None)`` for backends without one.  The result depends on these numbers, not on how many
+    of the threads actually got a core, so the same seed and the same threads give the same bits."""
+    rule = getattr(kernels, "epoch_threads", None)
     if rule is None:
-        return 1
-    return rule(sizes, rows, THREADS_OVERRIDE if THREADS_OVERRIDE is not None else usable_cores())
+        return 1, None
+    threads = THREADS_OVERRIDE if THREADS_OVERRIDE is not None else usable_cores()
+    parts, blas = rule(sizes, rows, threads)
+    return parts, (threads if THREADS_OVERRIDE is not None and blas is None else blas)
+
+
 #: When true, ``fit`` times one thread against all at the start of training
 #: (:func:`choose_blas_threads`) instead of following the backend's fixed rule.  Off
 #: by default: OpenBLAS results differ in the last bits between thread counts, so a
@@ -379,7 +385,7 @@ def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray 
     elif isinstance(optimizer, Adam):
         extra = dict(beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps, state1=state["m"],
                      state2=state["v"])
-    with blas_threads(1, k):  # the parallelism is the epoch's own parts, one thread each
+    with blas_threads(ws.epoch_blas_threads, k):  # one each for parts; all for a tall pass in one part
         loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
             X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
             ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, max_loss=max_loss,

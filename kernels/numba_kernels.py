@@ -874,25 +874,43 @@ def blas_threads_for(batch: int) -> int | None:
     """BLAS threads for the per-kernel path (dropout, memory maps) at this batch size: 1, or
     ``None`` for all.  The same rule as the NumPy backend's (``numpy_kernels.blas_threads_for``,
     where the measurements are described).  :func:`train_epoch` runs BLAS on one thread per
-    part instead (see :func:`epoch_parts`)."""
+    part instead (see :func:`epoch_threads`)."""
     return _numpy_kernels.blas_threads_for(batch)
 
 
-#: a step of fewer floating-point operations than this, or of fewer rows, runs in one part:
-#: handing parts to another thread costs a few microseconds per phase, more than it saves
-#: on small steps
+#: a step of fewer floating-point operations than this, or of fewer rows, runs in one part.
+#: Handing parts to another thread costs a few microseconds per phase, more than it saves on
+#: small steps; and below 64 rows the products are so short that packing the weights for BLAS
+#: takes as long as the arithmetic, and two threads doing it at once were no faster than one
+#: (784-128-64-10 at batch 32, 2-core machine: 0.355-0.51 s an epoch in two parts against
+#: 0.354-0.367 s in one, 2026-12-01).
 MIN_PARALLEL_STEP_FLOPS = 2_000_000
-MIN_PARALLEL_ROWS = 2 * ROW_QUANTUM
+MIN_PARALLEL_ROWS = 64
 
 
-def epoch_parts(sizes: list[int] | tuple[int, ...], rows: int, threads: int) -> int:
-    """How many parts :func:`train_epoch` cuts a step of ``rows`` rows into, given ``threads``
-    threads: ``min(threads, MAX_PARTS)``, or 1 for steps too small to share (see
-    :data:`MIN_PARALLEL_STEP_FLOPS`)."""
+#: passes of at least this many rows (full batch on large data) run in one part with BLAS on
+#: all threads: OpenBLAS shares the packing of such tall products between its threads better
+#: than two single-threaded halves do, and on products this long its threads do not stall when
+#: another process holds a core (784-128-64-10, full batch on Fashion-MNIST, 2-core machine:
+#: 0.159 s an epoch against 0.213-0.217 s in two parts when idle; 0.37-0.39 against 0.32-0.40
+#: with one other busy process, 2026-12-01)
+TALL_ROWS = 2048
+
+
+def epoch_threads(sizes: list[int] | tuple[int, ...], rows: int, threads: int) -> tuple[int, int | None]:
+    """``(parts, blas_threads)`` for :func:`train_epoch` on steps of ``rows`` rows, given
+    ``threads`` threads: how many parts to cut each step into (one thread each), and the BLAS
+    threads meanwhile (``None``: all, as configured).
+
+    ``(min(threads, MAX_PARTS), 1)``; ``(1, 1)`` for steps too small to share (see
+    :data:`MIN_PARALLEL_STEP_FLOPS`); ``(1, None)`` for passes of :data:`TALL_ROWS` rows
+    or more."""
+    if rows >= TALL_ROWS:
+        return 1, None
     flops = 2 * rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 3
     if threads <= 1 or flops < MIN_PARALLEL_STEP_FLOPS or rows < MIN_PARALLEL_ROWS:
-        return 1
-    return min(int(threads), MAX_PARTS)
+        return 1, 1
+    return min(int(threads), MAX_PARTS), 1
 
 
 _PROGRAMS: dict = {}

@@ -544,7 +544,7 @@ def test_the_same_seed_and_threads_give_the_same_bits(monkeypatch):
         monkeypatch.setattr(training, "THREADS_OVERRIDE", threads)
         net = NeuralNetwork([200, 256, 64, 10], seed=3, backend="numba")
         net.fit(X, y, lr=0.05, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
-        assert net.epoch_parts == threads and net.last_epoch_path == "fused"
+        assert net.epoch_parts == threads and net.last_epoch_path == "fused"  # batch 128: `threads` parts
         params = [p.copy() for p in net._params()]
         if threads in runs:
             for got, want in zip(params, runs[threads]):
@@ -600,12 +600,13 @@ def test_spans_cover_the_range_once(n, parts, quantum):
     assert all(lo <= hi and (lo % quantum == 0) for lo, hi in spans)
 
 
-def test_epoch_parts_rule():
-    assert NB.epoch_parts([784, 128, 64, 10], 128, 2) == 2
-    assert NB.epoch_parts([784, 128, 64, 10], 128, 1) == 1
-    assert NB.epoch_parts([784, 128, 64, 10], 128, 64) == NB.MAX_PARTS
-    assert NB.epoch_parts([4, 8, 3], 16, 2) == 1  # too small a step to share
-    assert NB.epoch_parts([784, 128, 64, 10], 8, 2) == 1  # too few rows
+def test_epoch_threads_rule():
+    assert NB.epoch_threads([784, 128, 64, 10], 128, 2) == (2, 1)
+    assert NB.epoch_threads([784, 128, 64, 10], 128, 1) == (1, 1)
+    assert NB.epoch_threads([784, 128, 64, 10], 128, 64) == (NB.MAX_PARTS, 1)
+    assert NB.epoch_threads([4, 8, 3], 16, 2) == (1, 1)  # too small a step to share
+    assert NB.epoch_threads([784, 128, 64, 10], 32, 2) == (1, 1)  # too few rows
+    assert NB.epoch_threads([784, 128, 64, 10], 4096, 2) == (1, None)  # a tall pass: BLAS's own threads
     with pytest.raises(ValueError, match="parts"):
         args, _, state = _epoch_args([5, 4, 3], 10, 5)
         NB.train_epoch(*args, NB.OPT_SGD, 0.1, 0.0, parts=NB.MAX_PARTS + 1)
