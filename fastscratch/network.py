@@ -322,7 +322,7 @@ class NeuralNetwork:
         propagates.  Invalid arguments raise ``ValueError``/``TypeError`` before anything is
         changed.
         """
-        X_train, y_train, X_test, y_test, unscanned = self._check_data(X_train, y_train, X_test, y_test)
+        X_train, y_train, X_test, y_test, unscanned = self._check_fit_data(X_train, y_train, X_test, y_test)
         lr = check.check_positive_number("lr", lr)
         epochs = check.check_positive_int("epochs", epochs)
         batch_size = check.check_optional_positive_int("batch_size", batch_size)
@@ -579,14 +579,22 @@ class NeuralNetwork:
         return self.history
 
     def _check_data(self, X_train: Any, y_train: Any, X_test: Any = None,
-                    y_test: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list]:
+                    y_test: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Training (and optional test) data checked and converted as ``fit`` takes them:
-        features of the model's dtype, labels as integer vectors; then ``[(X_train, "X_train")]``
-        if its finiteness scan was skipped because an earlier ``fit`` found the same array finite,
-        else ``[]`` (see :func:`_recheck_inputs`).  A NaN or inf written into X_train in place
-        since then makes a batch's loss, or the weights after the epoch, non-finite (an inf
-        times any weight or gradient is inf or NaN), and ``fit`` checks at exactly those points."""
-        X_train, scanned = check.check_features_once(X_train, self.n_features, self.dtype, "X_train")
+        features of the model's dtype, labels as integer vectors."""
+        return self._check_fit_data(X_train, y_train, X_test, y_test, remember=False)[:4]
+
+    def _check_fit_data(self, X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None,
+                        remember: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list]:
+        """:meth:`_check_data`, then ``[(X_train, "X_train")]`` if X_train's finiteness scan was
+        skipped because an earlier ``fit`` found the same array finite (``remember``), else ``[]``
+        (see :func:`_recheck_inputs`).  A NaN or inf written into X_train in place since then makes
+        a batch's loss, or the weights after the epoch, non-finite (an inf times any weight or
+        gradient is inf or NaN), and ``fit`` checks at exactly those points."""
+        if remember:
+            X_train, scanned = check.check_features_once(X_train, self.n_features, self.dtype, "X_train")
+        else:
+            X_train, scanned = check.check_features(X_train, self.n_features, self.dtype, "X_train"), True
         y_train = check.check_labels(y_train, X_train.shape[0], self.n_classes, "y_train")
         check.check_pair(X_test, y_test)
         unscanned = [] if scanned else [(X_train, "X_train")]

@@ -244,7 +244,7 @@ def blas_threads(threads: int | None, kernels: ModuleType | None = None):
 #: Forces the thread count of every epoch when set (benchmarks use it to measure the
 #: choice): the BLAS threads of the kernel-by-kernel path, and the threads of a whole-epoch
 #: function (its parts, or BLAS threads for a tall pass in one part); ``None``: the backend's
-#: rules (``blas_threads_for``, ``epoch_threads`` with :func:`usable_cores` threads).
+#: rules (``blas_threads_for``, ``epoch_threads`` with :func:`thread_budget` threads).
 THREADS_OVERRIDE: int | None = None
 
 
@@ -256,16 +256,28 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def thread_budget(kernels: ModuleType | None = None) -> int:
+    """The threads an epoch may use: the backend's BLAS thread limit as it stands (it shows
+    ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``, a ``threadpoolctl.threadpool_limits`` around
+    the call, a Dask worker's one-thread setting), at most :func:`usable_cores`; the usable
+    cores without threadpoolctl."""
+    cores = usable_cores()
+    pools = _threadpools(kernels)
+    if pools is None or not pools.lib_controllers:
+        return cores
+    return max(1, min(cores, max(lib.num_threads for lib in pools.lib_controllers)))
+
+
 def default_epoch_threads(kernels: ModuleType, sizes: list[int], rows: int) -> tuple[int, int | None]:
     """``(parts, blas_threads)`` of a backend's whole-epoch function on steps of ``rows`` rows:
     the parts (one thread each) it cuts each step into and the BLAS threads meanwhile, by the
-    backend's ``epoch_threads`` rule given ``THREADS_OVERRIDE`` or :func:`usable_cores` threads;
+    backend's ``epoch_threads`` rule given ``THREADS_OVERRIDE`` or :func:`thread_budget` threads;
     ``(1, None)`` for backends without one.  The result depends on these numbers, not on how many
     of the threads actually got a core, so the same seed and the same threads give the same bits."""
     rule = getattr(kernels, "epoch_threads", None)
     if rule is None:
         return 1, None
-    threads = THREADS_OVERRIDE if THREADS_OVERRIDE is not None else usable_cores()
+    threads = THREADS_OVERRIDE if THREADS_OVERRIDE is not None else thread_budget(kernels)
     parts, blas = rule(sizes, rows, threads)
     return parts, (threads if THREADS_OVERRIDE is not None and blas is None else blas)
 

@@ -610,3 +610,18 @@ def test_epoch_threads_rule():
     with pytest.raises(ValueError, match="parts"):
         args, _, state = _epoch_args([5, 4, 3], 10, 5)
         NB.train_epoch(*args, NB.OPT_SGD, 0.1, 0.0, parts=NB.MAX_PARTS + 1)
+
+
+def test_a_blas_thread_limit_is_a_limit_on_the_epochs_threads():
+    """threadpoolctl's limit (as OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or a Dask worker's
+    setting) caps the epoch's parts: one BLAS thread, one part and no helper threads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(0, 1, (1000, 200)).astype(np.float32), rng.integers(0, 10, 1000)
+    net = NeuralNetwork([200, 256, 10], seed=0, backend="numba")
+    with threadpoolctl.threadpool_limits(1):
+        net.fit(X, y, epochs=1, batch_size=128, verbose=False)
+    assert net.epoch_parts == 1 and len(net.thread_parts) == 1
+    net.fit(X, y, epochs=1, batch_size=128, verbose=False)
+    from fastscratch import training
+    assert net.epoch_parts == min(training.usable_cores(), NB.MAX_PARTS)
