@@ -1,8 +1,10 @@
-"""What the machine runs with: BLAS library and thread counts (via threadpoolctl), versions."""
+"""What the machine runs with: BLAS library and thread counts (via threadpoolctl), versions, host and CPU."""
 
 from __future__ import annotations
 
+import functools
 import platform
+import socket
 import sys
 from typing import Any
 
@@ -24,13 +26,34 @@ def blas_summary() -> str:
                      + f", {b['threads']} thread{'s' if b['threads'] != 1 else ''}" for b in found)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name, e.g. ``Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz``: the
+    ``model name`` of ``/proc/cpuinfo`` on Linux, else :func:`platform.processor`, else
+    ``"unknown CPU"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def host_name() -> str:
+    """This machine's host name (:func:`socket.gethostname`)."""
+    return socket.gethostname()
+
+
 def versions() -> dict[str, str]:
     """Versions of Python, fastscratch and the optional packages that are installed."""
     from importlib import metadata
 
     found = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
     for dist in ("fastscratch", "numpy", "numba", "scipy", "tensorflow-cpu", "tensorflow", "torch", "jax", "jaxlib",
-                 "scikit-learn", "matplotlib"):
+                 "scikit-learn", "matplotlib", "dask", "distributed"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
