@@ -33,7 +33,9 @@ Design choices, and why:
   a writable cache location, else without a cache (a read-only install runs,
   it just compiles on every start).  :func:`warmup` compiles (or loads) every
   function for a dtype and depth up front so callers can time compilation
-  apart from training.
+  apart from training; :func:`cache_stats` says how many were loaded from the
+  cache and how many compiled in this process (a Dask worker on a machine whose
+  cache is filled loads, it does not compile).
 
 Storage is row-major, as in ``numpy_kernels``: ``X: (batch, n_in)``,
 ``W: (n_in, n_out)``, ``b: (n_out,)``.
@@ -45,6 +47,7 @@ import math
 import threading
 import time
 import warnings
+from typing import Any
 
 import llvmlite.binding as llvm_binding
 import numba
@@ -65,7 +68,7 @@ __all__ = [
     "NAME", "IDENTITY", "RELU", "SIGMOID", "TANH", "gather_rows", "matmul", "bias_activation",
     "activation_backward", "softmax_cross_entropy_grad", "softmax", "column_sum", "dropout_mask",
     "multiply_into", "sgd_update", "momentum_update", "adam_update", "train_epoch", "fused_epoch_supported",
-    "warmup", "blas_threads_for", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
+    "warmup", "cache_stats", "blas_threads_for", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
 ]
 
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
@@ -1043,6 +1046,28 @@ def warmup(n_layers: int, dtype: np.dtype | str = np.float32) -> float:
 
 _WARM: set = set()
 _WARM_KERNELS: set = set()
+
+
+def cache_stats() -> dict[str, Any]:
+    """How this process got its jitted functions so far, from Numba's own counters
+    (``Dispatcher.stats``): ``{"loaded": n, "compiled": m, "cache_dir": path}``, where
+    ``loaded`` counts the (function, signature) pairs loaded from the on-disk cache and
+    ``compiled`` those compiled here (no cache entry, an outdated one, or no usable cache
+    location); ``cache_dir`` is where the cache lives (``__pycache__`` beside this file, or
+    under ``NUMBA_CACHE_DIR``), ``None`` when no function has looked for it yet.  Functions
+    called from inside another jitted function are part of its compiled code and are not
+    counted apart."""
+    loaded = compiled = 0
+    cache_dir = None
+    for value in list(globals().values()):
+        if not isinstance(value, numba.core.registry.CPUDispatcher):
+            continue
+        stats = value.stats
+        loaded += sum(stats.cache_hits.values())
+        compiled += sum(stats.cache_misses.values())
+        if cache_dir is None and (stats.cache_hits or stats.cache_misses):
+            cache_dir = stats.cache_path
+    return {"loaded": loaded, "compiled": compiled, "cache_dir": cache_dir}
 
 
 def _warm_kernels(dtype: np.dtype) -> None:
