@@ -144,6 +144,18 @@ class Result:
     device: str = "cpu"
     threads: str = ""
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    # where it was measured: the machine's host name, CPU model, usable cores and BLAS (library,
+    # version, threads: the start of ``threads``); the Dask worker's address when its group ran on a
+    # cluster (fastscratch.dask), "" when it ran in this process
+    host: str = ""
+    cpu: str = ""
+    cores: int = 0
+    blas: str = ""
+    worker: str = ""
+    # that machine's SGEMM rate at (128x784)x(784x128), GFLOP/s (median), measured just before the
+    # group on the worker that ran it (fastscratch.dask); NaN when the caller measured it instead
+    sgemm_gflops: float = math.nan
+    sizes: list[int] = dataclasses.field(default_factory=list)  # the network's layer sizes
 
     @property
     def ok(self) -> bool:
@@ -257,7 +269,9 @@ class FastscratchTrainer(Trainer):
                      optimizer=self.optimizer, verbose=False)
         if math.isnan(self.compile_seconds):  # the first fit compiles (or loads the cache); later ones do not
             self.compile_seconds = self.net.compile_seconds
-        self.threads_note = f"fastscratch BLAS threads during epochs: {self.net.blas_threads or 'all'}"
+        self.threads_note = (f"fastscratch BLAS threads during epochs: {self.net.blas_threads or 'all'}, "
+                             f"{self.net.epoch_parts} part{'s' if self.net.epoch_parts != 1 else ''} "
+                             f"({self.net.last_epoch_path} epochs)")
         return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks or set-up
 
     def accuracy(self) -> float:
@@ -564,11 +578,13 @@ def thread_summary() -> str:
 def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Result, Trainer | None]:
     """The Result to fill and the trainer; no trainer (and a "skipped" status) when the
     framework is not installed."""
-    from ._system import versions
+    from ._system import cpu_model, host_name, versions
+    from .training import usable_cores
 
     name, loaded = (resolve_dataset(workload.dataset), data) if data is not None else \
         load_data(workload.dataset, workload.dtype)
-    result = Result(workload, dataset=name, n_train=len(loaded[0]), versions=versions())
+    result = Result(workload, dataset=name, n_train=len(loaded[0]), versions=versions(), host=host_name(),
+                    cpu=cpu_model(), cores=usable_cores())
     try:
         trainer = make_trainer(workload, loaded)
     except Skipped as exc:
@@ -576,6 +592,7 @@ def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Res
         return result, None
     result.device = trainer.device
     result.compile_seconds = trainer.compile_seconds
+    result.sizes = list(trainer.sizes)
     return result, trainer
 
 
@@ -643,9 +660,15 @@ def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
         _summarise(result, trainer)
         if accuracy:
             result.test_accuracy = trainer.accuracy()
-        result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
-        result.compile_seconds = trainer.compile_seconds
+        _record_threads(result, trainer)
     return [r for r, _ in started]
+
+
+def _record_threads(result: Result, trainer: Trainer) -> None:
+    """The BLAS and thread pools the trainer ran with, and its compile seconds, into ``result``."""
+    result.blas = thread_summary()
+    result.threads = "; ".join(filter(None, [result.blas, trainer.threads_note]))
+    result.compile_seconds = trainer.compile_seconds
 
 
 def run(workload: Workload, epochs: int = 3, warmup: int = 1, data: tuple[np.ndarray, ...] | None = None,
@@ -696,8 +719,7 @@ def time_to_accuracy_group(workloads: Sequence[Workload], target: float | None =
     _rounds(live, max_epochs, time.perf_counter(), after)
     for result, trainer in live:
         _summarise(result, trainer)
-        result.threads = "; ".join(filter(None, [thread_summary(), trainer.threads_note]))
-        result.compile_seconds = trainer.compile_seconds
+        _record_threads(result, trainer)
     return [r for r, _ in started]
 
 
@@ -772,32 +794,53 @@ def sweep(widths: Sequence[int] = SWEEP_WIDTHS, batch_sizes: Sequence[int] = SWE
     (:func:`largest_gemm`, :func:`best_sgemm_rate`) for ``sgemm_seconds`` per thread count.
     ``on_point(point)`` after each point.
     """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    points = []
+    for group in sweep_groups(widths, batch_sizes, frameworks, dataset, dtype, optimizer, lr, seed):
+        points.append(sweep_point(group, epochs=epochs, warmup=warmup, seconds=seconds, sgemm_seconds=sgemm_seconds))
+        if on_point is not None:
+            on_point(points[-1])
+    return points
+
+
+def sweep_groups(widths: Sequence[int] = SWEEP_WIDTHS, batch_sizes: Sequence[int] = SWEEP_BATCH_SIZES,
+                 frameworks: Sequence[str] = SWEEP_FRAMEWORKS, dataset: str = "auto", dtype: str = "float32",
+                 optimizer: str = "sgd", lr: float = 0.1, seed: int = 0) -> list[list[Workload]]:
+    """The ratio groups of :func:`sweep`, one per width and batch size (784-W-W-10, ReLU), in its
+    order; the dataset resolved (:func:`resolve_dataset`), so every group names the same one."""
     widths = [int(w) for w in widths]
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"widths must be positive integers, got {widths}")
     if not batch_sizes or any(b is None or b < 1 for b in batch_sizes):
         raise ValueError("the sweep times mini-batches: batch sizes must be positive integers (full batch "
                          f"is not one here, each epoch trains a fixed number of rows), got {list(batch_sizes)}")
+    name = resolve_dataset(dataset)
+    return [[Workload(framework=f, batch_size=batch, dataset=name, hidden=(width, width), dtype=dtype,
+                      optimizer=optimizer, lr=lr, seed=seed) for f in frameworks]
+            for width in widths for batch in batch_sizes]
+
+
+def sweep_point(group: Sequence[Workload], epochs: int = 3, warmup: int = 1, seconds: float = 0.5,
+                sgemm_seconds: float = 0.3) -> SweepPoint:
+    """One point of :func:`sweep`: the ratio group ``group`` (784-W-W-10 at one batch size, from
+    :func:`sweep_groups`) timed by :func:`run_group` on the rows :func:`sweep_rows` picks from the
+    SGEMM rate measured here, at the step's largest GEMM, just before."""
+    check_group(group)
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    name, (X_train, y_train, X_test, y_test) = load_data(dataset, dtype)
-    order = np.random.default_rng(seed).permutation(len(X_train))
-    points = []
-    for width in widths:
-        for batch in batch_sizes:
-            sizes = [X_train.shape[1], width, width, int(max(y_train.max(), y_test.max())) + 1]
-            gemm = largest_gemm(sizes, batch)
-            rate, threads = best_sgemm_rate(*gemm, dtype=dtype, seconds=sgemm_seconds)
-            rows = sweep_rows(sizes, batch, len(X_train), seconds, rate[0])
-            chosen = order[:rows] if rows < len(X_train) else slice(None)
-            data = (X_train[chosen], y_train[chosen], X_test, y_test)
-            group = [Workload(framework=f, batch_size=batch, dataset=name, hidden=(width, width), dtype=dtype,
-                              optimizer=optimizer, lr=lr, seed=seed) for f in frameworks]
-            results = run_group(group, epochs=epochs, warmup=warmup, data=data, accuracy=False)
-            points.append(SweepPoint(width, batch, rows, len(X_train), gemm, rate, threads, results))
-            if on_point is not None:
-                on_point(points[-1])
-    return points
+    first = group[0]
+    name, (X_train, y_train, X_test, y_test) = load_data(first.dataset, first.dtype)
+    order = np.random.default_rng(first.seed).permutation(len(X_train))
+    width, batch = first.hidden[0], first.batch_size
+    sizes = [X_train.shape[1], *first.hidden, int(max(y_train.max(), y_test.max())) + 1]
+    gemm = largest_gemm(sizes, batch)
+    rate, threads = best_sgemm_rate(*gemm, dtype=first.dtype, seconds=sgemm_seconds)
+    rows = sweep_rows(sizes, batch, len(X_train), seconds, rate[0])
+    chosen = order[:rows] if rows < len(X_train) else slice(None)
+    data = (X_train[chosen], y_train[chosen], X_test, y_test)
+    results = run_group(group, epochs=epochs, warmup=warmup, data=data, accuracy=False)
+    return SweepPoint(width, batch, rows, len(X_train), gemm, rate, threads, results)
 
 
 _SWEEP_COLUMNS = ("width", "batch", "rows/epoch", "SGEMM m x k x n", "SGEMM GFLOP/s", "framework",
@@ -827,6 +870,17 @@ def format_sweep_table(points: Sequence[SweepPoint], markdown: bool = False) -> 
     """:func:`sweep_table_rows` as aligned text lines, or as a Markdown table."""
     return _render(_SWEEP_COLUMNS, sweep_table_rows(points), [5, 5, 10, 15, 13, 18, 26, 8, 7, 7, 8],
                    [">", ">", ">", ">", ">", "<", "<", ">", ">", ">", ">"], markdown)
+
+
+def format_sweep_by_worker(points: Sequence[SweepPoint], markdown: bool = False) -> list[str]:
+    """:func:`format_sweep_table` per worker (the ``worker`` its points' Results record), each under
+    its :func:`worker_heading`; every point is one ratio group, measured whole on one worker."""
+    lines: list[str] = []
+    for worker in workers([p.results[0] for p in points if p.results]):
+        mine = [p for p in points if p.results and p.results[0].worker == worker]
+        heading = worker_heading([r for p in mine for r in p.results])
+        lines += ([f"**{heading}**", ""] if markdown else [heading]) + format_sweep_table(mine, markdown) + [""]
+    return lines[:-1]
 
 
 # ----------------------------------------------------------------------- memory
@@ -1104,20 +1158,32 @@ def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | No
     than them; :data:`RATIO_COLUMNS`).  A skipped result has its status in the third cell and
     nothing after it."""
     rows = []
-    for batch in sorted({r.workload.batch_size or r.n_train for r in results}):
-        group = [r for r in results if (r.workload.batch_size or r.n_train) == batch]
+    for group in ratio_groups(results):
+        batch = group[0].workload.batch_size or group[0].n_train
         references = [next((r for r in group if r.workload.framework == name), None) for _, name in RATIO_COLUMNS]
         for r in group:
             label = "full" if r.workload.batch_size is None else str(batch)
             if not r.ok:
                 rows.append([label, r.workload.framework, r.status])
                 continue
+            rate = sgemm[0] if sgemm else r.sgemm_gflops
             rows.append([label, r.workload.framework,
                          f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]",
                          f"{r.samples_per_second:,.0f}", f"{r.gflops:.1f}",
-                         f"{r.gflops / sgemm[0]:.0%}" if sgemm else "-", f"{r.test_accuracy:.4f}",
+                         f"{r.gflops / rate:.0%}" if rate > 0 else "-", f"{r.test_accuracy:.4f}",
                          *(_ratio(r.median_seconds, reference) for reference in references)])
     return rows
+
+
+def ratio_groups(results: Sequence[Result]) -> list[list[Result]]:
+    """``results`` cut into their ratio groups, ordered by batch size (then as given): results
+    of one workload but for the framework, measured by the same worker (``Result.worker``; ""
+    for this process).  The table's ratios divide only within a group, so a time measured on
+    one machine is never divided by one measured on another."""
+    groups: dict[tuple[str, Workload], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.worker, dataclasses.replace(r.workload, framework=FRAMEWORKS[0])), []).append(r)
+    return sorted(groups.values(), key=lambda group: group[0].workload.batch_size or group[0].n_train)
 
 
 def _render(columns: Sequence[str], rows: list[list[str]], widths: Sequence[int], align: Sequence[str],
@@ -1141,6 +1207,33 @@ def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | 
     """:func:`table_rows` as aligned text lines, or as a Markdown table."""
     return _render(_COLUMNS, table_rows(results, sgemm), [6, 18, 26, 10, 8, 7, 8, 9, 9, 9],
                    [">", "<", "<", ">", ">", ">", ">", ">", ">", ">"], markdown)
+
+
+def workers(results: Sequence[Result]) -> list[str]:
+    """The workers that measured ``results`` (``Result.worker``), in order of first appearance."""
+    return list(dict.fromkeys(r.worker for r in results))
+
+
+def worker_heading(results: Sequence[Result]) -> str:
+    """One line on where ``results`` (one worker's) were measured: the worker, its host, CPU,
+    usable cores and BLAS, and the SGEMM rates measured there before each group."""
+    first = next((r for r in results if r.ok), results[0])
+    rates = [f"{g[0].sgemm_gflops:.1f}" for g in ratio_groups(results) if g[0].sgemm_gflops > 0]
+    return (f"Worker {first.worker or '(this process)'}: host {first.host}, {first.cpu}, {first.cores} usable "
+            f"cores; BLAS: {first.blas or 'unknown'}"
+            + (f"; SGEMM (128x784)x(784x128) before each group: {', '.join(rates)} GFLOP/s" if rates else ""))
+
+
+def format_by_worker(results: Sequence[Result], markdown: bool = False) -> list[str]:
+    """:func:`format_table` per worker (:func:`workers`), each under its :func:`worker_heading`:
+    the rows of one worker together, %SGEMM against the rate measured on that worker, ratios
+    within that worker's ratio groups only."""
+    lines: list[str] = []
+    for worker in workers(results):
+        mine = [r for r in results if r.worker == worker]
+        heading = worker_heading(mine)
+        lines += ([f"**{heading}**", ""] if markdown else [heading]) + format_table(mine, markdown=markdown) + [""]
+    return lines[:-1]
 
 
 def format_compile_times(results: Sequence[Result]) -> list[str]:
