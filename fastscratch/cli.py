@@ -210,6 +210,13 @@ def build_parser() -> Parser:
                        help="measure peak RSS instead of speed: the whole job (imports, data, model, --epochs "
                             "epochs, test accuracy), each run in a fresh process, beside the bound of the float32 "
                             "features + 150 MB")
+    bench.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786): each ratio "
+                            "group (every framework at one batch size; with --sweep, one width and batch size) whole "
+                            "on one worker started with --resources bench=1, one group at a time per worker; the "
+                            "table groups rows by worker, ratios never across workers (needs the distributed extra)")
+    bench.add_argument("--connect-timeout", type=args_.positive_float, default=5.0, metavar="S",
+                       help="--scheduler: give up after S seconds without an answer from the scheduler (default: 5)")
 
     info = commands.add_parser("info", help="versions, backends, BLAS threads, datasets found; a model's summary",
                                description="Show versions, backends, BLAS threads and which datasets are found; "
@@ -550,6 +557,14 @@ def bench_usage_error(args: argparse.Namespace) -> str | None:
     and the defaults that depend on the mode filled in (``--sweep`` or not)."""
     from . import bench
 
+    if args.scheduler is not None:
+        if args.memory:
+            return "--memory measures processes on this machine; it does not run with --scheduler"
+        if args.target is not None:
+            return "--target runs on this machine; it does not run with --scheduler"
+        if args.plot is not None:
+            return ("--plot draws one machine's times; with --scheduler the groups run on several machines "
+                    "(use --json or --markdown)")
     if args.sweep:
         if args.memory:
             return "--sweep and --memory are different runs; give one of them"
@@ -583,6 +598,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _prepare_output(args.markdown, "--markdown")
     if args.memory:
         return _bench_memory(args)
+    if args.scheduler is not None:
+        return _bench_dask(args)
     if args.sweep:
         return _bench_sweep(args)
     name, data = bench.load_data(args.dataset, args.dtype)
@@ -705,6 +722,80 @@ def _bench_sweep(args: argparse.Namespace) -> int:
         os.makedirs(args.plot, exist_ok=True)
         plots.plot_scaling(points, os.path.join(args.plot, "scaling.png"))
         print(f"Plot written to {args.plot}/: scaling.png")
+    return 0
+
+
+def _bench_dask(args: argparse.Namespace) -> int:
+    """``bench --scheduler ADDRESS``: the ratio groups (or the sweep's points) as Dask tasks
+    (:mod:`fastscratch.dask`), the tables worker by worker."""
+    from . import bench
+    from . import dask as on_dask
+    from ._system import versions
+
+    client = on_dask.connect(args.scheduler, args.connect_timeout)
+    try:
+        offering = on_dask.bench_workers(client)
+        name = bench.resolve_dataset(args.dataset)
+        if args.sweep:
+            groups = bench.sweep_groups(args.widths, args.batch_sizes, args.frameworks, name, args.dtype,
+                                        args.optimizer, args.lr)
+            what = (f"784-W-W-10 for W in {','.join(map(str, args.widths))}, batch sizes "
+                    f"{','.join(map(str, args.batch_sizes))}")
+        else:
+            groups = [[bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
+                                      dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
+                       for framework in args.frameworks] for batch in args.batch_sizes]
+            what = f"hidden {','.join(map(str, args.hidden))}, batch sizes " + ",".join(
+                str(b or "full") for b in args.batch_sizes)
+        line = (f"{name}, {what}, {args.dtype}, {args.optimizer} lr {args.lr:g}, {args.warmup} warm-up + "
+                f"{args.epochs} timed epochs, frameworks in interleaved rounds; {len(groups)} ratio groups on "
+                f"{len(offering)} worker{'s' if len(offering) != 1 else ''} of {args.scheduler} offering the "
+                f"'{on_dask.RESOURCE}' resource, each group whole on one worker")
+        print(f"fastscratch bench --scheduler: {line}")
+        print("Versions here: " + ", ".join(f"{k} {v}" for k, v in versions().items()), flush=True)
+
+        def done(answer) -> None:
+            results = answer.results if args.sweep else answer
+            first = results[0]
+            print(f"  {first.workload.label.split(' ', 1)[1]}"
+                  + (f" W={first.workload.hidden[0]}" if args.sweep else "")
+                  + f": done on {first.worker} ({first.host})", file=sys.stderr, flush=True)
+
+        if args.sweep:
+            points = on_dask.run_sweep(client, groups, epochs=args.epochs, warmup=args.warmup,
+                                       seconds=args.sweep_seconds, on_point=done)
+            results = [r for p in points for r in p.results]
+        else:
+            points = []
+            results = on_dask.run_groups(client, groups, epochs=args.epochs, warmup=args.warmup, on_group=done)
+    finally:
+        client.close()
+    worker_versions = next((r.versions for r in results if r.ok), {})
+    print("Versions on the workers: " + ", ".join(f"{k} {v}" for k, v in worker_versions.items()))
+    print()
+    table = bench.format_sweep_by_worker(points) if args.sweep else bench.format_by_worker(results)
+    print("\n".join(table))
+    compiled = bench.format_compile_times(results)
+    if compiled and not args.sweep:
+        print("Compile seconds, apart from the epochs (the most over the batch sizes): " + ", ".join(compiled))
+    if args.markdown:
+        command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench", "--scheduler", args.scheduler])
+        text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {line}.", "",
+                "Versions on the workers: " + ", ".join(f"{k} {v}" for k, v in worker_versions.items()) + ".", ""]
+        text += bench.format_sweep_by_worker(points, markdown=True) if args.sweep else \
+            bench.format_by_worker(results, markdown=True)
+        if compiled and not args.sweep:
+            text += ["", "Compile seconds, apart from the epochs: " + ", ".join(compiled) + "."]
+        write_text(args.markdown, "\n".join(text) + "\n")
+        print(f"Markdown written to {args.markdown}")
+    if args.json:
+        record = {"dataset": name, "scheduler": args.scheduler, "versions": versions()}
+        if args.sweep:
+            record["sweep"] = [p.to_dict() for p in points]
+        else:
+            record["results"] = [r.to_dict() for r in results]
+        write_text(args.json, json.dumps(record, indent=2, default=str))
+        print(f"Results written to {args.json}")
     return 0
 
 
