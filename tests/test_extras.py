@@ -1,7 +1,7 @@
 """The optional-dependency extras: PyTorch can be installed through one (``torch``, and
 ``peers`` for every framework ``fastscratch bench`` compares with), and no extra that CI or
 ``make run`` installs pulls it in (a plain ``torch`` requirement on Linux is the multi-GB CUDA
-build)."""
+build); Dask through ``distributed``, which CI's ``dev`` includes."""
 
 from pathlib import Path
 
@@ -29,3 +29,10 @@ def test_peers_extra_brings_every_framework_bench_compares_with():
     assert any(r.replace(" ", "").startswith("fastscratch[") and {"keras", "torch"} <= set(
         r.split("[")[1].split("]")[0].split(",")) for r in extras["peers"]), extras["peers"]
 
+
+
+def test_distributed_extra_brings_dask_and_is_in_dev_and_all():
+    extras = _extras()
+    assert any(r.replace(" ", "").startswith("dask[distributed]") for r in extras["distributed"]), extras["distributed"]
+    assert any(r.replace(" ", "").startswith("dask[distributed]") for r in extras["dev"]), extras["dev"]
+    assert any("distributed" in r.split("[", 1)[1] for r in extras["all"] if r.startswith("fastscratch[")), extras["all"]
