@@ -144,6 +144,10 @@ class Result:
     device: str = "cpu"
     threads: str = ""
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    # the group's SGEMM reference, measured in every round of run_group(sgemm=True): GFLOP/s
+    # (median, min, max) of NumPy's BLAS on all its threads at ``sgemm_gemm`` = (m, k, n)
+    sgemm: tuple[float, float, float] | None = None
+    sgemm_gemm: tuple[int, int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -257,7 +261,7 @@ class FastscratchTrainer(Trainer):
                      optimizer=self.optimizer, verbose=False)
         if math.isnan(self.compile_seconds):  # the first fit compiles (or loads the cache); later ones do not
             self.compile_seconds = self.net.compile_seconds
-        self.threads_note = f"fastscratch BLAS threads during epochs: {self.net.blas_threads or 'all'}"
+        self.threads_note = f"fastscratch epochs on {self.net.epoch_threads}"
         return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks or set-up
 
     def accuracy(self) -> float:
@@ -595,11 +599,13 @@ def check_group(workloads: Sequence[Workload]) -> None:
 
 
 def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
-            after: Callable[[Result, Trainer, float], bool] | None = None) -> None:
+            after: Callable[[Result, Trainer, float], bool] | None = None,
+            between: Callable[[int], None] | None = None) -> None:
     """``rounds`` interleaved rounds: one epoch of every trainer per round, in the group's order
     in even rounds and reversed in odd ones (A B C, C B A, A B C, ...).  Each epoch's start
     (seconds after ``clock0``) and seconds are appended to its Result; ``after(result, trainer,
-    seconds)`` returning True takes that trainer out of the later rounds."""
+    seconds)`` returning True takes that trainer out of the later rounds; ``between(k)`` runs
+    after round ``k``."""
     active = list(started)
     for k in range(rounds):
         if not active:
@@ -611,17 +617,31 @@ def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
             result.epoch_seconds.append(seconds)
             if after is not None and after(result, trainer, seconds):
                 active.remove(pair)
+        if between is not None:
+            between(k)
+
+
+def reference_gemm(sizes: Sequence[int], batch: int) -> tuple[int, int, int]:
+    """The product a step's speed is compared with: the first layer's forward product on the
+    rows of one pass, ``(rows x n0) x (n0 x n1)`` with ``rows = min(batch, MAX_PASS_ROWS)`` --
+    (B x 784) x (784 x 128) for the tutorial network (a full batch runs in passes of that many rows)."""
+    from .training import MAX_PASS_ROWS
+
+    return min(batch, MAX_PASS_ROWS), sizes[0], sizes[1]
 
 
 def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
               data: tuple[np.ndarray, ...] | None = None, accuracy: bool = True,
-              on_epoch: Callable[[Result, float], None] | None = None) -> list[Result]:
+              on_epoch: Callable[[Result, float], None] | None = None, sgemm: bool = False) -> list[Result]:
     """Time one ratio group (:func:`check_group`): build every trainer (compiling where the
     framework compiles), train ``warmup`` untimed epochs of each, then ``epochs`` interleaved
     rounds of one timed epoch per framework (:func:`_rounds`: the order reversed every other
     round).  Ratios between the Results are then measured under the same conditions on a
     shared machine.  ``accuracy``: also compute the test accuracy at the end.
-    ``on_epoch(result, seconds)`` after each timed epoch.  One :class:`Result` per workload, in order."""
+    ``on_epoch(result, seconds)`` after each timed epoch.  ``sgemm``: also time this machine's
+    SGEMM at the group's :func:`reference_gemm` after every round (about 0.2 s each), so the
+    share of it each framework reaches is measured under the same load as its epochs
+    (``Result.sgemm``).  One :class:`Result` per workload, in order."""
     check_group(workloads)
     if epochs < 1 or warmup < 0:
         raise ValueError(f"epochs must be >= 1 and warmup >= 0, got {epochs} and {warmup}")
@@ -638,8 +658,17 @@ def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
             on_epoch(result, seconds)
         return False
 
-    _rounds(live, epochs, time.perf_counter(), after)
+    rates: list[float] = []
+    gemm = reference_gemm(live[0][1].sizes, live[0][1].batch_size) if live and sgemm else None
+
+    def between(round_index: int) -> None:
+        if gemm is not None:
+            rates.append(sgemm_rate(*gemm, dtype=workloads[0].dtype, seconds=0.2, repeats=3)[0])
+
+    _rounds(live, epochs, time.perf_counter(), after, between)
     for result, trainer in live:
+        if rates:
+            result.sgemm, result.sgemm_gemm = (statistics.median(rates), min(rates), max(rates)), gemm
         _summarise(result, trainer)
         if accuracy:
             result.test_accuracy = trainer.accuracy()
@@ -1097,9 +1126,30 @@ _COLUMNS = ("batch", "framework", "s/epoch median [min-max]", "samples/s", "GFLO
             *(header for header, _ in RATIO_COLUMNS))
 
 
+def _share(result: Result, sgemm: tuple[float, float, float] | None) -> str:
+    """The result's GFLOP/s as a share of its group's SGEMM reference (measured in its rounds),
+    else of ``sgemm``; "-" without either."""
+    reference = result.sgemm or sgemm
+    return f"{result.gflops / reference[0]:.0%}" if reference else "-"
+
+
+def sgemm_lines(results: Sequence[Result]) -> list[str]:
+    """One line per ratio group with its SGEMM reference: shape, median [min-max] GFLOP/s."""
+    seen, lines = set(), []
+    for r in results:
+        if r.sgemm is None or (r.workload.batch_size, r.sgemm_gemm) in seen:
+            continue
+        seen.add((r.workload.batch_size, r.sgemm_gemm))
+        m, k, n = r.sgemm_gemm
+        lines.append(f"batch {r.workload.batch_size or 'full'}: ({m}x{k})x({k}x{n}) {r.sgemm[0]:.1f} GFLOP/s "
+                     f"[{r.sgemm[1]:.1f}-{r.sgemm[2]:.1f}]")
+    return lines
+
+
 def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None) -> list[list[str]]:
     """One row of cells per result (see :data:`_COLUMNS`): per batch size, each framework's
-    s/epoch (median [min-max]), samples/s, GFLOP/s, share of the SGEMM rate, test accuracy,
+    s/epoch (median [min-max]), samples/s, GFLOP/s, share of the SGEMM rate (its group's
+    reference where measured, else ``sgemm``), test accuracy,
     and s/epoch ratios to tf.keras, PyTorch (eager) and JAX in the same run (below 1: faster
     than them; :data:`RATIO_COLUMNS`).  A skipped result has its status in the third cell and
     nothing after it."""
@@ -1115,7 +1165,7 @@ def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | No
             rows.append([label, r.workload.framework,
                          f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]",
                          f"{r.samples_per_second:,.0f}", f"{r.gflops:.1f}",
-                         f"{r.gflops / sgemm[0]:.0%}" if sgemm else "-", f"{r.test_accuracy:.4f}",
+                         _share(r, sgemm), f"{r.test_accuracy:.4f}",
                          *(_ratio(r.median_seconds, reference) for reference in references)])
     return rows
 

@@ -375,8 +375,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         test_acc = net.accuracy(X_test, data.y_test)
         trained = sum(net.history.seconds)
         rate = len(X_train) * len(net.history) / trained if trained > 0 else math.inf
-        threads = f"epochs on {net.blas_threads} BLAS thread{'s' if net.blas_threads != 1 else ''}" \
-            if net.blas_threads else "epochs on all BLAS threads"
+        threads = f"epochs on {net.epoch_threads}"
         print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
               f"| training alone (no evaluation): {rate:,.0f} samples/s | backend {net.kernels.NAME} | {threads} "
               f"| BLAS: {_blas_line()}", file=out, flush=True)
@@ -601,9 +600,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for batch in args.batch_sizes:
         print(f"  batch {batch or 'full'}: building and warming up {', '.join(args.frameworks)}, then "
               f"{args.epochs} interleaved rounds ...", file=sys.stderr, flush=True)
-        results += bench.run_group(group(batch), epochs=args.epochs, warmup=args.warmup, data=data)
+        results += bench.run_group(group(batch), epochs=args.epochs, warmup=args.warmup, data=data, sgemm=True)
     print()
     print("\n".join(bench.format_table(results, sgemm)))
+    references = bench.sgemm_lines(results)
+    if references:
+        print("%SGEMM: of NumPy's BLAS on all its threads at each batch's first-layer product, timed after "
+              "every round: " + "; ".join(references))
     compiled = bench.format_compile_times(results)
     if compiled:
         print("Compile seconds, apart from the epochs (the most over the batch sizes): " + ", ".join(compiled))
@@ -631,6 +634,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores; SGEMM (128x784)x(784x128) "
                 f"{sgemm[0]:.1f} GFLOP/s [{sgemm[1]:.1f}-{sgemm[2]:.1f}].", ""]
         text += bench.format_table(results, sgemm, markdown=True)
+        if references:
+            text += ["", "%SGEMM: of NumPy's BLAS on all its threads at each batch's first-layer product, "
+                     "timed after every round: " + "; ".join(references) + "."]
         if compiled:
             text += ["", "Compile seconds, apart from the epochs: " + ", ".join(compiled) + "."]
         if accuracy_runs:

@@ -171,6 +171,7 @@ class NeuralNetwork:
         #: and how many parts each thread ran in that fit (the calling thread first: the helpers'
         #: share shows whether the other cores were free)
         self.epoch_parts: int = 1
+        self.epoch_blas_threads: int | None = None
         self.last_epoch_path: str | None = None
         self.thread_parts: list[int] = []
         # what the model was trained on, when known (the CLI records it):
@@ -450,7 +451,7 @@ class NeuralNetwork:
         if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
             workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)
         self.blas_threads = workspace.blas_threads
-        self.epoch_parts = workspace.parts
+        self.epoch_parts, self.epoch_blas_threads = workspace.parts, workspace.epoch_blas_threads
         self.compile_seconds = compiled
         self.setup_seconds = time.perf_counter() - setup_start
         started = time.perf_counter()
@@ -686,6 +687,13 @@ class NeuralNetwork:
         raise FloatingPointError(
             f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are {state}. "
             f"Try a smaller learning rate than lr={lr:g} or check the inputs for extreme values.")
+
+    @property
+    def epoch_threads(self) -> str:
+        """How the last fit's epochs used threads, in words (e.g. "2 threads (each step in 2
+        parts, 1 BLAS thread each)"); see ``epoch_parts``, ``thread_parts``."""
+        return training.describe_threads(self.last_epoch_path, self.epoch_parts, self.epoch_blas_threads,
+                                         self.blas_threads)
 
     # -------------------------------------------------------------- inference
     def _forward_chunks(self, X: np.ndarray, batch_size: int, checked: bool = False):
