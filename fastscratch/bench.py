@@ -612,6 +612,8 @@ def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
             return
         for pair in (active if k % 2 == 0 else active[::-1]):
             result, trainer = pair
+            if len(started) > 1:
+                time.sleep(SETTLE_SECONDS)  # the previous framework's idle threads stop spinning
             result.epoch_started.append(time.perf_counter() - clock0)
             seconds = trainer.epoch()
             result.epoch_seconds.append(seconds)
@@ -619,6 +621,13 @@ def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
                 active.remove(pair)
         if between is not None:
             between(k)
+
+
+#: the pause before each epoch of a group of several frameworks: a framework's thread pools
+#: spin for a while after its epoch (OpenBLAS's ~0.1 s, OpenMP's, XLA's), taking cores from
+#: whatever runs next (a Numba epoch right after a NumPy-backend one lost 20%: its helper
+#: thread found a core busy); every framework starts its epoch on a settled machine
+SETTLE_SECONDS = 0.3
 
 
 def reference_gemm(sizes: Sequence[int], batch: int) -> tuple[int, int, int]:

@@ -484,8 +484,8 @@ _SPIN_NS, _YIELD_NS, _NAP_US = 300_000, 2_000_000, 20
 # after each stretch of sharing without one, so a busy machine costs a stall now and then
 # rather than one per scheduler time slice.  Who runs a part never changes what it computes,
 # so none of this changes a bit of the result.
-_STALL_SLACK_NS = 100_000
-_SOLO_MIN_NS, _SOLO_MAX_NS = 2_000_000, 128_000_000
+_STALL_SLACK_NS = 1_000_000
+_SOLO_MIN_NS, _SOLO_MAX_NS = 2_000_000, 64_000_000
 
 
 def step_program(sizes: tuple[int, ...], rows: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
