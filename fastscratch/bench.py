@@ -80,8 +80,15 @@ class Workload:
     optimizer: str = "sgd"
     lr: float = 0.1
     seed: int = 0
+    #: ``"own"``: each framework shuffles its own way (as its users' code does); ``"shared"``:
+    #: every framework replays the permutations fastscratch's generator draws for this seed, so
+    #: all see the same batches and train along the same path to rounding -- a time to accuracy
+    #: then compares speed, not the luck of one batch order
+    batches: str = "own"
 
     def __post_init__(self) -> None:
+        if self.batches not in ("own", "shared"):
+            raise ValueError(f"batches must be 'own' or 'shared', got {self.batches!r}")
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {self.framework!r}; expected one of {', '.join(FRAMEWORKS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -216,6 +223,16 @@ class Trainer:
         n_classes = int(max(self.y_train.max(), self.y_test.max() if len(self.y_test) else 0)) + 1
         self.sizes = [self.X_train.shape[1], *workload.hidden, n_classes]
         self.batch_size = workload.batch_size or len(self.X_train)
+        # batches="shared": the generator whose permutations fastscratch's fit draws, epoch by
+        # epoch (the initial network's, after its weights were drawn)
+        self._orders = initial_network(workload, self.sizes).rng if workload.batches == "shared" else None
+
+    def shared_order(self) -> np.ndarray | None:
+        """The next epoch's permutation ``(n,)`` when the workload's batches are shared (None
+        otherwise, and for full batch, which takes the rows as they are)."""
+        if self._orders is None or self.batch_size >= len(self.X_train):
+            return None
+        return self._orders.permutation(len(self.X_train))
 
     @classmethod
     def require(cls, framework: str) -> None:
@@ -315,6 +332,11 @@ class KerasTrainer(Trainer):
         _quiet_tensorflow()
 
     def epoch(self) -> float:
+        order = self.shared_order()
+        if order is not None:  # the shared batches: the rows in that order (copied before the timed epoch)
+            self.model.fit(self.X_train[order], self.y_train[order], batch_size=self.batch_size, epochs=1,
+                           shuffle=False, verbose=0, callbacks=[self._timer])
+            return self._times[-1]
         # full batch: the rows as they are, as fastscratch and JAX take them (no shuffle, no gather)
         self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1,
                        shuffle=self.batch_size < len(self.X_train), verbose=0, callbacks=[self._timer])
@@ -394,12 +416,13 @@ class TorchTrainer(Trainer):
 
     def epoch(self) -> float:
         torch = self.torch
+        shared = self.shared_order()
         started = time.perf_counter()
         n = len(self.X)
         if self.batch_size >= n:
             self._step(self.X, self.y)
         else:
-            order = torch.randperm(n, generator=self.generator)
+            order = torch.randperm(n, generator=self.generator) if shared is None else torch.from_numpy(shared)
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 self._step(self.X[idx], self.y[idx])
@@ -510,7 +533,7 @@ class JaxTrainer(Trainer):
 
         self.net = JaxNetwork(initial_network(workload, self.sizes), self.X_train, self.y_train, lr=workload.lr,
                               batch_size=workload.batch_size, optimizer=workload_optimizer(workload),
-                              seed=workload.seed)
+                              seed=workload.seed, given_orders=workload.batches == "shared")
         self.compile_seconds = self.net.compile_seconds
         self.device = jax.default_backend()
         flags = os.environ.get("XLA_FLAGS", "")
@@ -531,7 +554,7 @@ class JaxTrainer(Trainer):
         cls._import()
 
     def epoch(self) -> float:
-        return self.net.fit_epoch()
+        return self.net.fit_epoch(self.shared_order())
 
     def accuracy(self) -> float:
         return self.net.accuracy(self.X_test, self.y_test)
@@ -711,7 +734,8 @@ def time_to_accuracy_group(workloads: Sequence[Workload], target: float | None =
     framework's test accuracy reaches ``target`` (default: 0.88 on Fashion-MNIST, 0.92 on the
     MNIST sample), checked after every epoch; a framework that reaches it leaves the rounds.
     The clock counts training epochs only (compilation apart, as in ``compile_seconds``).
-    ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached")."""
+    ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached").  Give the
+    workloads ``batches="shared"`` for every framework to see the same batches."""
     check_group(workloads)
     if data is None:
         data = load_data(workloads[0].dataset, workloads[0].dtype)[1]
