@@ -80,8 +80,15 @@ class Workload:
     optimizer: str = "sgd"
     lr: float = 0.1
     seed: int = 0
+    #: ``"own"``: each framework shuffles its own way (as its users' code does); ``"shared"``:
+    #: every framework replays the permutations fastscratch's generator draws for this seed, so
+    #: all see the same batches and train along the same path to rounding -- a time to accuracy
+    #: then compares speed, not the luck of one batch order
+    batches: str = "own"
 
     def __post_init__(self) -> None:
+        if self.batches not in ("own", "shared"):
+            raise ValueError(f"batches must be 'own' or 'shared', got {self.batches!r}")
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {self.framework!r}; expected one of {', '.join(FRAMEWORKS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -156,6 +163,10 @@ class Result:
     # group on the worker that ran it (fastscratch.dask); NaN when the caller measured it instead
     sgemm_gflops: float = math.nan
     sizes: list[int] = dataclasses.field(default_factory=list)  # the network's layer sizes
+    # the group's SGEMM reference, measured in every round of run_group(sgemm=True): GFLOP/s
+    # (median, min, max) of NumPy's BLAS on all its threads at ``sgemm_gemm`` = (m, k, n)
+    sgemm: tuple[float, float, float] | None = None
+    sgemm_gemm: tuple[int, int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -224,6 +235,16 @@ class Trainer:
         n_classes = int(max(self.y_train.max(), self.y_test.max() if len(self.y_test) else 0)) + 1
         self.sizes = [self.X_train.shape[1], *workload.hidden, n_classes]
         self.batch_size = workload.batch_size or len(self.X_train)
+        # batches="shared": the generator whose permutations fastscratch's fit draws, epoch by
+        # epoch (the initial network's, after its weights were drawn)
+        self._orders = initial_network(workload, self.sizes).rng if workload.batches == "shared" else None
+
+    def shared_order(self) -> np.ndarray | None:
+        """The next epoch's permutation ``(n,)`` when the workload's batches are shared (None
+        otherwise, and for full batch, which takes the rows as they are)."""
+        if self._orders is None or self.batch_size >= len(self.X_train):
+            return None
+        return self._orders.permutation(len(self.X_train))
 
     @classmethod
     def require(cls, framework: str) -> None:
@@ -269,9 +290,7 @@ class FastscratchTrainer(Trainer):
                      optimizer=self.optimizer, verbose=False)
         if math.isnan(self.compile_seconds):  # the first fit compiles (or loads the cache); later ones do not
             self.compile_seconds = self.net.compile_seconds
-        self.threads_note = (f"fastscratch BLAS threads during epochs: {self.net.blas_threads or 'all'}, "
-                             f"{self.net.epoch_parts} part{'s' if self.net.epoch_parts != 1 else ''} "
-                             f"({self.net.last_epoch_path} epochs)")
+        self.threads_note = f"fastscratch epochs on {self.net.epoch_threads}"
         return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks or set-up
 
     def accuracy(self) -> float:
@@ -325,6 +344,11 @@ class KerasTrainer(Trainer):
         _quiet_tensorflow()
 
     def epoch(self) -> float:
+        order = self.shared_order()
+        if order is not None:  # the shared batches: the rows in that order (copied before the timed epoch)
+            self.model.fit(self.X_train[order], self.y_train[order], batch_size=self.batch_size, epochs=1,
+                           shuffle=False, verbose=0, callbacks=[self._timer])
+            return self._times[-1]
         # full batch: the rows as they are, as fastscratch and JAX take them (no shuffle, no gather)
         self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1,
                        shuffle=self.batch_size < len(self.X_train), verbose=0, callbacks=[self._timer])
@@ -404,12 +428,13 @@ class TorchTrainer(Trainer):
 
     def epoch(self) -> float:
         torch = self.torch
+        shared = self.shared_order()
         started = time.perf_counter()
         n = len(self.X)
         if self.batch_size >= n:
             self._step(self.X, self.y)
         else:
-            order = torch.randperm(n, generator=self.generator)
+            order = torch.randperm(n, generator=self.generator) if shared is None else torch.from_numpy(shared)
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 self._step(self.X[idx], self.y[idx])
@@ -520,7 +545,7 @@ class JaxTrainer(Trainer):
 
         self.net = JaxNetwork(initial_network(workload, self.sizes), self.X_train, self.y_train, lr=workload.lr,
                               batch_size=workload.batch_size, optimizer=workload_optimizer(workload),
-                              seed=workload.seed)
+                              seed=workload.seed, given_orders=workload.batches == "shared")
         self.compile_seconds = self.net.compile_seconds
         self.device = jax.default_backend()
         flags = os.environ.get("XLA_FLAGS", "")
@@ -541,7 +566,7 @@ class JaxTrainer(Trainer):
         cls._import()
 
     def epoch(self) -> float:
-        return self.net.fit_epoch()
+        return self.net.fit_epoch(self.shared_order())
 
     def accuracy(self) -> float:
         return self.net.accuracy(self.X_test, self.y_test)
@@ -612,33 +637,58 @@ def check_group(workloads: Sequence[Workload]) -> None:
 
 
 def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
-            after: Callable[[Result, Trainer, float], bool] | None = None) -> None:
+            after: Callable[[Result, Trainer, float], bool] | None = None,
+            between: Callable[[int], None] | None = None) -> None:
     """``rounds`` interleaved rounds: one epoch of every trainer per round, in the group's order
     in even rounds and reversed in odd ones (A B C, C B A, A B C, ...).  Each epoch's start
     (seconds after ``clock0``) and seconds are appended to its Result; ``after(result, trainer,
-    seconds)`` returning True takes that trainer out of the later rounds."""
+    seconds)`` returning True takes that trainer out of the later rounds; ``between(k)`` runs
+    after round ``k``."""
     active = list(started)
     for k in range(rounds):
         if not active:
             return
         for pair in (active if k % 2 == 0 else active[::-1]):
             result, trainer = pair
+            if len(started) > 1:
+                time.sleep(SETTLE_SECONDS)  # the previous framework's idle threads stop spinning
             result.epoch_started.append(time.perf_counter() - clock0)
             seconds = trainer.epoch()
             result.epoch_seconds.append(seconds)
             if after is not None and after(result, trainer, seconds):
                 active.remove(pair)
+        if between is not None:
+            between(k)
+
+
+#: the pause before each epoch of a group of several frameworks: a framework's thread pools
+#: spin for a while after its epoch (OpenBLAS's ~0.1 s, OpenMP's, XLA's), taking cores from
+#: whatever runs next (a Numba epoch right after a NumPy-backend one lost 20%: its helper
+#: thread found a core busy); every framework starts its epoch on a settled machine
+SETTLE_SECONDS = 0.3
+
+
+def reference_gemm(sizes: Sequence[int], batch: int) -> tuple[int, int, int]:
+    """The product a step's speed is compared with: the first layer's forward product on the
+    rows of one pass, ``(rows x n0) x (n0 x n1)`` with ``rows = min(batch, MAX_PASS_ROWS)`` --
+    (B x 784) x (784 x 128) for the tutorial network (a full batch runs in passes of that many rows)."""
+    from .training import MAX_PASS_ROWS
+
+    return min(batch, MAX_PASS_ROWS), sizes[0], sizes[1]
 
 
 def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
               data: tuple[np.ndarray, ...] | None = None, accuracy: bool = True,
-              on_epoch: Callable[[Result, float], None] | None = None) -> list[Result]:
+              on_epoch: Callable[[Result, float], None] | None = None, sgemm: bool = False) -> list[Result]:
     """Time one ratio group (:func:`check_group`): build every trainer (compiling where the
     framework compiles), train ``warmup`` untimed epochs of each, then ``epochs`` interleaved
     rounds of one timed epoch per framework (:func:`_rounds`: the order reversed every other
     round).  Ratios between the Results are then measured under the same conditions on a
     shared machine.  ``accuracy``: also compute the test accuracy at the end.
-    ``on_epoch(result, seconds)`` after each timed epoch.  One :class:`Result` per workload, in order."""
+    ``on_epoch(result, seconds)`` after each timed epoch.  ``sgemm``: also time this machine's
+    SGEMM at the group's :func:`reference_gemm` after every round (about 0.2 s each), so the
+    share of it each framework reaches is measured under the same load as its epochs
+    (``Result.sgemm``).  One :class:`Result` per workload, in order."""
     check_group(workloads)
     if epochs < 1 or warmup < 0:
         raise ValueError(f"epochs must be >= 1 and warmup >= 0, got {epochs} and {warmup}")
@@ -655,8 +705,17 @@ def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
             on_epoch(result, seconds)
         return False
 
-    _rounds(live, epochs, time.perf_counter(), after)
+    rates: list[float] = []
+    gemm = reference_gemm(live[0][1].sizes, live[0][1].batch_size) if live and sgemm else None
+
+    def between(round_index: int) -> None:
+        if gemm is not None:
+            rates.append(sgemm_rate(*gemm, dtype=workloads[0].dtype, seconds=0.2, repeats=3)[0])
+
+    _rounds(live, epochs, time.perf_counter(), after, between)
     for result, trainer in live:
+        if rates:
+            result.sgemm, result.sgemm_gemm = (statistics.median(rates), min(rates), max(rates)), gemm
         _summarise(result, trainer)
         if accuracy:
             result.test_accuracy = trainer.accuracy()
@@ -696,7 +755,8 @@ def time_to_accuracy_group(workloads: Sequence[Workload], target: float | None =
     framework's test accuracy reaches ``target`` (default: 0.88 on Fashion-MNIST, 0.92 on the
     MNIST sample), checked after every epoch; a framework that reaches it leaves the rounds.
     The clock counts training epochs only (compilation apart, as in ``compile_seconds``).
-    ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached")."""
+    ``seconds_to_target`` is None when ``max_epochs`` pass first ("not reached").  Give the
+    workloads ``batches="shared"`` for every framework to see the same batches."""
     check_group(workloads)
     if data is None:
         data = load_data(workloads[0].dataset, workloads[0].dtype)[1]
@@ -1151,9 +1211,31 @@ _COLUMNS = ("batch", "framework", "s/epoch median [min-max]", "samples/s", "GFLO
             *(header for header, _ in RATIO_COLUMNS))
 
 
+def _share(result: Result, sgemm: tuple[float, float, float] | None) -> str:
+    """The result's GFLOP/s as a share of its group's SGEMM reference (measured in its rounds),
+    else of ``sgemm``, else of the rate its Dask worker measured before the group
+    (``sgemm_gflops``); "-" without any."""
+    reference = (result.sgemm or sgemm or (result.sgemm_gflops,))[0]
+    return f"{result.gflops / reference:.0%}" if reference > 0 else "-"
+
+
+def sgemm_lines(results: Sequence[Result]) -> list[str]:
+    """One line per ratio group with its SGEMM reference: shape, median [min-max] GFLOP/s."""
+    seen, lines = set(), []
+    for r in results:
+        if r.sgemm is None or (r.workload.batch_size, r.sgemm_gemm) in seen:
+            continue
+        seen.add((r.workload.batch_size, r.sgemm_gemm))
+        m, k, n = r.sgemm_gemm
+        lines.append(f"batch {r.workload.batch_size or 'full'}: ({m}x{k})x({k}x{n}) {r.sgemm[0]:.1f} GFLOP/s "
+                     f"[{r.sgemm[1]:.1f}-{r.sgemm[2]:.1f}]")
+    return lines
+
+
 def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | None = None) -> list[list[str]]:
     """One row of cells per result (see :data:`_COLUMNS`): per batch size, each framework's
-    s/epoch (median [min-max]), samples/s, GFLOP/s, share of the SGEMM rate, test accuracy,
+    s/epoch (median [min-max]), samples/s, GFLOP/s, share of the SGEMM rate (its group's
+    reference where measured, else ``sgemm``), test accuracy,
     and s/epoch ratios to tf.keras, PyTorch (eager) and JAX in the same run (below 1: faster
     than them; :data:`RATIO_COLUMNS`).  A skipped result has its status in the third cell and
     nothing after it."""
@@ -1166,11 +1248,10 @@ def table_rows(results: Sequence[Result], sgemm: tuple[float, float, float] | No
             if not r.ok:
                 rows.append([label, r.workload.framework, r.status])
                 continue
-            rate = sgemm[0] if sgemm else r.sgemm_gflops
             rows.append([label, r.workload.framework,
                          f"{r.median_seconds:.3f} [{r.min_seconds:.3f}-{r.max_seconds:.3f}]",
                          f"{r.samples_per_second:,.0f}", f"{r.gflops:.1f}",
-                         f"{r.gflops / rate:.0%}" if rate > 0 else "-", f"{r.test_accuracy:.4f}",
+                         _share(r, sgemm), f"{r.test_accuracy:.4f}",
                          *(_ratio(r.median_seconds, reference) for reference in references)])
     return rows
 

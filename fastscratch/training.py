@@ -282,6 +282,20 @@ def default_epoch_threads(kernels: ModuleType, sizes: list[int], rows: int) -> t
     return parts, (threads if THREADS_OVERRIDE is not None and blas is None else blas)
 
 
+def describe_threads(path: str | None, parts: int, epoch_blas_threads: int | None,
+                     blas_threads: int | None) -> str:
+    """How an epoch used threads, in words, for reports: ``path`` is ``Workspace.last_path``,
+    the rest the workspace's ``parts``, ``epoch_blas_threads`` and ``blas_threads``."""
+    def blas(threads: int | None) -> str:
+        return "all BLAS threads" if threads is None else f"{threads} BLAS thread{'s' if threads != 1 else ''}"
+
+    if path == "fused":
+        if parts > 1:
+            return f"{parts} threads (each step in {parts} parts, 1 BLAS thread each)"
+        return "1 thread" if epoch_blas_threads == 1 else f"1 part on {blas(epoch_blas_threads)}"
+    return f"{blas(blas_threads)} (kernel by kernel)"
+
+
 #: When true, ``fit`` times one thread against all at the start of training
 #: (:func:`choose_blas_threads`) instead of following the backend's fixed rule.  Off
 #: by default: OpenBLAS results differ in the last bits between thread counts, so a

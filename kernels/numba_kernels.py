@@ -487,8 +487,8 @@ _SPIN_NS, _YIELD_NS, _NAP_US = 300_000, 2_000_000, 20
 # after each stretch of sharing without one, so a busy machine costs a stall now and then
 # rather than one per scheduler time slice.  Who runs a part never changes what it computes,
 # so none of this changes a bit of the result.
-_STALL_SLACK_NS = 100_000
-_SOLO_MIN_NS, _SOLO_MAX_NS = 2_000_000, 128_000_000
+_STALL_SLACK_NS = 1_000_000
+_SOLO_MIN_NS, _SOLO_MAX_NS = 2_000_000, 64_000_000
 
 
 def step_program(sizes: tuple[int, ...], rows: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -891,25 +891,17 @@ MIN_PARALLEL_STEP_FLOPS = 2_000_000
 MIN_PARALLEL_ROWS = 64
 
 
-#: passes of at least this many rows (full batch on large data) run in one part with BLAS on
-#: all threads: OpenBLAS shares the packing of such tall products between its threads better
-#: than two single-threaded halves do, and on products this long its threads do not stall when
-#: another process holds a core (784-128-64-10, full batch on Fashion-MNIST, 2-core machine:
-#: 0.159 s an epoch against 0.213-0.217 s in two parts when idle; 0.37-0.39 against 0.32-0.40
-#: with one other busy process, 2026-12-01)
-TALL_ROWS = 2048
-
-
 def epoch_threads(sizes: list[int] | tuple[int, ...], rows: int, threads: int) -> tuple[int, int | None]:
     """``(parts, blas_threads)`` for :func:`train_epoch` on steps of ``rows`` rows, given
     ``threads`` threads: how many parts to cut each step into (one thread each), and the BLAS
     threads meanwhile (``None``: all, as configured).
 
-    ``(min(threads, MAX_PARTS), 1)``; ``(1, 1)`` for steps too small to share (see
-    :data:`MIN_PARALLEL_STEP_FLOPS`); ``(1, None)`` for passes of :data:`TALL_ROWS` rows
-    or more."""
-    if rows >= TALL_ROWS:
-        return 1, None
+    ``(min(threads, MAX_PARTS), 1)``, or ``(1, 1)`` for steps too small to share (see
+    :data:`MIN_PARALLEL_STEP_FLOPS`).  Never BLAS's own threads: on a 2-core machine with one
+    other busy process they made epochs 1.6-4.8x slower than one thread (full batch to batch 32),
+    where parts cost at most 1.16x; idle, they were faster only on tall passes (full batch
+    0.163 against 0.216 s), and parts still beat JAX there (``scripts/bench_epoch.py --load 0,1``,
+    784-128-64-10 on Fashion-MNIST, 2026-12-01; the README has the table)."""
     flops = 2 * rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 3
     if threads <= 1 or flops < MIN_PARALLEL_STEP_FLOPS or rows < MIN_PARALLEL_ROWS:
         return 1, 1

@@ -27,24 +27,25 @@ def _script():
     return namespace["main"]
 
 
-def test_the_script_prints_tables_per_thread_count_and_writes_json(tmp_path, capsys):
-    pytest.importorskip("threadpoolctl")
+def test_the_thread_study_interleaves_schemes_under_load_and_writes_json(tmp_path, capsys):
+    """scripts/bench_epoch.py: every scheme per batch size and load, the busy processes gone
+    afterwards, and fit's own rule put back."""
+    pytest.importorskip("numba")
+    pytest.importorskip("sklearn")
     out = tmp_path / "r.json"
-    code = _script()(["--dataset", "digits", "--batch-sizes", "64,full", "--epochs", "1", "--warmup", "0",
-                      "--frameworks", "fastscratch-numpy,fastscratch-numba", "--threads", "auto,1",
-                      "--sgemm-seconds", "0.05", "--json", str(out)])
+    code = _script()(["--dataset", "digits", "--batch-sizes", "64,full", "--epochs", "1", "--load", "0,1",
+                      "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "SGEMM" in text and "threads: 1" in text and "threads: auto" in text
-    assert "ratios to the fastest" in text
-    records = json.loads(out.read_text())["results"]
-    assert [(r["workload"]["batch_size"], r["threads_asked"]) for r in records][:2] == [(64, None), (64, None)]
-    assert len(records) == 8
-    assert training.THREADS_OVERRIDE is None  # put back after the one-thread runs
-    numba = [r for r in records if r["workload"]["framework"] == "fastscratch-numba"]
-    if numba[0]["status"] == "ok":
-        assert numba[0]["compile_seconds"] >= 0 and "fastscratch BLAS threads" in numba[0]["threads"]
-        assert "fastscratch BLAS threads during epochs: 1" in numba[1]["threads"]  # --threads 1
+    assert "thread study" in text and "load 1  batch    64" in text
+    records = json.loads(out.read_text())["records"]
+    assert [(r["load"], r["batch_size"]) for r in records] == [(0, 64), (0, None), (1, 64), (1, None)]
+    for record in records:
+        assert set(record["figures"]) == {"rule", "one", "parts", "openblas"}
+        assert record["figures"]["one"]["parts"] == 1 and record["figures"]["openblas"]["parts"] == 1
+        assert all(f["median"] > 0 for f in record["figures"].values())
+    from fastscratch.kernels import numba_kernels
+    assert training.THREADS_OVERRIDE is None and numba_kernels.epoch_threads.__name__ == "epoch_threads"
 
 
 def test_fastscratch_results_carry_compile_time_apart_from_epochs():
@@ -53,7 +54,7 @@ def test_fastscratch_results_carry_compile_time_apart_from_epochs():
     result = bench.run(bench.Workload(framework="fastscratch-numba", batch_size=64, dataset="digits"),
                        epochs=1, warmup=1, data=data)
     assert result.ok and not math.isnan(result.compile_seconds)
-    assert "fastscratch BLAS threads during epochs" in result.threads
+    assert "fastscratch epochs on " in result.threads
 
 
 def test_bench_memory_prints_the_bound_and_writes_json_and_markdown(tmp_path):
@@ -188,7 +189,10 @@ def test_a_group_runs_its_epochs_in_interleaved_rounds(digits):
     assert first.ok and second.ok and len(first.epoch_started) == len(second.epoch_started) == 3
     starts = sorted([(t, "A") for t in first.epoch_started] + [(t, "B") for t in second.epoch_started])
     assert "".join(label for _, label in starts) == "ABBAAB"
-    assert 0 <= first.epoch_started[0] < 0.01 and all(s > 0 for s in first.epoch_seconds + second.epoch_seconds)
+    # each epoch of a group of several starts after the settling pause, the first one too
+    assert bench.SETTLE_SECONDS <= first.epoch_started[0] < bench.SETTLE_SECONDS + 0.05
+    assert all(b - a >= bench.SETTLE_SECONDS for a, b in zip([t for t, _ in starts], [t for t, _ in starts][1:]))
+    assert all(s > 0 for s in first.epoch_seconds + second.epoch_seconds)
     assert 0 < first.test_accuracy <= 1 and first.n_train == len(digits[0])
 
 
@@ -290,3 +294,47 @@ def test_bench_sweep_from_the_command_line(tmp_path):
         bad = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--sweep", *args], capture_output=True,
                              text=True, timeout=120, env=env)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+def test_a_group_times_its_sgemm_reference_after_every_round(digits):
+    """run_group(sgemm=True): the reference product at the group's shape (the pass's rows x
+    n0, n0 x n1) is timed once per round, and the table's share is of that median."""
+    workloads = [bench.Workload(framework="fastscratch-numpy", batch_size=100, dataset="digits", hidden=(16, 8))]
+    calls = []
+    original = bench.sgemm_rate
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    bench.sgemm_rate = counting
+    try:
+        [result] = bench.run_group(workloads, epochs=3, warmup=0, data=digits, sgemm=True)
+    finally:
+        bench.sgemm_rate = original
+    assert calls == [(100, 64, 16)] * 3 and result.sgemm_gemm == (100, 64, 16)
+    assert result.sgemm[1] <= result.sgemm[0] <= result.sgemm[2]
+    row = bench.table_rows([result], sgemm=(1e9, 1e9, 1e9))[0]
+    assert row[5] == f"{result.gflops / result.sgemm[0]:.0%}"  # the group's own reference, not the argument
+    assert bench.sgemm_lines([result])[0].startswith("batch 100: (100x64)x(64x16) ")
+
+
+@pytest.mark.parametrize("framework", [f for f in bench.FRAMEWORKS if f != "fastscratch-numpy"])
+def test_shared_batches_make_every_framework_train_alike(digits, framework):
+    """batches="shared": every framework replays the permutations fastscratch's generator draws,
+    so after two epochs from the same start its weights are fastscratch's to float32 round-off;
+    with its own shuffling they are not (so the check can fail)."""
+    if not _installed(framework):
+        pytest.skip(f"{framework} is not installed")
+    make = lambda f, batches: bench.make_trainer(  # noqa: E731
+        bench.Workload(framework=f, batch_size=100, dataset="digits", hidden=(16,), seed=4, batches=batches), digits)
+    reference, shared, own = make("fastscratch-numpy", "shared"), make(framework, "shared"), make(framework, "own")
+    for _ in range(2):
+        for trainer in (reference, shared, own):
+            trainer.epoch()
+    expected = reference.parameters()
+    scale = max(float(np.abs(p).max()) for p in expected)
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(shared.parameters(), expected))
+    assert gap < 1e-4 * scale, gap
+    if framework != "fastscratch-numba":  # fastscratch's own shuffling is the shared one
+        assert max(float(np.abs(a - b).max()) for a, b in zip(own.parameters(), expected)) > 1e-3 * scale

@@ -606,7 +606,7 @@ def test_epoch_threads_rule():
     assert NB.epoch_threads([784, 128, 64, 10], 128, 64) == (NB.MAX_PARTS, 1)
     assert NB.epoch_threads([4, 8, 3], 16, 2) == (1, 1)  # too small a step to share
     assert NB.epoch_threads([784, 128, 64, 10], 32, 2) == (1, 1)  # too few rows
-    assert NB.epoch_threads([784, 128, 64, 10], 4096, 2) == (1, None)  # a tall pass: BLAS's own threads
+    assert NB.epoch_threads([784, 128, 64, 10], 4096, 2) == (2, 1)  # a tall pass too
     with pytest.raises(ValueError, match="parts"):
         args, _, state = _epoch_args([5, 4, 3], 10, 5)
         NB.train_epoch(*args, NB.OPT_SGD, 0.1, 0.0, parts=NB.MAX_PARTS + 1)

@@ -95,7 +95,8 @@ class JaxNetwork:
     """
 
     def __init__(self, nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.1,
-                 batch_size: int | None = None, optimizer: str | Optimizer = "sgd", seed: int | None = None) -> None:
+                 batch_size: int | None = None, optimizer: str | Optimizer = "sgd", seed: int | None = None,
+                 given_orders: bool = False) -> None:
         if not isinstance(nn, NeuralNetwork):
             raise TypeError(f"nn must be a fastscratch NeuralNetwork, got {type(nn).__name__}")
         if any(nn.dropout):
@@ -133,6 +134,11 @@ class JaxNetwork:
             epoch_number = np.asarray(0, dtype=np.int32)
             self._epoch = self._epoch_jit.lower(self._params, self._state, self._X, self._y,
                                                 epoch_number).compile()
+            self._epoch_given = None
+            if given_orders and not self.full_batch:
+                perm = np.arange(n, dtype=np.int32)
+                self._epoch_given = self._epoch_given_jit.lower(self._params, self._state, self._X, self._y,
+                                                                perm).compile()
             self.compile_seconds = time.perf_counter() - started
 
     # ------------------------------------------------------------------ building
@@ -211,6 +217,10 @@ class JaxNetwork:
                 params, state, loss, correct = step(params, state, X, y)
                 return params, state, loss[None], correct
             perm = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch_number), n)
+            return epoch_in_order(params, state, X, y, perm)
+
+        def epoch_in_order(params, state, X, y, perm):
+            """One epoch over the rows in the order ``perm`` (mini-batches)."""
 
             def body(carry, rows):
                 params, state = carry
@@ -231,19 +241,33 @@ class JaxNetwork:
             return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch_number), n)
 
         self._epoch_jit = jax.jit(epoch, donate_argnums=(0, 1))
+        self._epoch_given_jit = jax.jit(epoch_in_order, donate_argnums=(0, 1))
         self._step_jit = jax.jit(step, donate_argnums=(0, 1))
         self._logits_jit = jax.jit(logits_of)
         self._order_jit = jax.jit(order)
 
     # ------------------------------------------------------------------ training
-    def fit_epoch(self) -> float:
+    def fit_epoch(self, order: Any = None) -> float:
         """Train one epoch in one compiled call; return its seconds (dispatch to results ready,
-        ``block_until_ready``).  Sets :attr:`last_losses` and :attr:`last_accuracy` afterwards."""
+        ``block_until_ready``).  Sets :attr:`last_losses` and :attr:`last_accuracy` afterwards.
+
+        ``order``: ``(n,)`` the rows' order for this epoch instead of the one drawn inside (to
+        replay another framework's batches; needs ``given_orders=True``, which compiles that
+        epoch too); ignored for full batch."""
         jax = self.jax
+        if order is not None and not self.full_batch:
+            if self._epoch_given is None:
+                raise ValueError("fit_epoch(order=...) needs JaxNetwork(..., given_orders=True)")
+            order = np.asarray(order)
+            if order.shape != (self.n,) or not np.array_equal(np.sort(order), np.arange(self.n)):
+                raise ValueError(f"order must be a permutation of range({self.n})")
         with self._precision():
             number = np.asarray(self.epochs_trained, dtype=np.int32)
             started = time.perf_counter()
-            out = self._epoch(self._params, self._state, self._X, self._y, number)
+            if order is not None and not self.full_batch:
+                out = self._epoch_given(self._params, self._state, self._X, self._y, order.astype(np.int32))
+            else:
+                out = self._epoch(self._params, self._state, self._X, self._y, number)
             jax.block_until_ready(out)
             seconds = time.perf_counter() - started
             self._params, self._state, losses, correct = out
