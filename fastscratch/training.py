@@ -1,22 +1,12 @@
-"""The training step: forward pass, backprop and the buffers they write into.
+"""The training loop's engine: the buffers of a step, the epoch (fused or kernel by kernel),
+and the BLAS thread policy.
 
 A :class:`Workspace` owns every array one batch size needs (activations,
 deltas, gradients, dropout masks, kernel scratch), allocated once, so the
-step loop allocates nothing.  The arithmetic is done by the backend's kernels.
-
-The math is the tutorial's, transposed for row-major storage (one sample per
-row):
-
-=====================================  ==========================================
-tutorial (column per sample)           here (row per sample)
-=====================================  ==========================================
-``Z[l] = W[l] A[l-1] + b[l]``          ``Z[l] = A[l-1] @ W[l] + b[l]``
-``A[l] = g(Z[l])``                     ``A[l] = g(Z[l])`` (``bias_activation``)
-``dZ[L] = (A[L] - Y) / m``             ``softmax_cross_entropy_grad(scale=1/m)``
-``dW[l] = dZ[l] A[l-1]^T``             ``dW[l] = A[l-1].T @ dZ[l]``
-``db[l] = sum over samples of dZ[l]``  ``column_sum(dZ[l])``
-``dZ[l-1] = W[l]^T dZ[l] * g'(Z)``     ``dZ[l-1] = (dZ[l] @ W[l].T) * g'(Z)``
-=====================================  ==========================================
+step loop allocates nothing.  The step itself -- forward, backprop, update, with
+the formula-to-code table -- is :mod:`fastscratch.step`; :func:`run_epoch` runs it
+over the batches of an epoch, or hands the whole epoch to the backend's fused
+function when it has one.
 """
 
 from __future__ import annotations
@@ -29,6 +19,7 @@ from types import ModuleType
 
 import numpy as np
 
+from . import step
 from .optimizers import SGD, Adam, Momentum
 
 
@@ -104,33 +95,20 @@ class Workspace:
 
     def forward(self, x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
                 codes: list[int], rng: np.random.Generator | None = None) -> np.ndarray:
-        """Run ``x: (n, n_in)`` through the layers; return the logits view ``(n, n_out)``.
+        """Run ``x: (n, n_in)`` through the layers (:func:`fastscratch.step.forward`); return
+        the logits view ``(n, n_out)``.
 
         With ``rng`` given, dropout is applied on hidden layers whose keep
         probability is below 1 (training); without it, never (inference).
         """
-        k = self.kernels
-        n = x.shape[0]
-        layer_input = x
-        last = len(weights) - 1
-        for layer, (W, b, code) in enumerate(zip(weights, biases, codes)):
-            out = self.acts[layer][:n]
-            k.matmul(layer_input, W, out)
-            k.bias_activation(out, b, code, out)
-            if layer < last and rng is not None and self.masks[layer] is not None:
-                mask = self.masks[layer][:n]
-                rng.random(out=mask, dtype=mask.dtype)
-                k.dropout_mask(mask, self.keep_probs[layer])
-                k.multiply_into(out, mask, self.dropped[layer][:n])
-                out = self.dropped[layer][:n]
-            layer_input = out
-        return layer_input
+        return step.forward(self.kernels, x, weights, biases, codes, self.acts, rng, self.keep_probs,
+                            self.masks, self.dropped)
 
     def forward_backward(self, x: np.ndarray, y: np.ndarray, weights: list[np.ndarray],
                          biases: list[np.ndarray], codes: list[int],
                          rng: np.random.Generator, scale: float | None = None,
                          accumulate: bool = False) -> tuple[float, int]:
-        """Forward and backward pass of one batch; fills ``grad_W`` / ``grad_b``.
+        """Forward and backward pass of one batch (:mod:`fastscratch.step`); fills ``grad_W`` / ``grad_b``.
 
         x: (n, n_in) ; y: (n,) intp labels, at most ``rows`` of them.  Gradients are of
         the *mean* loss over the batch (``scale``: the factor on the summed loss, default
@@ -138,32 +116,15 @@ class Workspace:
         gradients already there (a later pass of the same batch) instead of replacing them.
         Returns ``(loss_sum, n_correct)`` of these rows.
         """
-        k = self.kernels
         n = x.shape[0]
         logits = self.forward(x, weights, biases, codes, rng)
-        loss_sum, n_correct = k.softmax_cross_entropy_grad(
-            logits, y, logits, 1.0 / n if scale is None else scale, self.row_scratch[:, :n],
-            self.index_scratch[:, :n])
+        loss_sum, n_correct = step.loss_gradient(self.kernels, logits, y, 1.0 / n if scale is None else scale,
+                                                 self.row_scratch, self.index_scratch)
         grad_W, grad_b = self.grad_W, self.grad_b
         if accumulate:
             grad_W, grad_b = self.pass_grads[0::2], self.pass_grads[1::2]
-        delta = logits
-        for layer in range(len(weights) - 1, -1, -1):
-            if layer == 0:
-                layer_input = x
-            elif self.dropped[layer - 1] is not None:
-                layer_input = self.dropped[layer - 1][:n]
-            else:
-                layer_input = self.acts[layer - 1][:n]
-            k.matmul(layer_input.T, delta, grad_W[layer])
-            k.column_sum(delta, grad_b[layer])
-            if layer > 0:
-                previous = self.deltas[layer - 1][:n]
-                k.matmul(delta, weights[layer].T, previous)
-                if self.masks[layer - 1] is not None:
-                    k.multiply_into(previous, self.masks[layer - 1][:n], previous)
-                k.activation_backward(previous, self.acts[layer - 1][:n], codes[layer - 1])
-                delta = previous
+        step.backward(self.kernels, logits, x, weights, codes, self.acts, self.deltas, grad_W, grad_b,
+                      self.masks, self.dropped)
         if accumulate:
             for total, part in zip(self.grads, self.pass_grads):
                 np.add(total, part, out=total)
@@ -458,7 +419,7 @@ def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarr
                     n_correct += part_correct
                 if not loss_sum <= max_loss * (stop - start):  # NaN compares false: caught too
                     raise LossDiverged(index + 1, loss_sum / (stop - start))
-                optimizer.step(ws.kernels, params, ws.grads, lr, weight_decays)
+                step.update(ws.kernels, optimizer, params, ws.grads, lr, weight_decays)
                 loss_total += loss_sum
                 correct_total += n_correct
     finally:
