@@ -445,6 +445,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
 
 
 # ---- the whole epoch, in parts that several threads share ----------------------------------
+# The step is fastscratch.step's (forward, loss gradient, backward, update), fused and jitted.
 # A training step is a short program of operations (:func:`step_program`): gather the batch,
 # forward through each layer, softmax + cross-entropy gradient, backward through each layer,
 # update the weights.  Every operation is cut into ``parts`` pieces -- a range of the batch's
@@ -922,7 +923,10 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
                 counts: np.ndarray | None = None) -> tuple[float, int, int, int, float]:
     """One epoch over ``X: (n, n_in)``, ``y: (n,)`` intp in batches of ``batch`` rows, in one jitted call.
 
-    ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.
+    Each batch is the training step of :mod:`fastscratch.step` (forward, loss gradient,
+    backward, update; its docstring has the formula table), the same arithmetic fused into
+    one jitted loop and cut into parts (:func:`step_program`), so that no Python runs per
+    batch.  ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.
     ``weights[l]: (n_in, n_out)``, ``biases[l]: (n_out,)`` are updated in place.
     ``xbuf: (rows, n_in)``, ``ybuf: (rows,)``, ``acts[l]: (rows, n_out)``,
     ``deltas[l]: (rows, sizes[l+1])`` for hidden layers, ``grad_W``/``grad_b``:
