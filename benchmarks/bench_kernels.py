@@ -26,7 +26,7 @@ class StepKernels:
         self.x = rng.random((batch_size, 784), dtype=np.float32)
         self.y = rng.integers(0, 10, batch_size).astype(np.intp)
         self.ws = Workspace(self.net.kernels, self.net.architecture, batch_size, self.net.dtype)
-        self.codes = self.net._codes()
+        self.codes = self.net.activation_codes
         self.params_ = [p for pair in zip(self.net.weights, self.net.biases) for p in pair]
         self.optimizer = SGD()
         self.optimizer.bind(self.params_)

@@ -90,7 +90,7 @@ def part2_same_start_same_batches(X_train, y_train, seed: int) -> bool:
     fs_losses = train_steps(nn, X_train, y_train, lr=0.1, epochs=1, batch_size=128)  # what nn.fit does
     keras_losses = run.step_losses
     worst = np.max(np.abs(fs_losses - keras_losses) / keras_losses)
-    weights = max(np.max(np.abs(a - b)) for a, b in zip(nn._params(), run.weights()))
+    weights = max(np.max(np.abs(a - b)) for a, b in zip(nn.parameters, run.weights()))
     print(f"\nSame start, same batches ({keras_losses.size} steps of 128, SGD lr 0.1, Keras on {run.device}):")
     print("  step   fastscratch loss   Keras loss")
     for step in (0, 1, 2, keras_losses.size - 1):

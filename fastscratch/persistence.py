@@ -304,7 +304,7 @@ def _load(path: str):
     net.biases = [arrays[f"b{i}"] for i in range(len(sizes) - 1)]
     net.optimizer = None
     if optimizer is not None:
-        params = net._params()
+        params = net.parameters
         optimizer.bind(params)
         for kind in optimizer.state_names:
             optimizer.state[kind] = [arrays[f"opt.{kind}.{i}"] for i in range(len(params))]

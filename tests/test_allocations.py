@@ -19,12 +19,12 @@ def _peak_bytes_of_an_epoch(batch, optimizer="adam", activation="relu", dropout=
     X = rng.random((n, 784), dtype=np.float32)
     y = rng.integers(0, 10, n).astype(np.intp)
     nn = NeuralNetwork([784, 128, 64, 10], activation=activation, dropout=dropout, seed=0, backend="numpy")
-    params = nn._params()
+    params = nn.parameters
     opt = get_optimizer(optimizer)
     opt.bind(params)
     ws = Workspace(nn.kernels, nn.architecture, batch, nn.dtype, keep_probs=[1 - d for d in nn.dropout])
     order = rng.permutation(n)
-    args = (ws, X, y, order, nn.weights, nn.biases, nn._codes(), opt, 0.01, [1e-4, 0.0] * 3, nn.rng)
+    args = (ws, X, y, order, nn.weights, nn.biases, nn.activation_codes, opt, 0.01, [1e-4, 0.0] * 3, nn.rng)
     run_epoch(*args)  # warm-up: caches, lazily created objects
 
     tracemalloc.start()

@@ -26,7 +26,7 @@ def _state(net):
     history = {k: v for k, v in net.history.to_dict().items() if k not in ("seconds", "samples_per_second")}
     opt = net.optimizer
     state = {kind: [a.copy() for a in arrays] for kind, arrays in opt.state.items()} if opt else {}
-    return ([p.copy() for p in net._params()], state, opt.iterations if opt else None,
+    return ([p.copy() for p in net.parameters], state, opt.iterations if opt else None,
             json.dumps(net.rng.bit_generator.state, sort_keys=True), json.dumps(history, sort_keys=True))
 
 
@@ -125,7 +125,7 @@ def test_ctrl_c_saves_a_checkpoint_of_the_last_complete_epoch(tmp_path, blobs):
     assert len(saved.history) == 2
     resumed = NeuralNetwork([4, 8, 3], seed=1)
     resumed.fit(X, y, X, y, epochs=5, batch_size=16, verbose=False, checkpoint=path, resume=True)
-    for a, b in zip(resumed._params(), straight._params()):
+    for a, b in zip(resumed.parameters, straight.parameters):
         np.testing.assert_array_equal(a, b)
 
 
@@ -286,16 +286,16 @@ def test_a_learning_rate_that_blows_up_stops_with_the_last_sound_weights(backend
     data = datasets.load_dataset("mnist-sample")
     X, Xt = datasets.to_features(data.X_train), datasets.to_features(data.X_test)
     net = NeuralNetwork([784, 128, 64, 10], seed=0, backend=backend)
-    initial = [p.copy() for p in net._params()]
+    initial = [p.copy() for p in net.parameters]
     with pytest.raises(FloatingPointError, match=r"training diverged at epoch \d+, batch \d+: the (mean )?loss") as info:
         net.fit(X, data.y_train, Xt, data.y_test, lr=1e3, epochs=10, batch_size=batch_size, verbose=False)
     message = str(info.value)
     assert "lr=1000" in message and "restored to the start of epoch" in message
     # the epoch that made the weights explode is undone: they are the initial ones again
     assert len(net.history) == 0
-    for a, b in zip(net._params(), initial):
+    for a, b in zip(net.parameters, initial):
         np.testing.assert_array_equal(a, b)
-    assert all(np.isfinite(p).all() for p in net._params())
+    assert all(np.isfinite(p).all() for p in net.parameters)
 
 
 def test_a_finite_blow_up_is_caught_only_when_max_loss_allows(blobs):
@@ -325,7 +325,7 @@ def test_on_divergence_warn_returns_the_history_and_the_sound_weights(blobs):
         history = warning.fit(X, y, lr=1e38, epochs=5, batch_size=32, verbose=False, on_divergence="warn")
     assert str(record[0].message) == str(info.value)
     assert history is warning.history and len(history) == len(raising.history)
-    for a, b in zip(warning._params(), raising._params()):
+    for a, b in zip(warning.parameters, raising.parameters):
         np.testing.assert_array_equal(a, b)
 
 
@@ -382,7 +382,7 @@ def test_the_checkpoint_fixture_holds_the_early_stopping_copy(early_stopping_che
     assert len(net.history) == 4 and record["finished"] is None
     assert best is not None and len(best) == 4 * 3  # W0 b0 W1 b1, Adam's m and v of each
     assert saved.start is not None and len(saved.start) == 4 * 3 and saved.record["last_epoch_start"]["iterations"] > 0
-    assert [b.shape for b in best[:4]] == [p.shape for p in net._params()]
+    assert [b.shape for b in best[:4]] == [p.shape for p in net.parameters]
 
 
 @pytest.mark.parametrize("change_meta, change_arrays, message", [

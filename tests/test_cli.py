@@ -481,8 +481,8 @@ def test_checkpoint_and_resume_from_the_command_line(tmp_path):
     assert "Resuming from" in more.stdout and "2 of 5 epochs done" in more.stdout
     straight = run(*base, "--epochs", "5", "--save", tmp_path / "straight.npz")
     assert straight.returncode == 0, straight.stderr
-    for a, b in zip(NeuralNetwork.load(tmp_path / "m.npz")._params(),
-                    NeuralNetwork.load(tmp_path / "straight.npz")._params()):
+    for a, b in zip(NeuralNetwork.load(tmp_path / "m.npz").parameters,
+                    NeuralNetwork.load(tmp_path / "straight.npz").parameters):
         np.testing.assert_array_equal(a, b)
     other = run(*base, "--epochs", "6", "--lr", "0.5", "--checkpoint", tmp_path / "run.npz", "--resume")
     assert other.returncode == 1 and "lr: checkpoint 0.1, now 0.5" in other.stderr and "Traceback" not in other.stderr

@@ -163,7 +163,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
 
     expected, expected_record, expected_history, expected_state = _comparable(tmp_path / "reference.npz")
     got, record, history, state = _comparable(tmp_path / "run.npz")
-    for a, b in zip(got._params(), expected._params(), strict=True):
+    for a, b in zip(got.parameters, expected.parameters, strict=True):
         np.testing.assert_array_equal(a, b)
     for kind in expected_state:
         for a, b in zip(state[kind], expected_state[kind], strict=True):

@@ -773,7 +773,7 @@ def _check_network(net: Any) -> None:
         assert W.shape == (arch[i], arch[i + 1]) and b.shape == (arch[i + 1],), (i, W.shape, b.shape, arch)
     if net.optimizer is not None:
         assert type(net.optimizer.iterations) is int and net.optimizer.iterations >= 0
-        shapes = [p.shape for p in net._params()]
+        shapes = [p.shape for p in net.parameters]
         for kind in net.optimizer.state_names:
             state = net.optimizer.state[kind]
             assert [s.shape for s in state] == shapes, (kind, shapes)

@@ -37,7 +37,7 @@ def _setup(sizes, activations, dropout, batch, seed):
 
 def _loss(net, ws, X, y, mask_seed):
     # the same generator state every call, so dropout draws the same masks
-    loss_sum, _ = ws.forward_backward(X, y, net.weights, net.biases, net._codes(),
+    loss_sum, _ = ws.forward_backward(X, y, net.weights, net.biases, net.activation_codes,
                                       np.random.default_rng(mask_seed))
     return loss_sum / X.shape[0]
 
@@ -92,7 +92,7 @@ def test_backprop_matches_finite_differences(problem):
     assume(_away_from_relu_kinks(net, ws, X, y, mask_seed))
     _loss(net, ws, X, y, mask_seed)
     analytic = [g.copy() for g in ws.grads]
-    for param, grad in zip(net._params(), analytic):
+    for param, grad in zip(net.parameters, analytic):
         numeric = _numeric_gradient(net, ws, X, y, param, mask_seed)
         assert _relative_error(grad, numeric) < TOLERANCE, (sizes, activations, dropout, batch)
 
@@ -105,13 +105,13 @@ def test_weight_decay_step_follows_the_penalised_cost(problem, weight_decay):
     net, X, y, ws = _setup(*problem)
     assume(_away_from_relu_kinks(net, ws, X, y, 0))
     penalty = lambda: 0.5 * weight_decay * sum(float(np.sum(W * W)) for W in net.weights)  # noqa: E731
-    numeric = [_numeric_gradient(net, ws, X, y, p, 0, penalty) for p in net._params()]
-    before = [p.copy() for p in net._params()]
+    numeric = [_numeric_gradient(net, ws, X, y, p, 0, penalty) for p in net.parameters]
+    before = [p.copy() for p in net.parameters]
     _loss(net, ws, X, y, 0)
     net.optimizer = None
     from fastscratch.optimizers import SGD
     sgd = SGD()
-    sgd.bind(net._params())
-    sgd.step(net.kernels, net._params(), ws.grads, 1.0, [weight_decay, 0.0] * len(net.weights))
-    for old, new, num in zip(before, net._params(), numeric):
+    sgd.bind(net.parameters)
+    sgd.step(net.kernels, net.parameters, ws.grads, 1.0, [weight_decay, 0.0] * len(net.weights))
+    for old, new, num in zip(before, net.parameters, numeric):
         assert _relative_error(old - new, num) < TOLERANCE

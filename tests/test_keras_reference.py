@@ -69,7 +69,7 @@ def test_train_steps_is_fit_bit_for_bit(data, backend, optimizer, batch_size):
                          weight_decay=1e-3)
     history = fitted.fit(X, y, lr=0.05, epochs=2, batch_size=batch_size, optimizer=optimizer,
                          weight_decay=1e-3, verbose=False)
-    for a, b in zip(stepped._params(), fitted._params(), strict=True):
+    for a, b in zip(stepped.parameters, fitted.parameters, strict=True):
         np.testing.assert_array_equal(a, b)
     # fit's epoch cost is the sample-weighted mean of the step losses, plus the L2 penalty
     sizes = np.diff(np.r_[np.arange(0, 1000, batch_size or 1000), 1000])
@@ -140,7 +140,7 @@ def test_agrees_with_keras_step_by_step(tf, data, backend, case):
     # a fresh optimizer object: a bound one would carry its state into this network
     losses = train_steps(nn, X, y, lr=lr, epochs=1, batch_size=BATCH, optimizer=get_optimizer(optimizer.config()))
     assert losses.shape == (1, 32)  # 31 full batches and one of 32 rows
-    worst_rel, max_abs = assert_agree(losses, run.step_losses, nn._params(), run.weights(), tol)
+    worst_rel, max_abs = assert_agree(losses, run.step_losses, nn.parameters, run.weights(), tol)
     print(f"\n{case:9s} {backend:6s} worst relative loss difference {worst_rel:.2e}, max weight difference "
           f"{max_abs:.2e}")
     # the recorded step losses are the loss Keras trains on: their sample-weighted mean
@@ -166,7 +166,7 @@ def test_agreement_check_catches_a_wrong_setting(tf, data, wrong):
 
         losses = train_steps(nn, X, y, lr=0.1, epochs=1, batch_size=BATCH, optimizer=NoBiasSGD())
     with pytest.raises(AssertionError, match="differ"):
-        assert_agree(losses, run.step_losses, nn._params(), run.weights(), 1e-5)
+        assert_agree(losses, run.step_losses, nn.parameters, run.weights(), 1e-5)
 
 
 def test_weight_decay_and_several_epochs_agree(tf, data):
@@ -176,7 +176,7 @@ def test_weight_decay_and_several_epochs_agree(tf, data):
     run = train_keras(nn, X, y, lr=0.1, epochs=2, batch_size=BATCH, optimizer="sgd", weight_decay=1e-3,
                       record_steps=True, device="cpu")
     losses = train_steps(nn, X, y, lr=0.1, epochs=2, batch_size=BATCH, optimizer="sgd", weight_decay=1e-3)
-    assert_agree(losses, run.step_losses, nn._params(), run.weights(), 1e-5)
+    assert_agree(losses, run.step_losses, nn.parameters, run.weights(), 1e-5)
 
 
 # Hyperparameters exactly representable in float32: Keras keeps the learning rate in a
@@ -203,18 +203,18 @@ def test_float64_update_rules_are_keras_own(tf, data, case):
                       device="cpu")
     losses = train_steps(nn, X, y, lr=lr, epochs=1, batch_size=BATCH, optimizer=get_optimizer(optimizer.config()))
     assert run.model.layers[0].kernel.dtype == "float64"
-    worst_rel, max_abs = assert_agree(losses, run.step_losses, nn._params(), run.weights(), 1e-13)
+    worst_rel, max_abs = assert_agree(losses, run.step_losses, nn.parameters, run.weights(), 1e-13)
     print(f"\nfloat64 {case:9s} worst relative loss difference {worst_rel:.1e}, max weight difference {max_abs:.1e}")
 
 
 def test_keras_run_reports_history_and_leaves_the_network_alone(tf, data):
     X, y = data[0][:600], data[1][:600]
     nn = _net(X, y, seed=7)
-    weights = [p.copy() for p in nn._params()]
+    weights = [p.copy() for p in nn.parameters]
     state = nn.rng.bit_generator.state
     run = train_keras(nn, X[:500], y[:500], X[500:], y[500:], lr=0.1, epochs=2, batch_size=64, device="cpu")
     assert nn.rng.bit_generator.state == state
-    for a, b in zip(weights, nn._params()):
+    for a, b in zip(weights, nn.parameters):
         np.testing.assert_array_equal(a, b)
     h = run.history
     assert h.epoch == [1, 2] and len(h.test_accuracy) == 2 and 0 <= h.test_accuracy[-1] <= 1

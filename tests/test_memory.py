@@ -118,7 +118,7 @@ def test_a_batch_in_passes_takes_the_same_step(backend, optimizer, batch, monkey
     for rows in (64, 7):
         net, history = _fit(backend, rows, batch, optimizer, monkeypatch=monkeypatch)
         assert net.optimizer.iterations == reference.optimizer.iterations
-        for got, want in zip(net._params(), reference._params()):
+        for got, want in zip(net.parameters, reference.parameters):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
         np.testing.assert_allclose(history.cost, ref_history.cost, rtol=1e-5)
         assert history.train_accuracy == ref_history.train_accuracy
@@ -128,7 +128,7 @@ def test_dropout_in_passes_matches_between_backends(monkeypatch):
     pytest.importorskip("numba")
     numpy_net, _ = _fit("numpy", 64, None, "sgd", dropout=0.25, monkeypatch=monkeypatch)
     numba_net, _ = _fit("numba", 64, None, "sgd", dropout=0.25, monkeypatch=monkeypatch)
-    for got, want in zip(numba_net._params(), numpy_net._params()):
+    for got, want in zip(numba_net.parameters, numpy_net.parameters):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
 
 

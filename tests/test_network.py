@@ -67,7 +67,7 @@ def test_same_seed_gives_bit_identical_training(digits):
         return nn
 
     a, b = train(), train()
-    for wa, wb in zip(a._params(), b._params()):
+    for wa, wb in zip(a.parameters, b.parameters):
         np.testing.assert_array_equal(wa, wb)
     assert a.history.cost == b.history.cost
     c = NeuralNetwork([64, 32, 16, 10], seed=8, dropout=0.2)
@@ -84,7 +84,7 @@ def test_fit_twice_continues_like_one_long_fit(blobs):
     for _ in range(3):
         two.fit(X, y, lr=0.01, epochs=2, batch_size=16, optimizer="adam", lr_schedule=StepDecay(2, 0.5),
                 verbose=False)
-    for a, b in zip(one._params(), two._params()):
+    for a, b in zip(one.parameters, two.parameters):
         np.testing.assert_array_equal(a, b)
     assert two.history.epoch == [1, 2, 3, 4, 5, 6]
     assert two.optimizer.iterations == 6 * math.ceil(120 / 16)
@@ -206,11 +206,11 @@ def test_divergence_restores_the_last_finite_weights(digits):
     loss is NaN, and the weights from the start of the epoch come back."""
     X_train, y_train, _, _ = digits
     nn = NeuralNetwork([64, 64, 10], seed=0)
-    start = [p.copy() for p in nn._params()]
+    start = [p.copy() for p in nn.parameters]
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2: the loss is nan") as info:
         nn.fit(X_train, y_train, lr=1e38, epochs=20, batch_size=32, verbose=False)
     assert "lr=1e+38" in str(info.value) and "restored to the start of epoch 1" in str(info.value)
-    for p, q in zip(nn._params(), start):
+    for p, q in zip(nn.parameters, start):
         np.testing.assert_array_equal(p, q)
 
 
@@ -218,11 +218,11 @@ def test_overflowing_inputs_leave_the_trained_weights(digits):
     X_train, y_train, _, _ = digits
     nn = NeuralNetwork([64, 64, 10], seed=0)
     nn.fit(X_train, y_train, lr=0.1, epochs=1, batch_size=32, verbose=False)
-    trained = [p.copy() for p in nn._params()]
+    trained = [p.copy() for p in nn.parameters]
     with pytest.raises(FloatingPointError, match=r"epoch 2, batch \d+: the loss is (nan|inf)") as info:
         nn.fit(X_train * 1e38, y_train, lr=0.1, epochs=3, batch_size=32, verbose=False)
     assert "the start of epoch 2" in str(info.value)
-    for p, q in zip(nn._params(), trained):
+    for p, q in zip(nn.parameters, trained):
         np.testing.assert_array_equal(p, q)
     assert len(nn.history) == 1
 
@@ -231,10 +231,10 @@ def test_an_update_that_overflows_the_weights_is_undone(blobs):
     """Full batch, first epoch: the loss was finite, but the update made the weights inf."""
     X, y = blobs
     nn = NeuralNetwork([4, 8, 3], seed=0)
-    start = [p.copy() for p in nn._params()]
+    start = [p.copy() for p in nn.parameters]
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 \(the last\): its update made the weights"):
         nn.fit(X * 1e18, y, lr=1e38, epochs=3, verbose=False)
-    for p, q in zip(nn._params(), start):
+    for p, q in zip(nn.parameters, start):
         np.testing.assert_array_equal(p, q)
     nn.fit(X, y, lr=0.1, epochs=20, verbose=False)  # and the model still trains
     assert nn.accuracy(X, y) > 0.9
@@ -250,7 +250,7 @@ def test_an_overflowing_optimizer_state_is_undone_too():
     with pytest.raises(FloatingPointError):
         nn.fit(X, y, lr=0.01, epochs=3, optimizer="adam", verbose=False)
     assert all(np.isfinite(a).all() for kind in ("m", "v") for a in nn.optimizer.state[kind])
-    assert all(np.isfinite(p).all() for p in nn._params())
+    assert all(np.isfinite(p).all() for p in nn.parameters)
 
 
 def test_test_data_that_overflows_is_recorded_as_nan_not_an_error(blobs):
@@ -276,12 +276,12 @@ def test_full_batch_divergence_goes_back_one_epoch(blobs):
     X, y = blobs
     nn = NeuralNetwork([4, 8, 3], seed=0)
     nn.fit(X, y, lr=0.1, epochs=2, verbose=False)
-    good = [p.copy() for p in nn._params()]
+    good = [p.copy() for p in nn.parameters]
     with pytest.raises(FloatingPointError, match=r"epoch 4, batch 1: .* restored to the start of epoch 3"):
         nn.fit(X, y, lr=1e38, epochs=5, optimizer="momentum", verbose=False)
     assert all(np.isfinite(v).all() for v in nn.optimizer.state["velocity"])
     assert nn.optimizer.iterations == 0
-    for p, q in zip(nn._params(), good):
+    for p, q in zip(nn.parameters, good):
         np.testing.assert_array_equal(p, q)
     assert nn.epochs_trained == 2
 

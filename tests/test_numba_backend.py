@@ -236,10 +236,10 @@ def _assert_same_training(case, dtype, epochs=1, one_step=False):
     np_net, np_hist, np_state = _train("numpy", dtype, case, epochs, one_step)
     nb_net, nb_hist, nb_state = _train("numba", dtype, case, epochs, one_step)
     assert nb_net.kernels is NB
-    scale = _largest(np_net._params())
-    for i, (got, want) in enumerate(zip(nb_net._params(), np_net._params())):
+    scale = _largest(np_net.parameters)
+    for i, (got, want) in enumerate(zip(nb_net.parameters, np_net.parameters)):
         assert_close(got, want, dtype, f"parameter {i}", scale)
-    n_params = len(np_net._params())
+    n_params = len(np_net.parameters)
     for kind in range(len(np_state) // n_params):  # velocity; Adam's m, then v
         group = slice(kind * n_params, (kind + 1) * n_params)
         scale = _largest(np_state[group])
@@ -280,8 +280,8 @@ def test_three_epochs_on_digits_match_numpy(dtype, optimizer, digits):
         nets[backend] = NeuralNetwork([64, 32, 16, 10], seed=5, dtype=dtype, backend=backend)
         opt, lr = (Momentum(0.9), 0.05) if optimizer == "momentum" else (Adam(), 1e-3)
         nets[backend].fit(X, y, lr=lr, epochs=3, batch_size=64, optimizer=opt, verbose=False)
-    scale = _largest(nets["numpy"]._params())
-    for got, want in zip(nets["numba"]._params(), nets["numpy"]._params()):
+    scale = _largest(nets["numpy"].parameters)
+    for got, want in zip(nets["numba"].parameters, nets["numpy"].parameters):
         assert_close(got, want, dtype, scale=scale)
 
 
@@ -290,7 +290,7 @@ def test_three_epochs_on_digits_match_numpy(dtype, optimizer, digits):
 def _loss(net, X, y):
     """Mean loss of the whole data, with NumPy's forward pass (no dropout)."""
     ws = Workspace(NP, net.architecture, X.shape[0], net.dtype, training=False, gather=False)
-    logits = ws.forward(X, net.weights, net.biases, net._codes())
+    logits = ws.forward(X, net.weights, net.biases, net.activation_codes)
     loss, _ = NP.softmax_cross_entropy_grad(logits, y, logits, 1.0, ws.row_scratch, ws.index_scratch)
     return loss / X.shape[0]
 
@@ -312,7 +312,7 @@ def test_fused_sgd_step_is_minus_the_finite_difference_gradient(case):
         a = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}[name](z)
     eps = 1e-6
     numeric = []
-    for p in net._params():
+    for p in net.parameters:
         grad = np.zeros_like(p)
         for index in np.ndindex(p.shape):
             original = p[index]
@@ -323,9 +323,9 @@ def test_fused_sgd_step_is_minus_the_finite_difference_gradient(case):
             p[index] = original
             grad[index] = (plus - minus) / (2 * eps)
         numeric.append(grad)
-    before = [p.copy() for p in net._params()]
+    before = [p.copy() for p in net.parameters]
     net.fit(X, y, lr=1.0, epochs=1, batch_size=None, verbose=False)  # full batch: the fused path, one step
-    for old, new, num in zip(before, net._params(), numeric):
+    for old, new, num in zip(before, net.parameters, numeric):
         step = old - new
         error = np.linalg.norm(step - num) / max(np.linalg.norm(step) + np.linalg.norm(num), 1e-3)
         assert error < 1e-6, (sizes, activations)
@@ -342,7 +342,7 @@ def test_divergence_is_reported_and_undone_like_numpy():
         net = NeuralNetwork([5, 8, 3], seed=0, backend=backend)
         with pytest.raises(FloatingPointError) as info:
             net.fit(X, y, lr=1e30, epochs=5, batch_size=8, verbose=False)
-        outcomes[backend] = (str(info.value), [p.copy() for p in net._params()], len(net.history))
+        outcomes[backend] = (str(info.value), [p.copy() for p in net.parameters], len(net.history))
     assert outcomes["numba"][0] == outcomes["numpy"][0]
     assert outcomes["numba"][2] == outcomes["numpy"][2]
     scale = _largest(outcomes["numpy"][1])
@@ -436,8 +436,8 @@ def test_read_only_inputs_train_like_numpy():
             nets[backend, batch] = NeuralNetwork([5, 4, 3], seed=0, backend=backend, dtype="float64")
             nets[backend, batch].fit(X, y, epochs=2, batch_size=batch, verbose=False)
     for batch in (8, None):
-        scale = _largest(nets["numpy", batch]._params())
-        for got, want in zip(nets["numba", batch]._params(), nets["numpy", batch]._params()):
+        scale = _largest(nets["numpy", batch].parameters)
+        for got, want in zip(nets["numba", batch].parameters, nets["numpy", batch].parameters):
             assert_close(got, want, np.float64, scale=scale)
 
 
@@ -545,7 +545,7 @@ def test_the_same_seed_and_threads_give_the_same_bits(monkeypatch):
         net = NeuralNetwork([200, 256, 64, 10], seed=3, backend="numba")
         net.fit(X, y, lr=0.05, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
         assert net.epoch_parts == threads and net.last_epoch_path == "fused"  # batch 128: `threads` parts
-        params = [p.copy() for p in net._params()]
+        params = [p.copy() for p in net.parameters]
         if threads in runs:
             for got, want in zip(params, runs[threads]):
                 np.testing.assert_array_equal(got, want)

@@ -24,7 +24,7 @@ def test_round_trip_is_exact(trained, blobs, tmp_path):
     path = tmp_path / "model.npz"
     trained.save(path)
     loaded = NeuralNetwork.load(path)
-    for a, b in zip(trained._params(), loaded._params()):
+    for a, b in zip(trained.parameters, loaded.parameters):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
     np.testing.assert_array_equal(loaded.predict_proba(X), trained.predict_proba(X))
@@ -50,7 +50,7 @@ def test_resuming_from_a_file_equals_training_straight_through(blobs, tmp_path):
     resumed = NeuralNetwork.load(tmp_path / "half.npz")
     resumed.fit(X, y, lr=0.01, epochs=3, batch_size=16, optimizer="momentum", verbose=False)
 
-    for a, b in zip(straight._params(), resumed._params()):
+    for a, b in zip(straight.parameters, resumed.parameters):
         np.testing.assert_array_equal(a, b)
     assert resumed.history.epoch == list(range(1, 7))
     assert resumed.history.cost == straight.history.cost

@@ -103,10 +103,10 @@ def test_test_data_must_come_in_pairs_and_be_valid(net, data):
 
 def test_failed_validation_changes_nothing(net, data):
     X, y = data
-    before = [p.copy() for p in net._params()]
+    before = [p.copy() for p in net.parameters]
     with pytest.raises(ValueError):
         net.fit(X, y, X, np.full(10, 9), epochs=3, verbose=False)
-    for p, q in zip(net._params(), before):
+    for p, q in zip(net.parameters, before):
         np.testing.assert_array_equal(p, q)
     assert len(net.history) == 0
 
@@ -206,7 +206,7 @@ def test_bad_constructor_types(kwargs, pattern):
 # ---- the same array again: scanned once, still guarded --------------------------------------
 
 def _state(net):
-    return ([p.copy() for p in net._params()], len(net.history), net.optimizer.iterations,
+    return ([p.copy() for p in net.parameters], len(net.history), net.optimizer.iterations,
             net.rng.bit_generator.state)
 
 

@@ -195,7 +195,7 @@ def build_model(nn: NeuralNetwork, weight_decay: float = 0.0):
         layers.append(keras.layers.Dense(size, activation=activation, dtype=dtype,
                                          kernel_regularizer=regularizer))
     model = keras.Sequential(layers, name="fastscratch_reference")
-    model.set_weights([np.array(p, copy=True) for p in nn._params()])  # [W0, b0, W1, b1, ...]
+    model.set_weights([np.array(p, copy=True) for p in nn.parameters])  # [W0, b0, W1, b1, ...]
     return model
 
 
@@ -245,7 +245,7 @@ def train_keras(nn: NeuralNetwork, X_train: Any, y_train: Any, X_test: Any = Non
     tf = import_tensorflow()
     import keras
 
-    X, y, X_test, y_test = nn._check_data(X_train, y_train, X_test, y_test)
+    X, y, X_test, y_test = nn.check_data(X_train, y_train, X_test, y_test)
     lr = check.check_positive_number("lr", lr)
     epochs = check.check_positive_int("epochs", epochs)
     batch_size = check.check_optional_positive_int("batch_size", batch_size)

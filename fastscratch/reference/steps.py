@@ -61,7 +61,7 @@ def train_steps(nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.
     (without the L2 penalty), measured before that batch's update, in the order
     the batches were trained.  ``nn.history`` is not extended.
     """
-    X, y, _, _ = nn._check_data(X_train, y_train)
+    X, y, _, _ = nn.check_data(X_train, y_train)
     lr = check.check_positive_number("lr", lr)
     epochs = check.check_positive_int("epochs", epochs)
     batch_size = check.check_optional_positive_int("batch_size", batch_size)
@@ -71,7 +71,7 @@ def train_steps(nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.
     opt = get_optimizer(optimizer)
     if nn.optimizer is not None and not isinstance(optimizer, Optimizer) and nn.optimizer.same_config(opt):
         opt = nn.optimizer
-    params = nn._params()
+    params = nn.parameters
     opt.bind(params)
     nn.optimizer = opt
 
@@ -81,7 +81,7 @@ def train_steps(nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.
     workspace = Workspace(nn.kernels, nn.architecture, batch, nn.dtype,
                           keep_probs=[1.0 - r for r in nn.dropout], gather=False)
     weight_decays = [weight_decay, 0.0] * len(nn.weights)
-    codes = nn._codes()
+    codes = nn.activation_codes
     n_batches = -(-n // batch)
     losses = np.empty((epochs, n_batches))
     for epoch, order in enumerate(epoch_orders(nn.rng, n, epochs, batch_size, shuffle)):
