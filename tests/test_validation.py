@@ -46,7 +46,7 @@ def _nan_at(X, row, col):
     return X
 
 
-@pytest.mark.parametrize("change, error, pattern", [
+BAD_TRAINING_DATA = [
     (lambda X, y: (X[:, :3], y), ValueError, r"X_train has 3 features .* expects 4"),
     (lambda X, y: (X.ravel(), y), ValueError, r"X_train must be 2-D"),
     (lambda X, y: (X[:0], y[:0]), ValueError, "X_train is empty"),
@@ -61,14 +61,17 @@ def _nan_at(X, row, col):
     (lambda X, y: (X, np.eye(4)[y]), ValueError, "one-hot with 4 columns"),
     (lambda X, y: (X, np.eye(3)[y] * 2), ValueError, "exactly one 1 per row"),
     (lambda X, y: (X, y[:, None, None]), ValueError, "y_train must be 1-D labels"),
-])
+]
+
+
+@pytest.mark.parametrize("change, error, pattern", BAD_TRAINING_DATA)
 def test_bad_training_data(net, data, change, error, pattern):
     X, y = change(*data)
     with pytest.raises(error, match=pattern):
         net.fit(X, y, epochs=1, verbose=False)
 
 
-@pytest.mark.parametrize("kwargs, error, pattern", [
+BAD_TRAINING_OPTIONS = [
     (dict(lr=0), ValueError, "lr must be a positive finite number"),
     (dict(lr=-0.1), ValueError, "lr must be a positive"),
     (dict(lr=float("nan")), ValueError, "lr must be a positive finite"),
@@ -84,7 +87,10 @@ def test_bad_training_data(net, data, change, error, pattern):
     (dict(early_stopping=3), ValueError, "early_stopping on 'test_loss' needs X_test"),
     (dict(monitor="f1"), ValueError, "unknown monitor 'f1'"),
     (dict(log_every=0), ValueError, "log_every must be a positive integer"),
-])
+]
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", BAD_TRAINING_OPTIONS)
 def test_bad_training_options(net, data, kwargs, error, pattern):
     X, y = data
     with pytest.raises(error, match=pattern):
@@ -236,3 +242,159 @@ def test_a_value_made_non_finite_in_place_after_a_fit_is_still_refused(backend, 
     target[7, 2] = 0.5  # repaired: trains again
     net.fit(X, y, X_test, y_test, epochs=1, batch_size=batch_size, optimizer="momentum", verbose=False)
     assert len(net.history) == 3
+
+
+# ---- a call that fails validation changes nothing: every bad-input case ---------------
+
+def _everything(net):
+    """All the state a fit can change: parameters, optimizer (config, state, steps), history,
+    generator, data info."""
+    opt = net.optimizer
+    return {"params": [p.copy() for p in net.parameters],
+            "optimizer": None if opt is None else (opt.config(), opt.iterations,
+                                                   {k: [a.copy() for a in v] for k, v in opt.state.items()}),
+            "history": net.history.to_dict(), "rng": net.rng.bit_generator.state, "data": net.data_info,
+            "weights_identity": [id(W) for W in net.weights]}
+
+
+def _assert_same(after, before):
+    for p, q in zip(after["params"], before["params"], strict=True):
+        np.testing.assert_array_equal(p, q)
+    if before["optimizer"] is None:
+        assert after["optimizer"] is None
+    else:
+        assert after["optimizer"][:2] == before["optimizer"][:2]
+        for kind, arrays in before["optimizer"][2].items():
+            for a, b in zip(after["optimizer"][2][kind], arrays, strict=True):
+                np.testing.assert_array_equal(a, b)
+    assert after["history"] == before["history"]
+    assert after["rng"] == before["rng"]
+    assert after["data"] == before["data"] and after["weights_identity"] == before["weights_identity"]
+
+
+class _NotACallback:
+    pass
+
+
+# (fit keyword arguments, error, message) beyond the data and option lists above
+BAD_OTHER_CALLS = [
+    (dict(monitor=["test_loss"]), ValueError, "unknown monitor"),
+    (dict(optimizer={"name": "adam", "beta9": 0.5}), ValueError, "invalid optimizer settings"),
+    (dict(log=5), TypeError, "log must be callable"),
+    (dict(on_epoch_end=5), TypeError, "on_epoch_end must be callable"),
+    (dict(callbacks=5), TypeError, "callbacks must be a list"),
+    (dict(callbacks=[_NotACallback()]), TypeError, "not a callback"),
+    (dict(callbacks=[_NotACallback]), TypeError, "not a callback"),
+    (dict(max_loss=-1.0), ValueError, "max_loss must be a positive"),
+    (dict(on_divergence="ignore"), ValueError, "on_divergence must be"),
+    (dict(min_delta=-1.0), ValueError, "min_delta must be a non-negative"),
+    (dict(checkpoint_every=0), ValueError, "checkpoint_every must be a positive integer"),
+    (dict(resume=True), ValueError, "resume=True needs checkpoint"),
+    (dict(resume="yes"), TypeError, "resume must be True or False"),
+    (dict(checkpoint=5), TypeError, "checkpoint must be a file path"),
+]
+
+
+def _trained(data, backend="numpy"):
+    X, y = data
+    net = NeuralNetwork([4, 5, 3], seed=0, backend=backend)
+    net.fit(X, y, X, y, epochs=2, batch_size=4, optimizer="adam", lr=0.01, verbose=False)
+    return net
+
+
+@pytest.mark.parametrize("case", range(len(BAD_TRAINING_DATA)))
+def test_bad_data_changes_nothing(data, case):
+    change, error, _ = BAD_TRAINING_DATA[case]
+    net = _trained(data)
+    before = _everything(net)
+    X, y = change(*data)
+    with pytest.raises(error):
+        net.fit(X, y, epochs=1, optimizer="adam", lr=0.01, verbose=False)
+    _assert_same(_everything(net), before)
+
+
+@pytest.mark.parametrize("case", range(len(BAD_TRAINING_OPTIONS) + len(BAD_OTHER_CALLS)))
+def test_bad_options_change_nothing(data, case):
+    kwargs, error, pattern = (BAD_TRAINING_OPTIONS + BAD_OTHER_CALLS)[case]
+    X, y = data
+    net = _trained(data)
+    before = _everything(net)
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, **{"epochs": 1, "optimizer": "adam", "lr": 0.01, "verbose": False, **kwargs})
+    _assert_same(_everything(net), before)
+
+
+@pytest.mark.parametrize("test_pair, pattern", [
+    (lambda X, y: (X, None), "X_test and y_test must be given together"),
+    (lambda X, y: (np.ones((3, 5)), [0, 1, 2]), "X_test has 5 features"),
+    (lambda X, y: (X[:2], [0, 7]), "y_test has label 7 out of range"),
+    (lambda X, y: (X, np.full(10, 9)), "label 9 out of range"),
+])
+def test_bad_test_data_changes_nothing(data, test_pair, pattern):
+    X, y = data
+    net = _trained(data)
+    before = _everything(net)
+    with pytest.raises(ValueError, match=pattern):
+        net.fit(X, y, *test_pair(X, y), epochs=1, optimizer="adam", lr=0.01, verbose=False)
+    _assert_same(_everything(net), before)
+
+
+def _checkpoint_cases(tmp_path, data):
+    """(description, call) pairs: fits that a checkpoint makes fail validation."""
+    X, y = data
+    path = tmp_path / "run.npz"
+    NeuralNetwork([4, 5, 3], seed=0).fit(X, y, X, y, epochs=3, batch_size=4, verbose=False, checkpoint=path)
+    (tmp_path / "folder").mkdir()
+    base = dict(epochs=3, batch_size=4, verbose=False)
+    return path, [
+        ("existing file, no resume", FileExistsError, dict(base, checkpoint=path)),
+        ("a directory", ValueError, dict(base, checkpoint=tmp_path / "folder")),
+        ("other settings", ValueError, dict(base, checkpoint=path, resume=True, lr=0.5)),
+        ("other batch size", ValueError, dict(base, checkpoint=path, resume=True, batch_size=5)),
+        ("fewer epochs than it holds", ValueError, dict(base, checkpoint=path, resume=True, epochs=2)),
+        ("other data", ValueError, dict(base, checkpoint=path, resume=True, X_train=X[::-1].copy())),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_bad_checkpoint_calls_change_nothing(tmp_path, data, case):
+    X, y = data
+    path, cases = _checkpoint_cases(tmp_path, data)
+    _, error, kwargs = cases[case]
+    kwargs = dict(kwargs)
+    X_train = kwargs.pop("X_train", X)
+    net = NeuralNetwork([4, 5, 3], seed=0)
+    net.fit(X, y, epochs=1, batch_size=4, verbose=False)  # some state of its own to keep
+    before, file_bytes = _everything(net), path.read_bytes()
+    with pytest.raises(error):
+        net.fit(X_train, y, X, y, **kwargs)
+    _assert_same(_everything(net), before)
+    assert path.read_bytes() == file_bytes
+
+
+def test_resuming_with_another_network_changes_nothing(tmp_path, data):
+    X, y = data
+    path, _ = _checkpoint_cases(tmp_path, data)
+    net = NeuralNetwork([4, 5, 3], seed=1)  # another seed: another network
+    before, file_bytes = _everything(net), path.read_bytes()
+    with pytest.raises(ValueError, match="made by a different network"):
+        net.fit(X, y, X, y, epochs=3, batch_size=4, verbose=False, checkpoint=path, resume=True)
+    _assert_same(_everything(net), before)
+    assert path.read_bytes() == file_bytes
+
+
+def test_bad_update_and_backward_change_nothing(data):
+    X, y = data
+    net = _trained(data)
+    before = _everything(net)
+    activations = net.forward(X)
+    grads = net.backward(activations, y)
+    for call, error in [(lambda: net.backward(activations[:-1], y), ValueError),
+                        (lambda: net.backward(activations, y[:3]), ValueError),
+                        (lambda: net.update(grads, lr=-1), ValueError),
+                        (lambda: net.update((grads[0], grads[1][:1]), lr=0.1), ValueError),
+                        (lambda: net.update(grads, lr=0.1, optimizer="rmsprop"), ValueError),
+                        (lambda: net.update(grads, lr=0.1, weight_decay=-1), ValueError)]:
+        with pytest.raises(error):
+            call()
+        _assert_same(_everything(net), before)
