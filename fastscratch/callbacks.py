@@ -39,6 +39,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from ._atomic import ensure_writable_dir
 from .history import History
+from .persistence import save_model
 
 if TYPE_CHECKING:  # annotations only: loop imports this module
     from .loop import TrainingLoop
@@ -254,8 +255,6 @@ class BackupAndRestore(Callback):
                         if finished not in (None, "completed") else ""))
 
     def save(self, loop: "TrainingLoop", finished: str | None) -> None:
-        from .persistence import save_model
-
         es = self.early_stopping
         counters = es.counters() if es is not None else {"best_value": None, "best_epoch": 0, "waited": 0,
                                                           "best_iterations": None}

@@ -510,7 +510,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         from .persistence import load_checkpoint
 
         try:
-            record = load_checkpoint(args.model).record
+            record = load_checkpoint(args.model, NeuralNetwork).record
         except ValueError:  # a plain model file
             record = None
         if record is not None:

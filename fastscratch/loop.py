@@ -29,6 +29,7 @@ from .callbacks import (HOOKS, MONITORS, BackupAndRestore, Callback, DivergenceG
                         EpochEndFunction, EpochLog, check_checkpoint_path)
 from .history import History
 from .optimizers import Optimizer, get_optimizer
+from .persistence import load_checkpoint
 from .schedules import CosineDecay, Schedule, get_schedule
 from .training import LossDiverged, Workspace, choose_blas_threads, run_epoch
 
@@ -104,9 +105,7 @@ def adopt(net, other) -> None:
 
 def read_checkpoint(net, path: str) -> "ckpt.Saved":
     """The checkpoint at ``path``, refused unless it was made by a network configured like ``net``."""
-    from .persistence import load_checkpoint
-
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, type(net))
     differ = [f"{name}: checkpoint {getattr(saved.net, name)!r}, this network {getattr(net, name)!r}"
               for name in ("architecture", "activations", "dtype", "init", "dropout", "seed")
               if getattr(saved.net, name) != getattr(net, name)]

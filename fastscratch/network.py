@@ -24,10 +24,11 @@ from .callbacks import MONITOR_COLUMN as _MONITOR_COLUMN, MONITORS  # noqa: F401
 from .history import History
 from .loop import FitSettings, TrainingDivergedWarning, TrainingLoop, check_fit_data, continue_optimizer
 from .optimizers import Optimizer, get_optimizer
+from .persistence import load_model, save_model
 from .schedules import Schedule
 from .training import Workspace
 
-__all__ = ["NeuralNetwork", "TrainingDivergedWarning"]
+__all__ = ["NeuralNetwork", "TrainingDivergedWarning", "check_activations", "check_dtype", "check_dropout"]
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("he", "xavier")
@@ -64,46 +65,20 @@ class NeuralNetwork:
     def __init__(self, architecture: Sequence[int] = (784, 128, 64, 10),
                  activation: str | Sequence[str] = "relu", dtype: str = "float32", seed: int | None = None,
                  backend: str = "auto", init: str = "he", dropout: float | Sequence[float] = 0.0) -> None:
-        self._configure(architecture, activation, dtype, seed, backend, init, dropout)
+        _configure(self, architecture, activation, dtype, seed, backend, init, dropout)
         self.weights, self.biases = _initial_parameters(self.architecture, self.init, self.rng, self.dtype)
 
-    def _configure(self, architecture: Any, activation: Any, dtype: Any, seed: Any, backend: Any, init: Any,
-                   dropout: Any) -> None:
-        """Validate and set everything but the parameters (``load`` supplies those from a file)."""
-        self.architecture = check.check_architecture(architecture)
-        n_hidden = len(self.architecture) - 2
-        self.activations = self._check_activations(activation, n_hidden)
-        self.dtype = _check_dtype(dtype)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
-        self.backend = backend
-        self.kernels = load_backend(backend)
-        if not isinstance(init, str) or init not in INITS:
-            raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
-        self.init = init
-        self.dropout = _check_dropout(dropout, n_hidden)
-        self.rng = np.random.default_rng(self.seed)
-        self.history = History()
-        self.optimizer: Optimizer | None = None
-        #: seconds the last ``fit`` spent compiling or loading jitted kernels (0 on NumPy);
-        #: kept out of the epoch times in ``history.seconds``
-        self.compile_seconds = 0.0
-        #: seconds the last ``fit`` spent before its first epoch: compiling, and choosing BLAS threads
-        self.setup_seconds = 0.0
-        #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
-        self.blas_threads: int | None = None
-        #: the parts (threads, one BLAS thread each) a whole-epoch backend cut the last fit's steps
-        #: into, which path its last epoch took ("fused" or "stepwise", see training.run_epoch),
-        #: and how many parts each thread ran in that fit (the calling thread first: the helpers'
-        #: share shows whether the other cores were free)
-        self.epoch_parts: int = 1
-        self.epoch_blas_threads: int | None = None
-        self.last_epoch_path: str | None = None
-        self.thread_parts: list[int] = []
-        # what the model was trained on, when known (the CLI records it):
-        # {"dataset": name, "class_names": [one per output]}; saved with the model
-        self.data_info: dict[str, Any] | None = None
+    @classmethod
+    def without_parameters(cls, architecture: Sequence[int], activation: str | Sequence[str], dtype: str,
+                           seed: int | None, backend: str, init: str,
+                           dropout: float | Sequence[float]) -> "NeuralNetwork":
+        """A network configured (and validated) as the constructor would, but with ``weights`` and
+        ``biases`` left empty and nothing allocated: for loaders that supply the parameters (a
+        model file's), which must set both lists before the network is used."""
+        net = cls.__new__(cls)
+        _configure(net, architecture, activation, dtype, seed, backend, init, dropout)
+        net.weights, net.biases = [], []
+        return net
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -241,20 +216,13 @@ class NeuralNetwork:
 
         ``activations``: what :meth:`forward` returned (left unchanged); ``y``: (n,) labels or
         (n, n_classes) one-hot.  Returns ``(grad_weights, grad_biases)``, shaped like ``weights``
-        and ``biases``: ``dW[l]: (n_in, n_out)``, ``db[l]: (n_out,)`` (:func:`fastscratch.step.backward`).
+        and ``biases``: ``dW[l]: (n_in, n_out)``, ``db[l]: (n_out,)`` (:func:`fastscratch.step.gradients`).
         """
         _check_activation_list(self, activations)
         n = activations[0].shape[0]
         y = check.check_labels(y, n, self.n_classes, "y")
-        outputs = [a.copy() for a in activations[1:]]  # backward uses them as scratch
-        deltas = [np.empty_like(a) for a in outputs[:-1]]
-        grad_W, grad_b = [np.empty_like(W) for W in self.weights], [np.empty_like(b) for b in self.biases]
-        scratch = np.empty((2, n), dtype=self.dtype), np.empty((2, n), dtype=np.intp)
         with training.blas_threads(training.default_blas_threads(self.kernels, n), self.kernels):
-            step.loss_gradient(self.kernels, outputs[-1], y, 1.0 / n, *scratch)
-            step.backward(self.kernels, outputs[-1], activations[0], self.weights, self.activation_codes, outputs,
-                          deltas, grad_W, grad_b)
-        return grad_W, grad_b
+            return step.gradients(self.kernels, activations, y, self.weights, self.activation_codes)
 
     def update(self, gradients: tuple[Sequence[np.ndarray], Sequence[np.ndarray]], lr: float,
                optimizer: str | Optimizer = "sgd", weight_decay: float = 0.0) -> None:
@@ -332,19 +300,23 @@ class NeuralNetwork:
         return self.evaluate(X, y)[1]
 
     # ----------------------------------------------------------- persistence
+    def __getstate__(self) -> dict[str, Any]:  # pickle (joblib, scikit-learn clones)
+        return _pickled_state(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _restore_state(self, state)
+
     def save(self, path: str | PathLike) -> None:
         """Write the model (weights, optimizer state, RNG state, history) to ``path`` (.npz).
 
         Atomic: written to a temporary file beside ``path``, then renamed.
         """
-        from .persistence import save_model
         save_model(self, path)
 
     @classmethod
     def load(cls, path: str | PathLike) -> "NeuralNetwork":
         """Read a model written by :meth:`save` (never unpickles); ``ValueError`` if it is invalid."""
-        from .persistence import load_model
-        return load_model(path)
+        return load_model(path, cls)
 
     # ------------------------------------------------------------------ plots
     def plot_cost(self, path: str | PathLike | None = None):
@@ -370,7 +342,12 @@ def _per_hidden_layer(value: Any, n_hidden: int, single: type | tuple[type, ...]
     return list(value)
 
 
-def _check_dtype(dtype: Any) -> np.dtype:
+def check_activations(activation: Any, n_hidden: int) -> list[str]:
+    """The activation name of each of ``n_hidden`` layers from one name or a list (each known)."""
+    return NeuralNetwork._check_activations(activation, n_hidden)
+
+
+def check_dtype(dtype: Any) -> np.dtype:
     """``"float32"``/``"float64"`` or the NumPy type or dtype of either."""
     name = dtype
     if isinstance(dtype, (np.dtype, type)):
@@ -383,7 +360,8 @@ def _check_dtype(dtype: Any) -> np.dtype:
     return np.dtype(name)
 
 
-def _check_dropout(dropout: Any, n_hidden: int) -> list[float]:
+def check_dropout(dropout: Any, n_hidden: int) -> list[float]:
+    """The dropout rate of each of ``n_hidden`` layers from one number or a list (each in ``[0, 1)``)."""
     rates = _per_hidden_layer(dropout, n_hidden, numbers.Real, "dropout", "a number")
     for rate in rates:
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
@@ -445,3 +423,60 @@ def _interleaved_gradients(net: "NeuralNetwork", gradients: Any) -> list[np.ndar
                                                  or g.dtype != p.dtype for g, p in zip(grads, net.parameters)):
         raise ValueError("gradients must match the weights and biases in shape and dtype")
     return grads
+
+
+def _configure(net: "NeuralNetwork", architecture: Any, activation: Any, dtype: Any, seed: Any, backend: Any,
+               init: Any, dropout: Any) -> None:
+    """Validate and set everything on ``net`` but the parameters (a loader supplies those from a file)."""
+    net.architecture = check.check_architecture(architecture)
+    n_hidden = len(net.architecture) - 2
+    net.activations = NeuralNetwork._check_activations(activation, n_hidden)
+    net.dtype = check_dtype(dtype)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    net.seed = None if seed is None else int(seed)
+    net.backend = backend
+    net.kernels = load_backend(backend)
+    if not isinstance(init, str) or init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
+    net.init = init
+    net.dropout = check_dropout(dropout, n_hidden)
+    net.rng = np.random.default_rng(net.seed)
+    net.history = History()
+    net.optimizer: Optimizer | None = None
+    #: seconds the last ``fit`` spent compiling or loading jitted kernels (0 on NumPy);
+    #: kept out of the epoch times in ``history.seconds``
+    net.compile_seconds = 0.0
+    #: seconds the last ``fit`` spent before its first epoch: compiling, and choosing BLAS threads
+    net.setup_seconds = 0.0
+    #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
+    net.blas_threads: int | None = None
+    #: the parts (threads, one BLAS thread each) a whole-epoch backend cut the last fit's steps
+    #: into, which path its last epoch took ("fused" or "stepwise", see training.run_epoch),
+    #: and how many parts each thread ran in that fit (the calling thread first: the helpers'
+    #: share shows whether the other cores were free)
+    net.epoch_parts: int = 1
+    net.epoch_blas_threads: int | None = None
+    net.last_epoch_path: str | None = None
+    net.thread_parts: list[int] = []
+    # what the model was trained on, when known (the CLI records it):
+    # {"dataset": name, "class_names": [one per output]}; saved with the model
+    net.data_info: dict[str, Any] | None = None
+
+
+def _pickled_state(net: NeuralNetwork) -> dict[str, Any]:
+    """``net``'s attributes for pickle: the kernel module, which pickle cannot store, as its backend's name."""
+    state = dict(vars(net))
+    state["kernels"] = state["kernels"].NAME
+    return state
+
+
+def _restore_state(net: NeuralNetwork, state: dict[str, Any]) -> None:
+    vars(net).update(state)
+    try:
+        # the kernels it was trained with, so predictions match bit for bit...
+        net.kernels = load_backend(state["kernels"])
+    except ImportError:
+        # ...or, where they are missing, what its backend setting picks here
+        # ("auto" falls back to NumPy; an explicit "numba" says what to install)
+        net.kernels = load_backend(net.backend)

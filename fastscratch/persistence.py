@@ -102,8 +102,11 @@ def _require(condition: bool, message: str) -> None:
         raise _Invalid(message)
 
 
-def load_model(path: str | PathLike):
-    """Read a model written by :func:`save_model` (a checkpoint is read as the model it holds).
+def load_model(path: str | PathLike, network_type: type):
+    """Read a model written by :func:`save_model` (a checkpoint is read as the model it holds)
+    as a ``network_type`` (``NeuralNetwork``; this module does not import it, so that the
+    network can import this one): built by its ``without_parameters``, then given the file's
+    parameters, optimizer, generator state and history through its public attributes.
 
     Raises ``ValueError`` naming the file and the problem for anything that is
     not a valid, unmodified fastscratch model file of a supported version.
@@ -111,27 +114,27 @@ def load_model(path: str | PathLike):
     sizes in the archive before it is read, so a small file cannot make this
     allocate much more than the model it describes.
     """
-    return _load_checked(path)[0]
+    return _load_checked(path, network_type)[0]
 
 
-def load_checkpoint(path: str | PathLike):
+def load_checkpoint(path: str | PathLike, network_type: type):
     """Read a checkpoint written by ``fit(checkpoint=...)``: a :class:`fastscratch.checkpoint.Saved`
-    with the network, the record, the early-stopping copy of the parameters and optimizer state
+    with the network (a ``network_type``, as :func:`load_model` builds it), the record, the early-stopping copy of the parameters and optimizer state
     (``best``) and those at the start of the last epoch (``start``; each ``None`` when absent).
     ``ValueError`` for anything :func:`load_model` refuses, and for a model file that is not a
     checkpoint."""
     from .checkpoint import Saved
 
-    net, entry, extra = _load_checked(path)
+    net, entry, extra = _load_checked(path, network_type)
     if entry is None:
         raise ValueError(f"{os.fspath(path)}: a model file, not a training checkpoint (it has no checkpoint record)")
     return Saved(os.fspath(path), net, entry, extra.get("best"), extra.get("start"))
 
 
-def _load_checked(path: str | PathLike):
+def _load_checked(path: str | PathLike, network_type: type):
     path = os.fspath(path)
     try:
-        return _load(path)
+        return _load(path, network_type)
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OverflowError, RecursionError, NotImplementedError,
@@ -201,9 +204,8 @@ def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, d
     return array
 
 
-def _load(path: str):
+def _load(path: str, network_type: type):
     from .history import History
-    from .network import NeuralNetwork
     from .optimizers import get_optimizer
 
     with open(path, "rb") as f:
@@ -234,10 +236,9 @@ def _load(path: str):
 
         # Configure (and so validate) the network without drawing initial weights:
         # the arrays come from the file, once their headers have been checked.
-        net = NeuralNetwork.__new__(NeuralNetwork)
         try:
-            net._configure(meta["architecture"], meta["activations"], meta["dtype"], meta["seed"], "numpy",
-                           meta["init"], meta["dropout"])
+            net = network_type.without_parameters(meta["architecture"], meta["activations"], meta["dtype"],
+                                                  meta["seed"], "numpy", meta["init"], meta["dropout"])
         except (TypeError, ValueError) as exc:
             raise _Invalid(f"metadata describes an invalid network ({exc})") from None
 

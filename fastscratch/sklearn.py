@@ -38,8 +38,7 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from . import _validation as check
-from .backends import load_backend
-from .network import NeuralNetwork
+from .network import NeuralNetwork, check_activations, check_dropout, check_dtype
 from .optimizers import Optimizer, get_optimizer
 from .schedules import Schedule
 
@@ -197,8 +196,8 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     def _structure(self) -> tuple:
         """What a network built now would look like: training may only continue on the same."""
         n_hidden = len(self._hidden_sizes())
-        return (self._hidden_sizes(), NeuralNetwork._check_activations(self.activation, n_hidden),
-                NeuralNetwork._check_dtype(self.dtype), NeuralNetwork._check_dropout(self.dropout, n_hidden))
+        return (self._hidden_sizes(), check_activations(self.activation, n_hidden),
+                check_dtype(self.dtype), check_dropout(self.dropout, n_hidden))
 
     # --------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any) -> "ScratchMLPClassifier":
@@ -208,7 +207,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         fitted, in which case ``epochs`` more epochs continue the current network.
         """
         continuing = self.warm_start and self.__sklearn_is_fitted__()
-        dtype = NeuralNetwork._check_dtype(self.dtype)
+        dtype = check_dtype(self.dtype)
         X, y = validate_data(self, X, y, reset=not continuing, dtype=dtype, order="C")
         check_classification_targets(y)
         if continuing:
@@ -253,7 +252,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         first = not self.__sklearn_is_fitted__()
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        dtype = NeuralNetwork._check_dtype(self.dtype) if first else self.network_.dtype
+        dtype = check_dtype(self.dtype) if first else self.network_.dtype
         X, y = validate_data(self, X, y, reset=first, dtype=dtype, order="C")
         check_classification_targets(y)
         if classes is not None:
@@ -373,18 +372,8 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------ pickling
-    # A NeuralNetwork holds its kernel module, which pickle cannot store: the network
-    # travels as its attributes plus the backend's name, and gets the module back on load.
-    def __getstate__(self) -> dict[str, Any]:
-        # a copy: BaseEstimator may hand back the instance's own __dict__
-        state = dict(super().__getstate__())
-        network = state.get("network_")
-        if network is not None:
-            attributes = dict(vars(network))
-            kernels = attributes.pop("kernels")
-            state["network_"] = _PickledNetwork(attributes, kernels.NAME)
-        return state
-
+    # The network pickles itself (its kernel module travels as the backend's name).
+    # Estimators pickled before that hold a _PickledNetwork instead, rebuilt here.
     def __setstate__(self, state: dict[str, Any]) -> None:
         pickled = state.get("network_")
         if isinstance(pickled, _PickledNetwork):
@@ -393,20 +382,14 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
 
 
 class _PickledNetwork:
-    """A NeuralNetwork's attributes without its kernel module, and the module's backend name."""
+    """What estimators pickled by earlier versions hold: a NeuralNetwork's attributes without
+    its kernel module, and the module's backend name."""
 
     def __init__(self, attributes: dict[str, Any], kernel_name: str) -> None:
         self.attributes = attributes
         self.kernel_name = kernel_name
 
     def rebuild(self) -> NeuralNetwork:
-        network = NeuralNetwork.__new__(NeuralNetwork)
-        network.__dict__.update(self.attributes)
-        try:
-            # the kernels it was trained with, so predictions match bit for bit...
-            network.kernels = load_backend(self.kernel_name)
-        except ImportError:
-            # ...or, where they are missing, what its backend setting picks here
-            # ("auto" falls back to NumPy; an explicit "numba" says what to install)
-            network.kernels = load_backend(network.backend)
+        network = NeuralNetwork.__new__(NeuralNetwork)  # unpickling: the state comes from the file
+        network.__setstate__(dict(self.attributes, kernels=self.kernel_name))
         return network

@@ -113,6 +113,22 @@ def backward(kernels: ModuleType, delta: np.ndarray, x: np.ndarray, weights: Seq
             delta = previous
 
 
+def gradients(kernels: ModuleType, activations: Sequence[np.ndarray], y: np.ndarray,
+              weights: Sequence[np.ndarray], codes: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`loss_gradient` then :func:`backward` on new arrays, for a step by hand: from the
+    activations ``[A0, ..., AL]`` a forward pass wrote (left unchanged; ``AL`` the logits) and
+    ``y: (n,)`` intp labels, the gradients ``(dW, db)`` of the mean loss over the ``n`` rows."""
+    n = activations[0].shape[0]
+    outputs = [a.copy() for a in activations[1:]]  # backward uses them as scratch
+    deltas = [np.empty_like(a) for a in outputs[:-1]]
+    grad_W = [np.empty((W.shape[0], W.shape[1]), dtype=W.dtype) for W in weights]
+    grad_b = [np.empty(W.shape[1], dtype=W.dtype) for W in weights]
+    loss_gradient(kernels, outputs[-1], y, 1.0 / n, np.empty((2, n), dtype=outputs[-1].dtype),
+                  np.empty((2, n), dtype=np.intp))
+    backward(kernels, outputs[-1], activations[0], weights, codes, outputs, deltas, grad_W, grad_b)
+    return grad_W, grad_b
+
+
 def update(kernels: ModuleType, optimizer, params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
            lr: float, weight_decays: Sequence[float]) -> None:
     """Apply one step of ``optimizer`` (bound to ``params``) in place: ``W -= lr * dW`` for SGD.

@@ -43,8 +43,8 @@ def _parser(kind: str) -> tuple[Callable[[Path], Any], Path]:
     if kind == "idx":
         from fastscratch.datasets import read_idx
         return read_idx, _work[0] / "input.idx"
-    from fastscratch.persistence import load_model
-    return load_model, _work[0] / "input.npz"
+    from fastscratch import NeuralNetwork
+    return NeuralNetwork.load, _work[0] / "input.npz"
 
 
 def check_one(kind: str, data: bytes, trace_malloc: bool = False) -> None:

@@ -84,7 +84,7 @@ def test_a_run_stopped_and_resumed_matches_one_never_stopped(tmp_path, blobs, ba
     _assert_same_state(straight, resumed)
     # the final checkpoint holds the final state, and reads as a model
     _assert_same_state(straight, NeuralNetwork.load(path))
-    assert load_checkpoint(path).record["finished"] in ("completed", "early_stopping")
+    assert load_checkpoint(path, NeuralNetwork).record["finished"] in ("completed", "early_stopping")
 
 
 def test_checkpoint_every_n_epochs(tmp_path, blobs):
@@ -99,7 +99,7 @@ def test_checkpoint_every_n_epochs(tmp_path, blobs):
                                          checkpoint_every=3, on_epoch_end=look)
     # on_epoch_end runs before the epoch's save: epoch 4 sees the save of epoch 3, ...
     assert seen == [0, 0, 0, 3, 3, 3, 6]
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, NeuralNetwork)
     net, record, best = saved.net, saved.record, saved.best
     assert len(net.history) == 7 and record["finished"] == "completed" and best is None
     assert (record["first_epoch"], record["target_epoch"]) == (0, 7)
@@ -377,7 +377,7 @@ def blobs_module():
 
 
 def test_the_checkpoint_fixture_holds_the_early_stopping_copy(early_stopping_checkpoint):
-    saved = load_checkpoint(early_stopping_checkpoint)
+    saved = load_checkpoint(early_stopping_checkpoint, NeuralNetwork)
     net, record, best = saved.net, saved.record, saved.best
     assert len(net.history) == 4 and record["finished"] is None
     assert best is not None and len(best) == 4 * 3  # W0 b0 W1 b1, Adam's m and v of each
@@ -417,7 +417,7 @@ def test_damaged_checkpoint_records_are_refused_with_the_reason(early_stopping_c
                                                                change_arrays, message):
     bad = _resigned_copy(early_stopping_checkpoint, tmp_path / "bad.npz", change_meta, change_arrays)
     with pytest.raises(ValueError, match=message):
-        load_checkpoint(bad)
+        load_checkpoint(bad, NeuralNetwork)
 
 
 # ------------------------------------------ regressions found in review (each failed before its fix)
@@ -436,7 +436,7 @@ def test_an_error_in_a_callback_at_the_early_stopping_epoch_keeps_the_stop(tmp_p
 
     with pytest.raises(Stop):
         NeuralNetwork([4, 8, 3], seed=0).fit(X, y, X, y, checkpoint=path, on_epoch_end=fail_at_the_stop, **args)
-    assert load_checkpoint(path).record["finished"] == "early_stopping"
+    assert load_checkpoint(path, NeuralNetwork).record["finished"] == "early_stopping"
     resumed = NeuralNetwork([4, 8, 3], seed=0)
     resumed.fit(X, y, X, y, checkpoint=path, resume=True, **args)
     _assert_same_state(straight, resumed)
@@ -448,7 +448,7 @@ def test_a_run_that_ended_on_its_best_epoch_is_not_extended(tmp_path, blobs):
     args = dict(batch_size=8, lr=1.0, early_stopping=50, verbose=False, checkpoint=path)
     net = NeuralNetwork([4, 8, 3], seed=0)
     net.fit(X, y, X, y, epochs=8, **args)
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, NeuralNetwork)
     best_epoch = saved.record["early_stopping"]["best_epoch"]
     assert best_epoch < 8  # (5 with this seed) so the weights are not the last epoch's
     with pytest.raises(ValueError, match=f"cannot extend that run: it ended with the weights of its best epoch "
@@ -487,7 +487,7 @@ def test_resuming_a_diverged_run_says_so(tmp_path, blobs):
     args = dict(epochs=6, lr=20.0, max_loss=13.0, verbose=False, checkpoint=path)
     with pytest.warns(TrainingDivergedWarning):
         NeuralNetwork([4, 8, 3], seed=0).fit(X, y, on_divergence="warn", **args)
-    assert load_checkpoint(path).record["finished"] == "diverged"
+    assert load_checkpoint(path, NeuralNetwork).record["finished"] == "diverged"
     with pytest.raises(FloatingPointError, match="that run stopped because training diverged"):
         NeuralNetwork([4, 8, 3], seed=0).fit(X, y, resume=True, **args)
     with pytest.warns(TrainingDivergedWarning, match="that run stopped because training diverged"):
@@ -503,7 +503,7 @@ def test_a_nan_test_loss_never_becomes_the_best_and_the_checkpoint_stays_readabl
         NeuralNetwork([4, 8, 3], seed=0).fit(
             X, y, X_test, y, epochs=5, early_stopping=3, verbose=False, checkpoint=path,
             on_epoch_end=lambda h: len(h) == 2 and (_ for _ in ()).throw(Stop))
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, NeuralNetwork)
     assert math.isnan(saved.net.history.test_cost[-1])
     assert saved.record["early_stopping"]["best_value"] is None and saved.record["early_stopping"]["waited"] == 2
 

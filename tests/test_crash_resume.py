@@ -98,7 +98,7 @@ class Child:
 
 
 def _comparable(path):
-    saved = load_checkpoint(path)
+    saved = load_checkpoint(path, NeuralNetwork)
     net, record, best = saved.net, saved.record, saved.best
     history = {k: v for k, v in net.history.to_dict().items() if k not in ("seconds", "samples_per_second")}
     state = {kind: arrays for kind, arrays in net.optimizer.state.items()}

@@ -63,7 +63,7 @@ from hypothesis import strategies as st
 from fastscratch import NeuralNetwork
 from fastscratch.backends import load_backend
 from fastscratch.datasets import _IDX_CODES, _IDX_DTYPES, read_idx
-from fastscratch.persistence import _digest, load_model
+from fastscratch.persistence import _digest
 
 FUZZ_EXAMPLES = int(os.environ.get("FASTSCRATCH_FUZZ_EXAMPLES", "200"))
 _RANDOM = os.environ.get("FASTSCRATCH_FUZZ_RANDOM") == "1"
@@ -801,7 +801,7 @@ def test_fuzz_load_model(fuzz_dir: Path, record_property: Callable[[str, object]
     for base in _MODEL_BASES:  # the starting points are valid
         path = fuzz_dir / "base.npz"
         path.write_bytes(base.saved)
-        _check_network(load_model(path))
+        _check_network(NeuralNetwork.load(path))
     ran = 0
 
     @FUZZ_SETTINGS
@@ -811,7 +811,7 @@ def test_fuzz_load_model(fuzz_dir: Path, record_property: Callable[[str, object]
         ran += 1
         path = fuzz_dir / "case.npz"
         path.write_bytes(case.data)
-        outcome = _parse_traced(load_model, path)
+        outcome = _parse_traced(NeuralNetwork.load, path)
         # any entry may be (or be flipped into) a deflated one: the compressed bound applies
         _check_outcome(outcome, path, case.data, compressed_possible=True)
         if outcome.error is None:
