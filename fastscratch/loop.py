@@ -25,7 +25,7 @@ import numpy as np
 from . import _validation as check
 from . import checkpoint as ckpt
 from . import training
-from .callbacks import (HOOKS, MONITORS, BackupAndRestore, Callback, DivergenceGuard, EarlyStopping,
+from .callbacks import (HOOKS, MONITORS, BackupAndRestore, DivergenceGuard, EarlyStopping,
                         EpochEndFunction, EpochLog, check_checkpoint_path)
 from .history import History
 from .optimizers import Optimizer, get_optimizer

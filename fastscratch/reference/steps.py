@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _validation as check
 from ..network import NeuralNetwork
+from ..loop import continue_optimizer
 from ..optimizers import Optimizer, get_optimizer
 from ..training import LossDiverged, Workspace, run_epoch
 
@@ -68,9 +69,7 @@ def train_steps(nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.
     weight_decay = check.check_non_negative_number("weight_decay", weight_decay)
 
     # the optimizer is resolved, resumed and bound as in fit
-    opt = get_optimizer(optimizer)
-    if nn.optimizer is not None and not isinstance(optimizer, Optimizer) and nn.optimizer.same_config(opt):
-        opt = nn.optimizer
+    opt = continue_optimizer(nn.optimizer, optimizer, get_optimizer(optimizer))
     params = nn.parameters
     opt.bind(params)
     nn.optimizer = opt
