@@ -616,6 +616,7 @@ def test_epoch_threads_rule():
     assert NB.epoch_threads([784, 128, 64, 10], 128, 64) == (NB.MAX_PARTS, 1)
     assert NB.epoch_threads([4, 8, 3], 16, 2) == (1, 1)  # too small a step to share
     assert NB.epoch_threads([784, 128, 64, 10], 32, 2) == (1, 1)  # too few rows
+    assert NB.epoch_threads([784, 1024, 1024, 10], 32, 2) == (2, 1)  # few rows, but wide enough to cut
     assert NB.epoch_threads([784, 128, 64, 10], 4096, 2) == (2, 1)  # a tall pass too
     with pytest.raises(ValueError, match="parts"):
         args, _, state = _epoch_args([5, 4, 3], 10, 5)
