@@ -24,11 +24,12 @@ Design choices, and why:
   NumPy's generator, so both backends see the same random stream); so do
   inputs that are not C-contiguous.  ``fastscratch.training.run_epoch``
   chooses; :func:`fused_epoch_supported` says what the fused path covers.
-- **Threads.**  OpenBLAS threads are set per batch size around the epoch
-  (:func:`blas_threads_for`: one thread below 256 rows); Numba's own ``parallel`` is not
-  used: the elementwise passes here are a few hundred KB per batch, below the
-  size where a second thread pays for its wake-up, and two pools on two cores
-  would only fight.
+- **Threads.**  From 64 rows (or a heavy step) the fused epoch cuts each step into
+  parts, one per thread, each calling BLAS on one thread (:func:`epoch_threads`,
+  :func:`step_program`; the claims and waits are in ``numba_threads``); the per-kernel path
+  sets OpenBLAS threads per batch size (:func:`blas_threads_for`).  Numba's own ``parallel``
+  is not used: its thread pool would compete with BLAS for the cores, and the parts need
+  threads that can be told apart (which rows or columns each writes) for the same bits.
 - **Caching.**  Functions are compiled with ``cache=True`` when Numba can find
   a writable cache location, else without a cache (a read-only install runs,
   it just compiles on every start).  :func:`warmup` compiles (or loads) every
