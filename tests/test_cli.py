@@ -259,7 +259,10 @@ def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "fastscratch", "train", "--epochs", "100000", "--batch-size", "500", "--hidden", "8",
          "--log-every", "1", "--save", str(model), "--plots", str(tmp_path / "plots")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a suite started as a background job inherits SIGINT ignored, and Python then keeps it
+        # ignored (no KeyboardInterrupt): give the child the default, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         seen = []
         deadline = time.monotonic() + 120
