@@ -25,23 +25,21 @@ from . import _validation as check
 from . import checkpoint as ckpt
 from ._atomic import ensure_writable_dir
 from .backends import load_backend
+from .activations import ACTIVATION_NAMES, activation_codes, get_activation
 from .history import History
+from .kernels.contract import IDENTITY, capabilities
 from .optimizers import Optimizer, get_optimizer
 from .schedules import CosineDecay, Schedule, get_schedule
 from . import training
 from .training import LossDiverged, Workspace, choose_blas_threads, run_epoch
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
+ACTIVATIONS = ACTIVATION_NAMES  # the activation registry's names (fastscratch.activations)
 INITS = ("he", "xavier")
 DTYPES = ("float32", "float64")
 MONITORS = {"test_loss": "min", "test_accuracy": "max", "cost": "min", "train_accuracy": "max"}
 _MONITOR_COLUMN = {"test_loss": "test_cost", "test_accuracy": "test_accuracy", "cost": "cost",
                    "train_accuracy": "train_accuracy"}
 PREDICT_BATCH = training.MAX_PASS_ROWS  # rows per chunk in predict/evaluate: bounds their working memory
-
-
-def _activation_code(kernels, name: str) -> int:
-    return {"relu": kernels.RELU, "sigmoid": kernels.SIGMOID, "tanh": kernels.TANH}[name]
 
 
 class _Snapshot:
@@ -118,8 +116,8 @@ class NeuralNetwork:
     Parameters
     ----------
     architecture : layer sizes ``[n_features, hidden..., n_classes]``, e.g. ``[784, 128, 64, 10]``.
-    activation : hidden-layer activation, ``"relu"``, ``"sigmoid"`` or ``"tanh"``,
-        or a list with one name per hidden layer.
+    activation : hidden-layer activation, a name of ``fastscratch.activations.ACTIVATION_NAMES``
+        (``"relu"``, ``"tanh"``, ...), or a list with one name per hidden layer.
     dtype : ``"float32"`` (default) or ``"float64"``.
     seed : seed of the generator used for initialisation, shuffling and dropout;
         the same seed gives bit-identical training.  ``None``: fresh entropy.
@@ -195,8 +193,7 @@ class NeuralNetwork:
     def _check_activations(cls, activation: Any, n_hidden: int) -> list[str]:
         names = cls._per_hidden_layer(activation, n_hidden, str, "activation", "a name")
         for name in names:
-            if name not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+            get_activation(name)  # ValueError naming the registry's choices
         return names
 
     @staticmethod
@@ -246,7 +243,7 @@ class NeuralNetwork:
         return len(self.history)
 
     def _codes(self) -> list[int]:
-        return [_activation_code(self.kernels, a) for a in self.activations] + [self.kernels.IDENTITY]
+        return activation_codes(self.activations) + [IDENTITY]  # the output layer: logits
 
     def _params(self) -> list[np.ndarray]:
         return [p for pair in zip(self.weights, self.biases) for p in pair]
@@ -446,7 +443,7 @@ class NeuralNetwork:
         # that no epoch's time includes compilation.
         # Measuring BLAS threads for this batch size, when asked for, is set-up too.
         setup_start = time.perf_counter()
-        warmup = getattr(self.kernels, "warmup", None)
+        warmup = capabilities(self.kernels).warmup
         compiled = warmup(len(self.weights), self.dtype) if warmup is not None else 0.0
         if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
             workspace.blas_threads = choose_blas_threads(self.kernels, self.architecture, batch, self.dtype)

@@ -60,7 +60,7 @@ from . import numba_threads
 from . import numpy_kernels as _numpy_kernels
 from .numba_threads import (MONOTONIC, clock_gettime, compare_exchange, cpu_relax, load_acquire, sleep_us,
                             store_release, yield_thread)
-from .numpy_kernels import IDENTITY, RELU, SIGMOID, TANH
+from .contract import ACTIVATION_CODES, IDENTITY, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, RELU, SIGMOID, TANH
 
 NAME = "numba"
 
@@ -70,8 +70,6 @@ __all__ = [
     "multiply_into", "sgd_update", "momentum_update", "adam_update", "train_epoch", "fused_epoch_supported",
     "warmup", "cache_stats", "blas_threads_for", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
 ]
-
-OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
 
 
 def _jit(function=None, **options):
@@ -217,7 +215,7 @@ def _activation_backward(delta, a, activation, one):
 
 
 def _check_code(activation: int) -> None:
-    if activation not in (IDENTITY, RELU, SIGMOID, TANH):
+    if activation not in ACTIVATION_CODES:
         raise ValueError(f"unknown activation code {activation}")
 
 

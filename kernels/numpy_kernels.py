@@ -12,8 +12,9 @@ Storage is row-major: a batch is ``(batch, n_features)``, weights are
 ``W: (n_in, n_out)`` and biases ``b: (n_out,)``, so the tutorial's column-major
 ``Z = W A + b`` is written here as ``Z = A @ W + b``.
 
-Activations are passed as integer codes (``IDENTITY``, ``RELU``, ``SIGMOID``,
-``TANH``) rather than strings so that jitted kernels can take them too.
+Activations are passed as integer codes (``IDENTITY``, ``RELU``, ...: defined
+once in ``contract``, re-exported here) rather than strings so that jitted
+kernels can take them too.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import math
 
 import numpy as np
 
-NAME = "numpy"
+from .contract import IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (re-exported: the codes these kernels take)
 
-IDENTITY = 0
-RELU = 1
-SIGMOID = 2
-TANH = 3
+NAME = "numpy"
 
 
 def gather_rows(source: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:

@@ -5,6 +5,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from fastscratch import NeuralNetwork
+from fastscratch.activations import ACTIVATIONS
 from fastscratch.training import Workspace
 
 EPS = 1e-6
@@ -17,7 +18,7 @@ def problems(draw, allow_dropout=True):
     sizes += draw(st.lists(st.integers(1, 6), min_size=0, max_size=3))
     sizes.append(draw(st.integers(2, 5)))
     n_hidden = len(sizes) - 2
-    activations = draw(st.lists(st.sampled_from(["relu", "sigmoid", "tanh"]),
+    activations = draw(st.lists(st.sampled_from(list(ACTIVATIONS)),
                                 min_size=n_hidden, max_size=n_hidden))
     dropout = draw(st.sampled_from([0.0, 0.3])) if allow_dropout else 0.0
     batch = draw(st.integers(1, 7))

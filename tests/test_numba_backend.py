@@ -16,6 +16,7 @@ pytest.importorskip("numba", reason="numba is not installed: the Numba backend i
 pytest.importorskip("scipy.linalg.cython_blas", reason="scipy is not installed: the Numba backend has no BLAS")
 
 from fastscratch import Adam, Momentum, NeuralNetwork  # noqa: E402
+from fastscratch.activations import ACTIVATIONS  # noqa: E402
 from fastscratch.kernels import numba_kernels as NB  # noqa: E402
 from fastscratch.kernels import numpy_kernels as NP  # noqa: E402
 from fastscratch.training import Workspace  # noqa: E402
@@ -23,7 +24,7 @@ from fastscratch.training import Workspace  # noqa: E402
 DTYPES = [np.float32, np.float64]
 # kernel outputs: one kernel call apart, so rounding-level differences only
 KERNEL_TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
-CODES = {"relu": NP.RELU, "sigmoid": NP.SIGMOID, "tanh": NP.TANH, "identity": NP.IDENTITY}
+CODES = {**{name: a.code for name, a in ACTIVATIONS.items()}, "identity": NP.IDENTITY}  # every registered one
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
@@ -194,8 +195,7 @@ def training_cases(draw):
     sizes += draw(st.lists(st.integers(1, 12), min_size=0, max_size=3))
     sizes.append(draw(st.integers(2, 6)))
     n_hidden = len(sizes) - 2
-    activations = draw(st.lists(st.sampled_from(["relu", "sigmoid", "tanh"]), min_size=n_hidden,
-                                max_size=n_hidden))
+    activations = draw(st.lists(st.sampled_from(list(ACTIVATIONS)), min_size=n_hidden, max_size=n_hidden))
     n_samples = draw(st.integers(1, 40))
     # 1, odd, even, and larger than the data (full batch)
     batch = draw(st.sampled_from([1, 3, 7, 16, None, n_samples + 5]))
