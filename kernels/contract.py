@@ -194,5 +194,9 @@ _CHECKED: dict[str, tuple[ModuleType, Capabilities]] = {}
 
 
 def capabilities(module: ModuleType) -> Capabilities:
-    """The optional functions of a backend module (checked against the contract on first use)."""
-    return check_backend(module)
+    """The optional functions of a backend module, checked against the contract on first use.
+
+    Read from the module on every call (a few microseconds, once per epoch), so a study script
+    that swaps a rule in (``numba_kernels.epoch_threads = ...``) is heard."""
+    check_backend(module)
+    return Capabilities(*(getattr(module, name, None) for name in OPTIONAL_FUNCTIONS))
