@@ -363,8 +363,9 @@ def test_random_state_forms(blobs):
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_every_registered_activation_learns(activation, digits_raw):
     X, y = digits_raw
-    X = X[:600] / 16.0
-    model = ScratchMLPClassifier(hidden_layer_sizes=(32,), activation=activation, epochs=30, random_state=0)
+    X, y = X[:600] / 16.0, y[:600]
+    model = ScratchMLPClassifier(hidden_layer_sizes=(32,), activation=activation, learning_rate=0.01, epochs=60,
+                                 random_state=0)
     assert model.fit(X[:500], y[:500]).score(X[500:], y[500:]) > 0.8
     assert model.network_.activations == [activation]
 
