@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from .kernels.contract import RELU, SIGMOID, TANH
+from .kernels.contract import ELU, RELU, SIGMOID, TANH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,10 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
                keras="sigmoid", torch="torch.nn.Sigmoid", jax="jax.nn.sigmoid"),
     Activation("tanh", TANH, "tanh(z)", "1 - a^2",
                keras="tanh", torch="torch.nn.Tanh", jax="jax.numpy.tanh"),
+    # alpha = 1, the default of all three (Keras "elu", torch.nn.ELU(), jax.nn.elu), so its
+    # derivative below 0, alpha exp(z), is a + 1
+    Activation("elu", ELU, "z where z > 0, else exp(z) - 1 (alpha = 1)", "1 where a > 0, else a + 1",
+               keras="elu", torch="torch.nn.ELU", jax="jax.nn.elu"),
 )}
 
 #: the names, in the registry's order (command-line choices, error messages)

@@ -34,7 +34,8 @@ IDENTITY = 0
 RELU = 1
 SIGMOID = 2
 TANH = 3
-ACTIVATION_CODES: tuple[int, ...] = (IDENTITY, RELU, SIGMOID, TANH)
+ELU = 4
+ACTIVATION_CODES: tuple[int, ...] = (IDENTITY, RELU, SIGMOID, TANH, ELU)
 
 #: optimizer codes: a whole-epoch function's ``kind``
 OPT_SGD = 0

@@ -34,13 +34,14 @@ def K(request):
 
 
 def naive_activation(name, z):
-    return {"relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z), "identity": z}[name]
+    return {"relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z), "identity": z,
+            "elu": np.where(z > 0, z, np.expm1(np.minimum(z, 0)))}[name]
 
 
 def naive_derivative(name, z):
     a = naive_activation(name, z)
     return {"relu": (z > 0).astype(z.dtype), "sigmoid": a * (1 - a), "tanh": 1 - a * a,
-            "identity": np.ones_like(z)}[name]
+            "identity": np.ones_like(z), "elu": np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype)}[name]
 
 
 # every activation of the registry, and the output layer's identity

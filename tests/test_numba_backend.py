@@ -309,7 +309,8 @@ def test_fused_sgd_step_is_minus_the_finite_difference_gradient(case):
     for W, b, name in zip(net.weights, net.biases, activations):
         z = a @ W + b
         assume(name != "relu" or np.abs(z).min() > 1e-4)
-        a = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh}[name](z)
+        a = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh,
+             "elu": lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0)))}[name](z)
     eps = 1e-6
     numeric = []
     for p in net._params():
