@@ -197,7 +197,15 @@ _CHECKED: dict[str, tuple[ModuleType, Capabilities]] = {}
 def capabilities(module: ModuleType) -> Capabilities:
     """The optional functions of a backend module, checked against the contract on first use.
 
-    Read from the module on every call (a few microseconds, once per epoch), so a study script
-    that swaps a rule in (``numba_kernels.epoch_threads = ...``) is heard."""
-    check_backend(module)
-    return Capabilities(*(getattr(module, name, None) for name in OPTIONAL_FUNCTIONS))
+    Compared with the module's attributes on every call (once per epoch), so a study script that
+    swaps a rule in (``numba_kernels.epoch_threads = ...``) is heard; while nothing changed, the
+    cached object is returned and nothing is allocated (the allocation test sees every epoch).
+    """
+    caps = check_backend(module)
+    for name in OPTIONAL_FUNCTIONS:
+        if getattr(module, name, None) is not getattr(caps, name):
+            break
+    else:
+        return caps
+    _CHECKED.pop(module.__name__)  # a function was swapped: check and cache the module as it is now
+    return check_backend(module)
