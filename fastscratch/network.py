@@ -24,8 +24,8 @@ import numpy as np
 from . import _validation as check
 from . import checkpoint as ckpt
 from ._atomic import ensure_writable_dir
-from .backends import load_backend
 from .activations import ACTIVATION_NAMES, activation_codes, get_activation
+from .backends import load_backend
 from .history import History
 from .kernels.contract import IDENTITY, capabilities
 from .optimizers import Optimizer, get_optimizer

@@ -144,8 +144,23 @@ def _parameters(function: Callable) -> list[str]:
     return [p.name for p in inspect.signature(function).parameters.values() if p.name != "self"]
 
 
-def check_backend(module: ModuleType) -> Capabilities:
+def _signature_differs(function: Callable, declared: Callable) -> bool:
+    """Whether ``function``'s parameter names differ from ``declared``'s.  A wrapper taking only
+    ``*args``/``**kwargs`` (a test intercepting a kernel) passes on its calls unchecked."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): cannot tell
+        return False
+    if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        return False
+    return _parameters(function) != _parameters(declared)
+
+
+def check_backend(module: ModuleType | Any) -> Capabilities:
     """Check ``module`` against the contract and return its :class:`Capabilities`.
+
+    ``module`` is a kernel module, or any object with its attributes (a test may wrap one in
+    a ``types.SimpleNamespace`` to intercept a kernel).
 
     Raises ``TypeError`` naming every required kernel that is missing or not callable,
     every function (required or optional) whose parameters differ from the contract's,
@@ -153,7 +168,7 @@ def check_backend(module: ModuleType) -> Capabilities:
     non-string ``NAME``, or codes that differ from this module's.  The result is cached
     per module.
     """
-    cached = _CHECKED.get(module.__name__)
+    cached = _CHECKED.get(id(module))
     if cached is not None and cached[0] is module:
         return cached[1]
     problems = []
@@ -163,7 +178,7 @@ def check_backend(module: ModuleType) -> Capabilities:
         function = getattr(module, name, None)
         if not callable(function):
             problems.append(f"kernel {name} is missing")
-        elif _parameters(function) != _parameters(getattr(Kernels, name)):
+        elif _signature_differs(function, getattr(Kernels, name)):
             problems.append(f"kernel {name}{inspect.signature(function)} should take "
                             f"({', '.join(_parameters(getattr(Kernels, name)))})")
     found = {}
@@ -173,7 +188,7 @@ def check_backend(module: ModuleType) -> Capabilities:
             continue
         if not callable(function):
             problems.append(f"{name} is not callable")
-        elif _parameters(function) != _parameters(getattr(_Optional, name)):
+        elif _signature_differs(function, getattr(_Optional, name)):
             problems.append(f"{name}{inspect.signature(function)} should take "
                             f"({', '.join(_parameters(getattr(_Optional, name)))})")
         else:
@@ -181,20 +196,21 @@ def check_backend(module: ModuleType) -> Capabilities:
     if ("train_epoch" in found) != ("fused_epoch_supported" in found):
         problems.append("train_epoch and fused_epoch_supported come together")
     for code_name, value in CODES.items():
-        if code_name in vars(module) and vars(module)[code_name] != value:
-            problems.append(f"{code_name} = {vars(module)[code_name]!r} differs from the contract's {value!r}")
+        if getattr(module, code_name, value) != value:
+            problems.append(f"{code_name} = {getattr(module, code_name)!r} differs from the contract's {value!r}")
     if problems:
-        raise TypeError(f"kernel module {module.__name__} does not meet the backend contract "
+        label = getattr(module, "__name__", None) or f"{type(module).__name__} NAME={getattr(module, 'NAME', None)!r}"
+        raise TypeError(f"kernel module {label} does not meet the backend contract "
                         "(fastscratch.kernels.contract): " + "; ".join(problems))
     result = Capabilities(**found)
-    _CHECKED[module.__name__] = (module, result)
+    _CHECKED[id(module)] = (module, result)  # the object is kept, so its id is not reused meanwhile
     return result
 
 
-_CHECKED: dict[str, tuple[ModuleType, Capabilities]] = {}
+_CHECKED: dict[int, tuple[Any, Capabilities]] = {}
 
 
-def capabilities(module: ModuleType) -> Capabilities:
+def capabilities(module: ModuleType | Any) -> Capabilities:
     """The optional functions of a backend module, checked against the contract on first use.
 
     Compared with the module's attributes on every call (once per epoch), so a study script that
@@ -207,5 +223,5 @@ def capabilities(module: ModuleType) -> Capabilities:
             break
     else:
         return caps
-    _CHECKED.pop(module.__name__)  # a function was swapped: check and cache the module as it is now
+    _CHECKED.pop(id(module))  # a function was swapped: check and cache the module as it is now
     return check_backend(module)
