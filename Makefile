@@ -24,7 +24,9 @@ figures: $(VENV)/.installed
 	$(BIN)/fastscratch train --quiet --plots out/figures
 	$(BIN)/fastscratch bench --plot out/figures --markdown out/figures/bench.md
 	cp out/figures/accuracy.png docs/training-curve.png
+	$(BIN)/fastscratch bench --sweep --plot out/figures/sweep --markdown out/figures/sweep.md
 	cp out/figures/throughput.png docs/throughput.png
+	cp out/figures/sweep/scaling.png docs/scaling.png
 
 $(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -153,6 +153,14 @@ def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, cla
     return _finish(fig, path)
 
 
+def framework_colour(framework: str) -> str:
+    """One matplotlib colour per benchmark framework (``bench.FRAMEWORKS`` order), the same in
+    every figure, so a line is recognised from one plot to the next."""
+    from .bench import FRAMEWORKS
+
+    return f"C{FRAMEWORKS.index(framework) % 10}" if framework in FRAMEWORKS else "C9"
+
+
 def plot_throughput(results, path: str | PathLike | None = None):
     """Training samples/s against batch size, one line per framework (log-log); 700x450 PNG.
     ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out."""
@@ -167,7 +175,8 @@ def plot_throughput(results, path: str | PathLike | None = None):
         raise ValueError("nothing to plot: no benchmark result has timings")
     for framework, points in sorted(by_framework.items()):
         points.sort()
-        ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=framework)
+        ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=framework,
+                color=framework_colour(framework))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size (the largest is full batch)")
@@ -189,7 +198,7 @@ def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
         raise ValueError("nothing to plot: no time-to-accuracy result")
     for r in drawn:
         ax.plot([t for t, _ in r.accuracy_curve], [a for _, a in r.accuracy_curve], marker=".",
-                label=r.workload.label)
+                label=r.workload.label, color=framework_colour(r.workload.framework))
     if drawn[0].target_accuracy is not None:
         ax.axhline(drawn[0].target_accuracy, linestyle="--", color="gray", label="target")
     ax.set_xlabel("training time (s)")
@@ -226,7 +235,6 @@ def plot_scaling(points, path: str | PathLike | None = None):
     fig = _blank_figure(3.5 * len(batches) + 1, 4.5)
     axes = fig.subplots(1, len(batches), sharey=True, squeeze=False)[0]
     frameworks = list(dict.fromkeys(r.workload.framework for p in points for r in p.results))
-    colours = {f: f"C{i}" for i, f in enumerate(frameworks)}
     for ax, batch in zip(axes, batches):
         here = sorted((p for p in points if p.batch_size == batch), key=lambda p: p.width)
         ax.plot([p.width for p in here], [p.sgemm[0] for p in here], linestyle="--", color="black",
@@ -234,7 +242,8 @@ def plot_scaling(points, path: str | PathLike | None = None):
         for framework in frameworks:
             xy = [(p.width, r.gflops) for p in here for r in p.results if r.workload.framework == framework and r.ok]
             if xy:
-                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=colours[framework], label=framework)
+                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=framework_colour(framework),
+                        label=framework)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         widths = [p.width for p in here]

@@ -24,11 +24,12 @@ Design choices, and why:
   NumPy's generator, so both backends see the same random stream); so do
   inputs that are not C-contiguous.  ``fastscratch.training.run_epoch``
   chooses; :func:`fused_epoch_supported` says what the fused path covers.
-- **Threads.**  OpenBLAS threads are set per batch size around the epoch
-  (:func:`blas_threads_for`: one thread below 256 rows); Numba's own ``parallel`` is not
-  used: the elementwise passes here are a few hundred KB per batch, below the
-  size where a second thread pays for its wake-up, and two pools on two cores
-  would only fight.
+- **Threads.**  From 64 rows (or a heavy step) the fused epoch cuts each step into
+  parts, one per thread, each calling BLAS on one thread (:func:`epoch_threads`,
+  :func:`step_program`; the claims and waits are in ``numba_threads``); the per-kernel path
+  sets OpenBLAS threads per batch size (:func:`blas_threads_for`).  Numba's own ``parallel``
+  is not used: its thread pool would compete with BLAS for the cores, and the parts need
+  threads that can be told apart (which rows or columns each writes) for the same bits.
 - **Caching.**  Functions are compiled with ``cache=True`` when Numba can find
   a writable cache location, else without a cache (a read-only install runs,
   it just compiles on every start).  :func:`warmup` compiles (or loads) every
@@ -884,14 +885,19 @@ def blas_threads_for(batch: int) -> int | None:
     return _numpy_kernels.blas_threads_for(batch)
 
 
-#: a step of fewer floating-point operations than this, or of fewer rows, runs in one part.
-#: Handing parts to another thread costs a few microseconds per phase, more than it saves on
-#: small steps; and below 64 rows the products are so short that packing the weights for BLAS
-#: takes as long as the arithmetic, and two threads doing it at once were no faster than one
-#: (784-128-64-10 at batch 32, 2-core machine: 0.355-0.51 s an epoch in two parts against
-#: 0.354-0.367 s in one, 2026-12-01).
+#: a step of fewer floating-point operations than this, or of fewer rows (unless it is wide,
+#: below), runs in one part.  Handing parts to another thread costs a few microseconds per
+#: phase, more than it saves on small steps; and below 64 rows the products are so short that
+#: packing the weights for BLAS takes as long as the arithmetic, and two threads doing it at once
+#: were no faster than one (784-128-64-10 at batch 32, 2-core machine: 0.355-0.51 s an epoch in
+#: two parts against 0.354-0.367 s in one, 2026-12-01).
 MIN_PARALLEL_STEP_FLOPS = 2_000_000
 MIN_PARALLEL_ROWS = 64
+#: ...but a short step this heavy has weights wide enough to cut by columns, so each thread packs
+#: only its half: 784-W-W-10 at batch 32 took 6.24 against 8.04 s an epoch in two parts at
+#: W=1024 (357 MFLOP a step), 2.04 against 2.33 s at W=512 (128 MFLOP), and was no faster or
+#: slower below (0.56 against 0.59 s at W=128, 1.13 against 0.89 s at W=256, 52 MFLOP).
+MIN_PARALLEL_SHORT_STEP_FLOPS = 100_000_000
 
 
 def epoch_threads(sizes: list[int] | tuple[int, ...], rows: int, threads: int) -> tuple[int, int | None]:
@@ -900,13 +906,14 @@ def epoch_threads(sizes: list[int] | tuple[int, ...], rows: int, threads: int) -
     threads meanwhile (``None``: all, as configured).
 
     ``(min(threads, MAX_PARTS), 1)``, or ``(1, 1)`` for steps too small to share (see
-    :data:`MIN_PARALLEL_STEP_FLOPS`).  Never BLAS's own threads: on a 2-core machine with one
+    :data:`MIN_PARALLEL_STEP_FLOPS`, :data:`MIN_PARALLEL_SHORT_STEP_FLOPS`).  Never BLAS's own threads: on a 2-core machine with one
     other busy process they made epochs 1.6-4.8x slower than one thread (full batch to batch 32),
     where parts cost at most 1.16x; idle, they were faster only on tall passes (full batch
     0.163 against 0.216 s), and parts still beat JAX there (``scripts/bench_epoch.py --load 0,1``,
     784-128-64-10 on Fashion-MNIST, 2026-12-01; the README has the table)."""
     flops = 2 * rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 3
-    if threads <= 1 or flops < MIN_PARALLEL_STEP_FLOPS or rows < MIN_PARALLEL_ROWS:
+    too_short = rows < MIN_PARALLEL_ROWS and flops < MIN_PARALLEL_SHORT_STEP_FLOPS
+    if threads <= 1 or flops < MIN_PARALLEL_STEP_FLOPS or too_short:
         return 1, 1
     return min(int(threads), MAX_PARTS), 1
 

@@ -307,8 +307,10 @@ SINGLE_THREAD_BELOW_ROWS = 256
 def blas_threads_for(batch: int) -> int | None:
     """BLAS threads for an epoch at this batch size: 1, or ``None`` for all (BLAS as configured).
 
-    Measured on the shared 2-core development machine (OpenBLAS 0.3.30/0.3.31,
-    784-128-64-10, float32, ``scripts/bench_epoch.py --threads 1,2``, 2026-11-25
+    The NumPy backend's rule (and the Numba backend's for epochs it does not run in
+    parts).  Measured on the shared 2-core development machine (OpenBLAS 0.3.30/0.3.31,
+    784-128-64-10, float32, the thread study of the time, since replaced by
+    ``scripts/bench_epoch.py``'s schemes, 2026-11-25
     13:21 UTC, load average 1.3-4 from other jobs), Numba epoch medians, 1 vs 2
     threads: batch 32 0.29 vs 2.26 s, 128 0.24 vs 0.87 s, 512 0.35 vs 5.9 s, full
     0.25 vs 0.32 s (PyTorch alike: 1.03 vs 10.8 s at 32).  A second OpenBLAS thread

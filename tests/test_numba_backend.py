@@ -28,7 +28,7 @@ CODES = {**{name: a.code for name, a in ACTIVATIONS.items()}, "identity": NP.IDE
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
-def assert_close(actual, expected, dtype, what="", scale=None):
+def assert_close(actual, expected, dtype, what="", scale=None, rtol=None):
     """Within ``RTOL[dtype]`` relative to ``scale`` (default: the array's largest entry).
 
     Why not entry by entry: an entry near 0 carries the absolute rounding of the
@@ -43,7 +43,8 @@ def assert_close(actual, expected, dtype, what="", scale=None):
     if scale is None:
         scale = float(np.abs(expected).max(initial=0.0))
     scale = max(scale, 1e-30)
-    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * scale, err_msg=what)
+    rtol = RTOL[dtype] if rtol is None else rtol
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
 def _largest(arrays):
@@ -237,16 +238,24 @@ def _assert_same_training(case, dtype, epochs=1, one_step=False):
     nb_net, nb_hist, nb_state = _train("numba", dtype, case, epochs, one_step)
     assert nb_net.kernels is NB
     scale = _largest(np_net._params())
+    rtol = RTOL[dtype]
+    if dtype == np.float32 and not one_step:
+        # Many steps of a large lr on random labels can amplify rounding without bound (the drawn
+        # case ([12, 11, 3], tanh, 37 single-sample Nesterov steps, dropout) grew its weights to 5.4
+        # in float32 and 3.4 in float64).  Two float32 implementations are then asked to agree no
+        # worse than float32 agrees with float64 on the same run, the problem's own sensitivity.
+        exact = _train("numpy", np.float64, case, epochs, one_step)[0]._params()
+        rtol = max(rtol, max(float(np.abs(a - b).max()) for a, b in zip(np_net._params(), exact)) / scale)
     for i, (got, want) in enumerate(zip(nb_net._params(), np_net._params())):
-        assert_close(got, want, dtype, f"parameter {i}", scale)
+        assert_close(got, want, dtype, f"parameter {i}", scale, rtol)
     n_params = len(np_net._params())
     for kind in range(len(np_state) // n_params):  # velocity; Adam's m, then v
         group = slice(kind * n_params, (kind + 1) * n_params)
         scale = _largest(np_state[group])
         for i, (got, want) in enumerate(zip(nb_state[group], np_state[group])):
-            assert_close(got, want, dtype, f"optimizer state {kind}, parameter {i}", scale)
+            assert_close(got, want, dtype, f"optimizer state {kind}, parameter {i}", scale, rtol)
     assert nb_net.optimizer.iterations == np_net.optimizer.iterations
-    np.testing.assert_allclose(nb_hist.cost, np_hist.cost, rtol=RTOL[dtype] * 10)
+    np.testing.assert_allclose(nb_hist.cost, np_hist.cost, rtol=rtol * 10)
     assert nb_hist.train_accuracy == np_hist.train_accuracy
     # the generator advanced alike (permutations, dropout draws): the next epoch would match too
     assert nb_net.rng.bit_generator.state == np_net.rng.bit_generator.state
@@ -265,6 +274,7 @@ def test_one_step_matches_numpy(dtype, case):
 @example(case=([5, 4, 3], ["sigmoid"], 23, 40, "adam", 0.0, 0.0, True, 2))      # batch larger than the data
 @example(case=([5, 3], [], 9, 1, "nesterov", 1e-3, 0.0, True, 3))               # no hidden layer, batch 1
 @example(case=([6, 5, 4, 3], ["relu", "tanh"], 31, 8, "momentum", 0.0, 0.25, True, 4))  # dropout: per-kernel
+@example(case=([12, 11, 3], ["tanh"], 37, 1, "nesterov", 1e-3, 0.25, False, 34199))  # amplifies rounding
 def test_one_epoch_matches_numpy(dtype, case):
     _assert_same_training(case, dtype, epochs=1)
 
@@ -607,6 +617,7 @@ def test_epoch_threads_rule():
     assert NB.epoch_threads([784, 128, 64, 10], 128, 64) == (NB.MAX_PARTS, 1)
     assert NB.epoch_threads([4, 8, 3], 16, 2) == (1, 1)  # too small a step to share
     assert NB.epoch_threads([784, 128, 64, 10], 32, 2) == (1, 1)  # too few rows
+    assert NB.epoch_threads([784, 1024, 1024, 10], 32, 2) == (2, 1)  # few rows, but wide enough to cut
     assert NB.epoch_threads([784, 128, 64, 10], 4096, 2) == (2, 1)  # a tall pass too
     with pytest.raises(ValueError, match="parts"):
         args, _, state = _epoch_args([5, 4, 3], 10, 5)

@@ -49,3 +49,20 @@ def test_missing_matplotlib_names_the_extra(trained, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` fail
     with pytest.raises(ImportError, match=r"fastscratch\[plot\]"):
         trained.plot_cost()
+
+
+def test_a_framework_has_one_colour_in_every_benchmark_figure(digits):
+    """Throughput and time-to-accuracy figures of different framework sets draw each framework in
+    the same colour (matplotlib's cycle would give it the colour of its place in each figure)."""
+    from fastscratch import bench, plots
+
+    def workloads(frameworks, batch):
+        return [bench.Workload(framework=f, batch_size=batch, dataset="digits", hidden=(16,)) for f in frameworks]
+
+    timed = bench.run_group(workloads(["fastscratch-numpy", "fastscratch-numba"], 64), epochs=1, warmup=0,
+                            data=digits)
+    reached = bench.time_to_accuracy_group(workloads(["fastscratch-numpy", "fastscratch-numba"], 64), target=0.5, max_epochs=2,
+                                           data=digits)
+    figures = [plots.plot_throughput(timed), plots.plot_accuracy_vs_time(reached)]
+    colours = [{line.get_label().split()[0]: line.get_color() for line in fig.axes[0].get_lines()} for fig in figures]
+    assert colours[0]["fastscratch-numba"] == colours[1]["fastscratch-numba"] != colours[0]["fastscratch-numpy"]
