@@ -1,15 +1,19 @@
 """Choosing the kernel module that does the arithmetic.
 
-A backend is a module of ``fastscratch.kernels`` exposing the functions of
-``numpy_kernels`` with the same signatures.  ``"auto"`` takes Numba when its
-kernels can be imported and falls back to NumPy otherwise, so the library
-works without Numba installed.
+A backend is a module of ``fastscratch.kernels`` that meets the backend contract
+(``fastscratch.kernels.contract``: the kernels of ``numpy_kernels`` with the same
+signatures, optional capabilities such as a whole-epoch function); every module
+loaded here is checked against it.  ``"auto"`` takes Numba when its kernels can
+be imported and falls back to NumPy otherwise, so the library works without
+Numba installed.
 """
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from .kernels.contract import check_backend
 
 BACKENDS = ("numpy", "numba")
 _MODULES = {"numpy": "fastscratch.kernels.numpy_kernels", "numba": "fastscratch.kernels.numba_kernels"}
@@ -18,8 +22,10 @@ _MODULES = {"numpy": "fastscratch.kernels.numpy_kernels", "numba": "fastscratch.
 def load_backend(name: str) -> ModuleType:
     """Return the kernel module for ``name`` ("auto", "numpy" or "numba").
 
-    Raises ``ValueError`` for an unknown name and ``ImportError`` (naming the
-    ``numba`` extra) when Numba is asked for explicitly but unavailable.
+    Raises ``ValueError`` for an unknown name, ``ImportError`` (naming the
+    ``numba`` extra) when Numba is asked for explicitly but unavailable, and
+    ``TypeError`` naming what is missing when the module does not meet the
+    backend contract (``fastscratch.kernels.contract.check_backend``).
     """
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
@@ -31,7 +37,7 @@ def load_backend(name: str) -> ModuleType:
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}; expected one of 'auto', " + ", ".join(map(repr, BACKENDS)))
     try:
-        return importlib.import_module(_MODULES[name])
+        module = importlib.import_module(_MODULES[name])
     except ImportError as exc:
         if name == "numpy":
             raise
@@ -42,6 +48,8 @@ def load_backend(name: str) -> ModuleType:
             f"backend {name!r} is not available ({exc}); install it with "
             "`pip install 'fastscratch[numba]'` or use backend='numpy'"
         ) from exc
+    check_backend(module)
+    return module
 
 
 def available_backends() -> list[str]:

@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 
 from . import datasets
+from ._equivalents import framework_object
+from .activations import get_activation
 
 #: The frameworks, the one registry the CLI, asv and pytest-benchmark read (see :func:`make_trainer`).
 FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax")
@@ -93,6 +95,7 @@ class Workload:
             raise ValueError(f"unknown framework {self.framework!r}; expected one of {', '.join(FRAMEWORKS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        get_activation(self.activation)  # ValueError naming the registry's choices
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -385,7 +388,7 @@ class TorchTrainer(Trainer):
         self.torch = torch = _import_torch()
         torch.manual_seed(workload.seed)
         dtype = getattr(torch, workload.dtype)
-        activation = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[workload.activation]
+        activation = framework_object(torch, get_activation(workload.activation).torch)  # the registry's module
         self.linears = [torch.nn.Linear(a, b, dtype=dtype) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
         layers: list[Any] = []
         for linear in self.linears[:-1]:
@@ -409,14 +412,8 @@ class TorchTrainer(Trainer):
         _import_torch()
 
     def _torch_optimizer(self, opt, lr: float):
-        from .optimizers import Adam, Momentum
-
-        params = self.model.parameters()
-        if isinstance(opt, Momentum):  # PyTorch's v = m v + g, p -= lr v: Keras' rule at a constant lr
-            return self.torch.optim.SGD(params, lr=lr, momentum=opt.momentum, nesterov=opt.nesterov)
-        if isinstance(opt, Adam):
-            return self.torch.optim.Adam(params, lr=lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)
-        return self.torch.optim.SGD(params, lr=lr)
+        path, kwargs = opt.equivalents()["torch"]  # the optimizer registry's mapping
+        return framework_object(self.torch, path)(self.model.parameters(), lr=lr, **kwargs)
 
     def _loss_of(self, xb, yb):
         return self.loss(self.model(xb), yb)

@@ -26,8 +26,10 @@ from . import _argtypes as args_
 from . import _validation as check
 from .backends import BACKENDS, available_backends, load_backend
 from ._atomic import ensure_writable_dir, write_text
+from .activations import ACTIVATION_NAMES
 from .bench import FRAMEWORK_ALIASES, FRAMEWORKS, OPTIMIZERS, SWEEP_WIDTHS
 from .network import NeuralNetwork
+from .optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -90,14 +92,14 @@ def build_parser() -> Parser:
     args_.add_data_arguments(train)
     train.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
                        help="hidden layer sizes, comma-separated (default: 128,64)")
-    train.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu",
+    train.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu",
                        help="activation of the hidden layers; the output is softmax (default: %(default)s)")
     train.add_argument("--epochs", type=args_.positive_int, default=500, metavar="N",
                        help="passes over the training data (default: %(default)s)")
     train.add_argument("--batch-size", type=args_.batch_size, default=None, metavar="N|full",
                        help="mini-batch size, or 'full' for full-batch gradient descent (default)")
     train.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
-    train.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
+    train.add_argument("--optimizer", choices=tuple(OPTIMIZER_CLASSES), default="sgd",
                        help="plain gradient descent, momentum 0.9, or Adam with Keras' defaults "
                             "(default: %(default)s)")
     train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None,

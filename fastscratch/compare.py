@@ -47,7 +47,8 @@ from . import _argtypes as args_
 from . import _validation as check
 from ._atomic import ensure_writable_dir, write_text
 from .backends import BACKENDS, available_backends
-from .network import ACTIVATIONS, NeuralNetwork
+from .activations import ACTIVATION_NAMES, get_activation
+from .network import NeuralNetwork
 from .optimizers import Adam, Momentum, Optimizer, get_optimizer
 
 __all__ = ["compare", "resolve_dataset", "add_arguments", "run_from_args", "RESULT_KEYS", "RUN_KEYS"]
@@ -194,8 +195,7 @@ def _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_siz
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
         raise TypeError(f"hidden must be a list of layer sizes such as [128, 64], got {hidden!r}")
     hidden = [check.check_positive_int("hidden layer size", h) for h in hidden]
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    get_activation(activation)  # ValueError naming the registry's choices
     label = optimizer if isinstance(optimizer, str) else repr(optimizer)
     if isinstance(optimizer, str) and optimizer.lower() == "nesterov":
         optimizer = Momentum(0.9, nesterov=True)
@@ -457,7 +457,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report directory (default: %(default)s)")
     parser.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
                         help="hidden layer sizes, comma-separated (default: 128,64)")
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu")
     parser.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"), default="sgd",
                         help="momentum and nesterov use momentum 0.9; adam the Keras defaults (default: sgd)")
     parser.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")

@@ -28,6 +28,7 @@ from . import training
 from .callbacks import (HOOKS, MONITORS, BackupAndRestore, DivergenceGuard, EarlyStopping,
                         EpochEndFunction, EpochLog, check_checkpoint_path)
 from .history import History
+from .kernels.contract import capabilities
 from .optimizers import Optimizer, get_optimizer
 from .persistence import load_checkpoint
 from .schedules import CosineDecay, Schedule, get_schedule
@@ -332,7 +333,7 @@ class TrainingLoop:
         # that no epoch's time includes compilation.
         # Measuring BLAS threads for this batch size, when asked for, is set-up too.
         setup_start = time.perf_counter()
-        warmup = getattr(net.kernels, "warmup", None)
+        warmup = capabilities(net.kernels).warmup
         compiled = warmup(len(net.weights), net.dtype) if warmup is not None else 0.0
         if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
             self.workspace.blas_threads = choose_blas_threads(net.kernels, net.architecture, s.batch, net.dtype)

@@ -19,9 +19,11 @@ import numpy as np
 
 from . import _validation as check
 from . import step, training
+from .activations import ACTIVATION_NAMES, activation_codes, get_activation
 from .backends import load_backend
 from .callbacks import MONITOR_COLUMN as _MONITOR_COLUMN, MONITORS  # noqa: F401  (their old home)
 from .history import History
+from .kernels.contract import IDENTITY
 from .loop import FitSettings, TrainingDivergedWarning, TrainingLoop, check_fit_data, continue_optimizer
 from .optimizers import Optimizer, get_optimizer
 from .persistence import load_model, save_model
@@ -30,14 +32,10 @@ from .training import Workspace
 
 __all__ = ["NeuralNetwork", "TrainingDivergedWarning", "check_activations", "check_dtype", "check_dropout"]
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
+ACTIVATIONS = ACTIVATION_NAMES  # the activation registry's names (fastscratch.activations)
 INITS = ("he", "xavier")
 DTYPES = ("float32", "float64")
 PREDICT_BATCH = training.MAX_PASS_ROWS  # rows per chunk in predict/evaluate: bounds their working memory
-
-
-def _activation_code(kernels, name: str) -> int:
-    return {"relu": kernels.RELU, "sigmoid": kernels.SIGMOID, "tanh": kernels.TANH}[name]
 
 
 class NeuralNetwork:
@@ -46,8 +44,8 @@ class NeuralNetwork:
     Parameters
     ----------
     architecture : layer sizes ``[n_features, hidden..., n_classes]``, e.g. ``[784, 128, 64, 10]``.
-    activation : hidden-layer activation, ``"relu"``, ``"sigmoid"`` or ``"tanh"``,
-        or a list with one name per hidden layer.
+    activation : hidden-layer activation, a name of ``fastscratch.activations.ACTIVATION_NAMES``
+        (``"relu"``, ``"tanh"``, ...), or a list with one name per hidden layer.
     dtype : ``"float32"`` (default) or ``"float64"``.
     seed : seed of the generator used for initialisation, shuffling and dropout;
         the same seed gives bit-identical training.  ``None``: fresh entropy.
@@ -85,8 +83,7 @@ class NeuralNetwork:
     def _check_activations(cls, activation: Any, n_hidden: int) -> list[str]:
         names = _per_hidden_layer(activation, n_hidden, str, "activation", "a name")
         for name in names:
-            if name not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+            get_activation(name)  # ValueError naming the registry's choices
         return names
 
     @property
@@ -102,7 +99,7 @@ class NeuralNetwork:
         return len(self.history)
 
     def _codes(self) -> list[int]:
-        return [_activation_code(self.kernels, a) for a in self.activations] + [self.kernels.IDENTITY]
+        return activation_codes(self.activations) + [IDENTITY]  # the output layer: logits
 
     @property
     def activation_codes(self) -> list[int]:

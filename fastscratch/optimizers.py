@@ -6,6 +6,13 @@ second moments) plus a scratch array per parameter so updates allocate nothing.
 The arithmetic itself is a backend kernel (``sgd_update``, ``momentum_update``,
 ``adam_update``).  The learning rate is not part of the optimizer: ``fit``
 passes it each step, so schedules can change it.
+
+:data:`OPTIMIZERS` is the one registry of optimizers: name -> class, and each
+class states its update rule's kernel code for a whole-epoch function
+(``kernel_code``, from ``fastscratch.kernels.contract``), its state kinds
+(``state_names``) and, through :meth:`Optimizer.equivalents`, the Keras,
+PyTorch and JAX (optax) optimizers that apply the same rule.  The Keras
+reference, the benchmark's frameworks and the command line read it.
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ from typing import Any
 import numpy as np
 
 from ._validation import resolve_named
+from .kernels.contract import OPT_ADAM, OPT_MOMENTUM, OPT_SGD
 
 
 class Optimizer:
-    """Base class.  Subclasses list their state kinds in ``state_names``."""
+    """Base class.  Subclasses list their state kinds in ``state_names`` and the code of their
+    rule for a backend's whole-epoch function in ``kernel_code`` (``None``: stepwise only)."""
 
     name: str = ""
     state_names: tuple[str, ...] = ()
+    kernel_code: int | None = None
 
     def __init__(self) -> None:
         self.state: dict[str, list[np.ndarray]] = {}
@@ -38,6 +48,14 @@ class Optimizer:
 
     def same_config(self, other: "Optimizer") -> bool:
         return self.config() == other.config()
+
+    def equivalents(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The same update rule in other frameworks: ``{"keras": (path, kwargs), "torch": ...,
+        "jax": ...}``, ``path`` the optimizer's dotted name (``"keras.optimizers.SGD"``,
+        ``"torch.optim.SGD"``, ``"optax.sgd"``) and ``kwargs`` its arguments other than the
+        learning rate (Keras ``learning_rate``, PyTorch ``lr``, optax ``learning_rate``), which
+        the caller adds.  Empty where none is known."""
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
@@ -70,6 +88,11 @@ class SGD(Optimizer):
     """Plain gradient descent, the tutorial's rule: ``W -= lr * dW``."""
 
     name = "sgd"
+    kernel_code = OPT_SGD
+
+    def equivalents(self):
+        return {"keras": ("keras.optimizers.SGD", {"momentum": 0.0}), "torch": ("torch.optim.SGD", {}),
+                "jax": ("optax.sgd", {})}
 
     def _update(self, kernels, i, p, g, lr, weight_decay):
         kernels.sgd_update(p, g, lr, weight_decay, self.scratch[i])
@@ -83,6 +106,7 @@ class Momentum(Optimizer):
 
     name = "momentum"
     state_names = ("velocity",)
+    kernel_code = OPT_MOMENTUM
 
     def __init__(self, momentum: float = 0.9, nesterov: bool = False) -> None:
         super().__init__()
@@ -94,6 +118,12 @@ class Momentum(Optimizer):
     def config(self):
         return {"name": self.name, "momentum": self.momentum, "nesterov": self.nesterov}
 
+    def equivalents(self):
+        # PyTorch's v = m v + g, p -= lr v is Keras' rule at a constant lr
+        rule = {"momentum": self.momentum, "nesterov": self.nesterov}
+        return {"keras": ("keras.optimizers.SGD", rule), "torch": ("torch.optim.SGD", rule),
+                "jax": ("optax.sgd", rule)}
+
     def _update(self, kernels, i, p, g, lr, weight_decay):
         kernels.momentum_update(p, g, self.state["velocity"][i], lr, self.momentum, self.nesterov,
                                 weight_decay, self.scratch[i])
@@ -104,6 +134,7 @@ class Adam(Optimizer):
 
     name = "adam"
     state_names = ("m", "v")
+    kernel_code = OPT_ADAM
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7) -> None:
         super().__init__()
@@ -117,6 +148,14 @@ class Adam(Optimizer):
     def config(self):
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
+    def equivalents(self):
+        # Keras 3 folds the bias correction into the step size and adds eps to sqrt(v), as this
+        # does (amsgrad off); PyTorch and optax add eps to the corrected sqrt(v): close, not equal
+        return {"keras": ("keras.optimizers.Adam", {"beta_1": self.beta1, "beta_2": self.beta2,
+                                                    "epsilon": self.eps}),
+                "torch": ("torch.optim.Adam", {"betas": (self.beta1, self.beta2), "eps": self.eps}),
+                "jax": ("optax.adam", {"b1": self.beta1, "b2": self.beta2, "eps": self.eps})}
+
     def _update(self, kernels, i, p, g, lr, weight_decay):
         kernels.adam_update(p, g, self.state["m"][i], self.state["v"][i], lr, self.beta1, self.beta2,
                             self.eps, self.iterations, weight_decay, self.scratch[i])
@@ -129,3 +168,10 @@ def get_optimizer(spec: "str | Optimizer | dict[str, Any]") -> Optimizer:
     """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"adam"``), an
     ``Optimizer`` instance (returned as is) or a config dict as ``config()`` makes."""
     return resolve_named(spec, OPTIMIZERS, Optimizer, "optimizer")
+
+
+def kernel_code(optimizer: Optimizer) -> int | None:
+    """The whole-epoch kernel code of ``optimizer``'s rule (``OPT_SGD``, ...), or ``None`` when its
+    class is not the registry's own (a subclass may change the rule: it runs stepwise)."""
+    registered = OPTIMIZERS.get(optimizer.name)
+    return registered.kernel_code if registered is not None and type(optimizer) is registered else None

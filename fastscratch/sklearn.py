@@ -71,7 +71,8 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : sizes of the hidden layers, e.g. ``(128, 64)``; ``()`` gives
         softmax regression.
-    activation : ``"relu"``, ``"sigmoid"`` or ``"tanh"`` (or one per hidden layer).
+    activation : a name of the activation registry, ``fastscratch.activations.ACTIVATION_NAMES``
+        (``"relu"``, ``"tanh"``, ...), or one per hidden layer.
     optimizer : ``"adam"``, ``"sgd"``, ``"momentum"``, a config dict such as
         ``{"name": "momentum", "momentum": 0.9, "nesterov": True}``, or an
         :class:`~fastscratch.Optimizer` (copied; the object you pass is never modified).

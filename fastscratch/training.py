@@ -20,7 +20,8 @@ from types import ModuleType
 import numpy as np
 
 from . import step
-from .optimizers import SGD, Adam, Momentum
+from .kernels.contract import capabilities
+from .optimizers import SGD, Adam, Momentum, kernel_code
 
 
 _STEP_BUFSIZE = 256  # elements; see run_epoch
@@ -235,7 +236,7 @@ def default_epoch_threads(kernels: ModuleType, sizes: list[int], rows: int) -> t
     backend's ``epoch_threads`` rule given ``THREADS_OVERRIDE`` or :func:`thread_budget` threads;
     ``(1, None)`` for backends without one.  The result depends on these numbers, not on how many
     of the threads actually got a core, so the same seed and the same threads give the same bits."""
-    rule = getattr(kernels, "epoch_threads", None)
+    rule = capabilities(kernels).epoch_threads
     if rule is None:
         return 1, None
     threads = THREADS_OVERRIDE if THREADS_OVERRIDE is not None else thread_budget(kernels)
@@ -270,7 +271,7 @@ def default_blas_threads(kernels: ModuleType, batch: int) -> int | None:
     ``THREADS_OVERRIDE``, else the backend's ``blas_threads_for`` rule (``None``: as configured)."""
     if THREADS_OVERRIDE is not None:
         return THREADS_OVERRIDE
-    advice = getattr(kernels, "blas_threads_for", None)
+    advice = capabilities(kernels).blas_threads_for
     return advice(batch) if advice is not None else None
 
 
@@ -296,7 +297,7 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
     """
     if THREADS_OVERRIDE is not None:
         return THREADS_OVERRIDE
-    advice = getattr(kernels, "blas_threads_for", None)
+    advice = capabilities(kernels).blas_threads_for
     fixed = advice(batch) if advice is not None else None
     if fixed is not None:
         return fixed
@@ -346,23 +347,20 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
     return choice
 
 
-_FUSED_KINDS = {SGD: "OPT_SGD", Momentum: "OPT_MOMENTUM", Adam: "OPT_ADAM"}
-
-
 def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | None,
                  weights: list[np.ndarray], biases: list[np.ndarray], codes: list[int], optimizer,
                  lr: float, weight_decays: list[float], max_loss: float) -> tuple[float, int] | None:
     """The epoch in one call of the backend's ``train_epoch`` when it has one and covers
     this case (see ``numba_kernels.fused_epoch_supported``); ``None`` otherwise."""
-    k = ws.kernels
-    kind_name = _FUSED_KINDS.get(type(optimizer))  # exact types: a subclass may change the rule
-    if getattr(k, "train_epoch", None) is None or kind_name is None:
+    fused = capabilities(ws.kernels)
+    kind = kernel_code(optimizer)  # None for a subclass: it may change the rule
+    if fused.train_epoch is None or kind is None:
         return None
     wd = weight_decays[0]
     if list(weight_decays) != [wd, 0.0] * len(weights):  # decay on weights only, one rate
         return None
     dropping = any(m is not None for m in ws.masks)
-    if (not k.fused_epoch_supported(X, weights, dropping) or not y.flags.c_contiguous or not y.flags.writeable
+    if (not fused.fused_epoch_supported(X, weights, dropping) or not y.flags.c_contiguous or not y.flags.writeable
             or y.dtype != np.intp):
         return None
     state = optimizer.state
@@ -372,10 +370,10 @@ def _fused_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray 
     elif isinstance(optimizer, Adam):
         extra = dict(beta1=optimizer.beta1, beta2=optimizer.beta2, eps=optimizer.eps, state1=state["m"],
                      state2=state["v"])
-    with blas_threads(ws.epoch_blas_threads, k):  # one each for parts; all for a tall pass in one part
-        loss, correct, steps, bad_batch, bad_loss = k.train_epoch(
+    with blas_threads(ws.epoch_blas_threads, ws.kernels):  # one each for parts; all for a tall pass in one part
+        loss, correct, steps, bad_batch, bad_loss = fused.train_epoch(
             X, y, order, ws.batch_size, weights, biases, codes, ws.x, ws.y, ws.acts, ws.deltas, ws.grad_W,
-            ws.grad_b, getattr(k, kind_name), lr, wd, step0=optimizer.iterations, max_loss=max_loss,
+            ws.grad_b, kind, lr, wd, step0=optimizer.iterations, max_loss=max_loss,
             parts=ws.parts, counts=ws.thread_parts, **extra)
     optimizer.iterations += steps
     if bad_batch:

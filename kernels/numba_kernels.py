@@ -61,18 +61,16 @@ from . import numba_threads
 from . import numpy_kernels as _numpy_kernels
 from .numba_threads import (MONOTONIC, clock_gettime, compare_exchange, cpu_relax, load_acquire, sleep_us,
                             store_release, yield_thread)
-from .numpy_kernels import IDENTITY, RELU, SIGMOID, TANH
+from .contract import ACTIVATION_CODES, ELU, IDENTITY, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, RELU, SIGMOID, TANH
 
 NAME = "numba"
 
 __all__ = [
-    "NAME", "IDENTITY", "RELU", "SIGMOID", "TANH", "gather_rows", "matmul", "bias_activation",
+    "NAME", "IDENTITY", "RELU", "SIGMOID", "TANH", "ELU", "gather_rows", "matmul", "bias_activation",
     "activation_backward", "softmax_cross_entropy_grad", "softmax", "column_sum", "dropout_mask",
     "multiply_into", "sgd_update", "momentum_update", "adam_update", "train_epoch", "fused_epoch_supported",
     "warmup", "cache_stats", "blas_threads_for", "OPT_SGD", "OPT_MOMENTUM", "OPT_ADAM",
 ]
-
-OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
 
 
 def _jit(function=None, **options):
@@ -188,6 +186,8 @@ def _activate(v, activation, one):
         return one / (one + np.exp(-v))  # exp overflow -> inf -> 0: the right limit
     if activation == TANH:
         return np.tanh(v)
+    if activation == ELU:
+        return np.expm1(v) if v < 0 else v  # as the NumPy kernel: expm1 where v < 0, NaN passes
     return v
 
 
@@ -213,12 +213,15 @@ def _activation_backward(delta, a, activation, one):
                     delta[i, j] *= 0
             elif activation == SIGMOID:
                 delta[i, j] = (delta[i, j] * x) * (one - x)
+            elif activation == ELU:
+                if not x > 0:  # min(a, 0) + 1: a + 1 = exp(z) below 0 (NaN passes), 1 above
+                    delta[i, j] *= x + one
             else:
                 delta[i, j] *= one - x * x
 
 
 def _check_code(activation: int) -> None:
-    if activation not in (IDENTITY, RELU, SIGMOID, TANH):
+    if activation not in ACTIVATION_CODES:
         raise ValueError(f"unknown activation code {activation}")
 
 

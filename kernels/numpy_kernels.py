@@ -12,22 +12,21 @@ Storage is row-major: a batch is ``(batch, n_features)``, weights are
 ``W: (n_in, n_out)`` and biases ``b: (n_out,)``, so the tutorial's column-major
 ``Z = W A + b`` is written here as ``Z = A @ W + b``.
 
-Activations are passed as integer codes (``IDENTITY``, ``RELU``, ``SIGMOID``,
-``TANH``) rather than strings so that jitted kernels can take them too.
+Activations are passed as integer codes (``IDENTITY``, ``RELU``, ...: defined
+once in ``contract``, re-exported here) rather than strings so that jitted
+kernels can take them too.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
-NAME = "numpy"
+from .contract import ELU, IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (re-exported: the codes these kernels take)
 
-IDENTITY = 0
-RELU = 1
-SIGMOID = 2
-TANH = 3
+NAME = "numpy"
 
 
 def gather_rows(source: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
@@ -67,8 +66,26 @@ def bias_activation(z: np.ndarray, b: np.ndarray, activation: int, out: np.ndarr
         np.reciprocal(out, out=out)
     elif activation == TANH:
         np.tanh(out, out=out)
+    elif activation == ELU:
+        # exp(x) - 1 on the negative entries only (expm1: exact near 0), x elsewhere
+        np.expm1(out, out=out, where=_negative_mask(out))
     elif activation != IDENTITY:
         raise ValueError(f"unknown activation code {activation}")
+
+
+_MASKS = threading.local()  # per thread: two networks training in two threads get a buffer each
+
+
+def _negative_mask(values: np.ndarray) -> np.ndarray:
+    """``values < 0`` as a bool array of ``values``' shape, written into this thread's buffer
+    (grown when too small), so that a training step allocates nothing once it has run."""
+    n = values.size
+    buffer = getattr(_MASKS, "buffer", None)
+    if buffer is None or buffer.size < n:
+        buffer = _MASKS.buffer = np.empty(n, dtype=bool)
+    mask = buffer[:n].reshape(values.shape)
+    np.less(values, 0, out=mask)
+    return mask
 
 
 def activation_backward(delta: np.ndarray, a: np.ndarray, activation: int) -> None:
@@ -78,7 +95,8 @@ def activation_backward(delta: np.ndarray, a: np.ndarray, activation: int) -> No
     as scratch and is overwritten: by the time the backward pass reaches a
     layer, its activations have already served the weight gradient.
 
-    relu: f' = 1 where a > 0 ; sigmoid: f' = a (1 - a) ; tanh: f' = 1 - a^2.
+    relu: f' = 1 where a > 0 ; sigmoid: f' = a (1 - a) ; tanh: f' = 1 - a^2 ;
+    elu: f' = 1 where a > 0, else exp(z) = a + 1 (so ``min(a, 0) + 1`` covers both).
     """
     if activation == RELU:
         np.greater(a, 0, out=a)  # the 0/1 mask, written over a (np.sign is ~15x slower)
@@ -90,6 +108,10 @@ def activation_backward(delta: np.ndarray, a: np.ndarray, activation: int) -> No
     elif activation == TANH:
         np.multiply(a, a, out=a)
         np.subtract(1, a, out=a)
+        delta *= a
+    elif activation == ELU:
+        np.minimum(a, 0, out=a)
+        a += 1
         delta *= a
     elif activation != IDENTITY:
         raise ValueError(f"unknown activation code {activation}")

@@ -37,7 +37,7 @@ def _peak_bytes_of_an_epoch(batch, optimizer="adam", activation="relu", dropout=
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("activation, dropout", [("relu", 0.0), ("sigmoid", 0.2), ("tanh", 0.0)])
+@pytest.mark.parametrize("activation, dropout", [("relu", 0.0), ("sigmoid", 0.2), ("tanh", 0.0), ("elu", 0.0)])
 def test_training_steps_allocate_nothing(optimizer, activation, dropout):
     peak = _peak_bytes_of_an_epoch(BATCH, optimizer, activation, dropout)
     smallest_batch_array = BATCH * 10 * 4  # the (128, 10) float32 logits

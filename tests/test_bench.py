@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from fastscratch import bench, training
+from fastscratch.activations import ACTIVATIONS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_epoch.py"
 
@@ -317,6 +318,29 @@ def test_a_group_times_its_sgemm_reference_after_every_round(digits):
     row = bench.table_rows([result], sgemm=(1e9, 1e9, 1e9))[0]
     assert row[5] == f"{result.gflops / result.sgemm[0]:.0%}"  # the group's own reference, not the argument
     assert bench.sgemm_lines([result])[0].startswith("batch 100: (100x64)x(64x16) ")
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize("framework", [f for f in bench.FRAMEWORKS if f != "fastscratch-numpy"])
+def test_every_framework_maps_every_activation(digits, framework, activation):
+    """Each framework builds the registry's equivalent of each activation: on shared batches an
+    epoch ends where fastscratch's does, to float32 round-off."""
+    if not _installed(framework):
+        pytest.skip(f"{framework} is not installed")
+    make = lambda f: bench.make_trainer(bench.Workload(  # noqa: E731
+        framework=f, batch_size=100, dataset="digits", hidden=(16,), seed=4, batches="shared",
+        activation=activation), digits)
+    reference, other = make("fastscratch-numpy"), make(framework)
+    for trainer in (reference, other):
+        trainer.epoch()
+    expected = reference.parameters()
+    scale = max(float(np.abs(p).max()) for p in expected)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(other.parameters(), expected)) < 1e-4 * scale
+
+
+def test_a_workload_names_a_registered_activation():
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        bench.Workload(activation="swish")
 
 
 @pytest.mark.parametrize("framework", [f for f in bench.FRAMEWORKS if f != "fastscratch-numpy"])

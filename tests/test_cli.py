@@ -50,6 +50,19 @@ def trained(tmp_path_factory):
     return out, result
 
 
+def test_every_registered_activation_is_a_choice_and_trains(tmp_path):
+    from fastscratch.activations import ACTIVATION_NAMES
+
+    help_text = run("train", "--help").stdout
+    assert "{" + ",".join(ACTIVATION_NAMES) + "}" in help_text.replace("\n", "").replace(" ", "")
+    newest = ACTIVATION_NAMES[-1]  # the one added last: it works end to end, saved and loaded too
+    result = run("train", "--epochs", "1", "--batch-size", "64", "--hidden", "16", "--activation", newest,
+                 "--optimizer", "momentum", "--save", tmp_path / "m.npz", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith(f"Network 784-16-10, {newest}, momentum")
+    assert NeuralNetwork.load(tmp_path / "m.npz").activations == [newest]
+
+
 def test_train_prints_epoch_lines_summary_and_writes_files(trained):
     out, result = trained
     assert result.returncode == 0, result.stderr

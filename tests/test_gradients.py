@@ -5,6 +5,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from fastscratch import NeuralNetwork
+from fastscratch.activations import ACTIVATIONS
 from fastscratch.training import Workspace
 
 EPS = 1e-6
@@ -17,7 +18,7 @@ def problems(draw, allow_dropout=True):
     sizes += draw(st.lists(st.integers(1, 6), min_size=0, max_size=3))
     sizes.append(draw(st.integers(2, 5)))
     n_hidden = len(sizes) - 2
-    activations = draw(st.lists(st.sampled_from(["relu", "sigmoid", "tanh"]),
+    activations = draw(st.lists(st.sampled_from(list(ACTIVATIONS)),
                                 min_size=n_hidden, max_size=n_hidden))
     dropout = draw(st.sampled_from([0.0, 0.3])) if allow_dropout else 0.0
     batch = draw(st.integers(1, 7))
@@ -52,7 +53,7 @@ def _away_from_relu_kinks(net, ws, X, y, mask_seed):
         if name == "relu" and np.abs(z).min() <= 1e-4:
             return False
         a = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
-             "tanh": np.tanh}[name](z)
+             "tanh": np.tanh, "elu": lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0)))}[name](z)
         if mask is not None:
             a = a * mask[: X.shape[0]]
     return True
@@ -84,6 +85,8 @@ def _numeric_gradient(net, ws, X, y, param, mask_seed, extra=lambda: 0.0):
 @example(([3, 4, 2], ["relu"], 0.0, 1, 1))
 @example(([3, 4, 2], ["sigmoid"], 0.0, 1, 2))
 @example(([3, 4, 2], ["tanh"], 0.0, 1, 3))
+@example(([3, 4, 2], ["elu"], 0.0, 1, 5))
+@example(([3, 4, 2], ["elu"], 0.3, 4, 6))  # ELU with dropout, a batch of four
 @example(([5, 2], [], 0.0, 1, 4))  # softmax-cross-entropy output alone
 def test_backprop_matches_finite_differences(problem):
     sizes, activations, dropout, batch, seed = problem

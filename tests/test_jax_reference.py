@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fastscratch import Adam, Momentum, NeuralNetwork
+from fastscratch.activations import ACTIVATIONS
 from fastscratch.datasets import load_dataset, to_features
 from fastscratch.reference.steps import train_steps
 
@@ -30,8 +31,8 @@ def data():
     return to_features(sample.X_train), sample.y_train
 
 
-def _net(dtype="float32", hidden=(128, 64)):
-    return NeuralNetwork([784, *hidden, 10], dtype=dtype, seed=0, backend="numpy")
+def _net(dtype="float32", hidden=(128, 64), activation="relu"):
+    return NeuralNetwork([784, *hidden, 10], dtype=dtype, seed=0, backend="numpy", activation=activation)
 
 
 def _fresh(optimizer):
@@ -44,12 +45,12 @@ def _params(nn):
     return [p for pair in zip(nn.weights, nn.biases) for p in pair]
 
 
-def first_step_gap(X, y, optimizer, lr, jax_lr=None, dtype="float32", rows=128):
+def first_step_gap(X, y, optimizer, lr, jax_lr=None, dtype="float32", rows=128, activation="relu"):
     """``(relative loss difference, largest weight difference relative to the largest update)``
     between one fastscratch step and one JAX step from the same weights on the first ``rows``
     rows; the JAX side may use another learning rate (``jax_lr``) to show the check can fail."""
     xb, yb = X[:rows].astype(dtype), y[:rows]
-    nn = _net(dtype)
+    nn = _net(dtype, activation=activation)
     start = [p.copy() for p in _params(nn)]
     twin = JaxNetwork(nn, xb, yb, lr=jax_lr or lr, batch_size=rows, optimizer=_fresh(optimizer))
     jax_loss = twin.train_step(xb, yb)
@@ -66,6 +67,15 @@ def test_the_first_step_agrees_with_fastscratch_in_float32(data, optimizer, lr):
     # float32 round-off of an update of size ~lr; Adam's m / (sqrt(v) + eps) is ~1 where the gradient
     # is ~0, so its round-off there is the largest (measured: 6e-4 of the largest update; 1e-2 with lr 1% off)
     assert weight_gap < (2e-3 if isinstance(optimizer, Adam) else 1e-4), weight_gap
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation_agrees_with_the_jax_function_it_names(data, activation):
+    """The registry's JAX function for each activation: one step, float32 and float64."""
+    loss_gap, weight_gap = first_step_gap(*data, "sgd", 0.1, activation=activation)
+    assert loss_gap < 1e-6 and weight_gap < 1e-4, (loss_gap, weight_gap)
+    loss_gap, weight_gap = first_step_gap(*data, "sgd", 0.1, dtype="float64", activation=activation)
+    assert loss_gap < 1e-12 and weight_gap < 1e-9, (loss_gap, weight_gap)
 
 
 @pytest.mark.parametrize("optimizer,lr", OPTIMIZERS, ids=IDS)

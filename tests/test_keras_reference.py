@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastscratch import SGD, Adam, Momentum, NeuralNetwork, available_backends
+from fastscratch.activations import ACTIVATIONS
 from fastscratch.datasets import load_dataset, to_features
 from fastscratch.reference.steps import copy_rng, epoch_orders, train_steps
 
@@ -38,8 +39,9 @@ def data():
     return agreement_data()
 
 
-def _net(X, y, backend="numpy", dtype="float32", seed=0):
-    return NeuralNetwork([X.shape[1], *ARCH_HIDDEN, int(y.max()) + 1], dtype=dtype, seed=seed, backend=backend)
+def _net(X, y, backend="numpy", dtype="float32", seed=0, activation="relu"):
+    return NeuralNetwork([X.shape[1], *ARCH_HIDDEN, int(y.max()) + 1], dtype=dtype, seed=seed, backend=backend,
+                         activation=activation)
 
 
 def agreement(fs_losses, keras_losses, fs_params, keras_params) -> tuple[float, float]:
@@ -148,6 +150,25 @@ def test_agrees_with_keras_step_by_step(tf, data, backend, case):
     sizes = np.diff(np.r_[np.arange(0, len(y), BATCH), len(y)])
     assert run.step_losses[0] @ sizes / len(y) == pytest.approx(run.history.cost[0], rel=1e-6)
     assert run.device.startswith("cpu")
+
+
+@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation_agrees_with_keras(tf, data, backend, activation):
+    """Each activation of the registry against the Keras one it names, an SGD epoch on 2,000 rows."""
+    X, y = data[0][:2000], data[1][:2000]
+    if activation not in _activation_runs:
+        _activation_runs[activation] = train_keras(_net(X, y, activation=activation), X, y, lr=0.1, epochs=1,
+                                                   batch_size=BATCH, optimizer="sgd", record_steps=True,
+                                                   device="cpu")
+    run = _activation_runs[activation]
+    nn = _net(X, y, backend, activation=activation)
+    losses = train_steps(nn, X, y, lr=0.1, epochs=1, batch_size=BATCH, optimizer="sgd")
+    assert run.model.layers[0].get_config()["activation"] == ACTIVATIONS[activation].keras
+    assert_agree(losses, run.step_losses, nn.parameters, run.weights(), 1e-5)
+
+
+_activation_runs: dict = {}
 
 
 @pytest.mark.parametrize("wrong", ["learning rate", "bias update dropped"])

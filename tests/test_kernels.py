@@ -1,4 +1,10 @@
-"""The NumPy reference kernels against naive, allocating formulas (property tests)."""
+"""Every backend's kernels against naive, allocating formulas (property tests).
+
+The formulas are what ``numpy_kernels`` (the reference) documents; each test runs once per
+backend installed here (NumPy always, Numba when importable), so together with
+``test_backend_contract.py`` (the signatures) this is the conformance suite a new backend
+passes.
+"""
 
 import math
 
@@ -8,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fastscratch.kernels import numpy_kernels as K
+from fastscratch.activations import ACTIVATIONS
+from fastscratch.backends import available_backends, load_backend
+from fastscratch.kernels import contract
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -19,23 +27,35 @@ def matrices(dtype, rows=st.integers(1, 9), cols=st.integers(1, 9), scale=5.0):
         lambda shape: arrays(dtype, shape, elements=st.floats(-scale, scale, width=32)))
 
 
+@pytest.fixture(scope="module", params=available_backends())
+def K(request):
+    """Each backend installed here, in turn (module-scoped: hypothesis reuses it across examples)."""
+    return load_backend(request.param)
+
+
 def naive_activation(name, z):
-    return {"relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z), "identity": z}[name]
+    return {"relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z), "identity": z,
+            "elu": np.where(z > 0, z, np.expm1(np.minimum(z, 0)))}[name]
 
 
 def naive_derivative(name, z):
     a = naive_activation(name, z)
     return {"relu": (z > 0).astype(z.dtype), "sigmoid": a * (1 - a), "tanh": 1 - a * a,
-            "identity": np.ones_like(z)}[name]
+            "identity": np.ones_like(z), "elu": np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(z.dtype)}[name]
 
 
-CODES = {"relu": K.RELU, "sigmoid": K.SIGMOID, "tanh": K.TANH, "identity": K.IDENTITY}
+# every activation of the registry, and the output layer's identity
+CODES = {**{name: a.code for name, a in ACTIVATIONS.items()}, "identity": contract.IDENTITY}
+
+
+def test_every_activation_code_is_tested():
+    assert sorted(CODES.values()) == sorted(contract.ACTIVATION_CODES)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(CODES))
 @given(data=st.data())
-def test_bias_activation_and_its_derivative(dtype, name, data):
+def test_bias_activation_and_its_derivative(K, dtype, name, data):
     z = data.draw(matrices(dtype))
     b = data.draw(arrays(dtype, z.shape[1], elements=st.floats(-2, 2, width=32)))
     zb = (z + b).astype(dtype)
@@ -51,7 +71,7 @@ def test_bias_activation_and_its_derivative(dtype, name, data):
     np.testing.assert_allclose(delta, expected, **TOL[dtype])
 
 
-def test_sigmoid_saturates_without_warnings_or_nan():
+def test_sigmoid_saturates_without_warnings_or_nan(K):
     z = np.array([[-1000.0, 0.0, 1000.0]], dtype=np.float32)
     out = np.empty_like(z)
     K.bias_activation(z, np.zeros(3, np.float32), K.SIGMOID, out)
@@ -60,7 +80,7 @@ def test_sigmoid_saturates_without_warnings_or_nan():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
-def test_softmax_cross_entropy_gradient(dtype, data):
+def test_softmax_cross_entropy_gradient(K, dtype, data):
     logits = data.draw(matrices(dtype, cols=st.integers(2, 8), scale=30.0))
     batch, n_classes = logits.shape
     labels = np.array(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=batch, max_size=batch)),
@@ -92,7 +112,7 @@ def test_softmax_cross_entropy_gradient(dtype, data):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
-def test_softmax_rows_are_distributions(dtype, data):
+def test_softmax_rows_are_distributions(K, dtype, data):
     logits = data.draw(matrices(dtype, cols=st.integers(2, 8), scale=80.0))
     out = np.empty_like(logits)
     K.softmax(logits, out, np.empty(logits.shape[0], dtype))
@@ -105,7 +125,7 @@ def test_softmax_rows_are_distributions(dtype, data):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
-def test_column_sum_gather_matmul(dtype, data):
+def test_column_sum_gather_matmul(K, dtype, data):
     a = data.draw(matrices(dtype))
     out = np.empty(a.shape[1], dtype)
     K.column_sum(a, out)
@@ -124,7 +144,7 @@ def test_column_sum_gather_matmul(dtype, data):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), keep=st.floats(0.05, 1.0))
-def test_dropout_mask_and_multiply(dtype, data, keep):
+def test_dropout_mask_and_multiply(K, dtype, data, keep):
     u = data.draw(arrays(dtype, st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=st.floats(0, 1, width=32,
                                                                                                    exclude_max=True)))
     expected = np.where(u < keep, dtype(1.0 / keep), 0).astype(dtype)
@@ -136,7 +156,7 @@ def test_dropout_mask_and_multiply(dtype, data, keep):
     np.testing.assert_array_equal(out, a * u)
 
 
-def test_dropout_keeps_the_expected_fraction():
+def test_dropout_keeps_the_expected_fraction(K):
     u = np.random.default_rng(0).random((200, 50))
     K.dropout_mask(u, 0.8)
     assert set(np.unique(u)) == {0.0, 1.0 / 0.8}
@@ -156,7 +176,7 @@ OPT_TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), lr=st.floats(1e-4, 1.0), wd=st.sampled_from([0.0, 0.01]))
-def test_sgd_update(dtype, data, lr, wd):
+def test_sgd_update(K, dtype, data, lr, wd):
     p, g = data.draw(params_and_grads(dtype))
     expected = p.astype(np.float64) - lr * (g + wd * p.astype(np.float64))
     p, g = p.copy(), g.copy()
@@ -167,7 +187,7 @@ def test_sgd_update(dtype, data, lr, wd):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), lr=st.floats(1e-4, 1.0), mu=st.floats(0.0, 0.99), nesterov=st.booleans(),
        wd=st.sampled_from([0.0, 0.01]))
-def test_momentum_update_two_steps(dtype, data, lr, mu, nesterov, wd):
+def test_momentum_update_two_steps(K, dtype, data, lr, mu, nesterov, wd):
     p0, g = data.draw(params_and_grads(dtype))
     p, v = p0.copy(), np.zeros_like(p0)
     ref_p, ref_v = p0.astype(np.float64), np.zeros(p0.shape)
@@ -182,7 +202,7 @@ def test_momentum_update_two_steps(dtype, data, lr, mu, nesterov, wd):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), lr=st.floats(1e-4, 0.1), wd=st.sampled_from([0.0, 0.01]))
-def test_adam_update_matches_textbook_form(dtype, data, lr, wd):
+def test_adam_update_matches_textbook_form(K, dtype, data, lr, wd):
     """Keras' folded bias correction equals Kingma & Ba's with eps scaled by sqrt(1 - beta2^t)."""
     p0, g = data.draw(params_and_grads(dtype))
     b1, b2, eps = 0.9, 0.999, 1e-7
@@ -200,7 +220,7 @@ def test_adam_update_matches_textbook_form(dtype, data, lr, wd):
     np.testing.assert_allclose(m, ref_m, **tol)
 
 
-def test_softmax_kernel_refuses_a_grad_it_cannot_write_in_place():
+def test_softmax_kernel_refuses_a_grad_it_cannot_write_in_place(K):
     logits = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError, match="C-contiguous"):
         K.softmax_cross_entropy_grad(logits, np.zeros(4, np.intp), np.zeros((4, 3), np.float32, order="F"),

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from fastscratch import Adam, NeuralNetwork  # noqa: E402
+from fastscratch.activations import ACTIVATIONS  # noqa: E402
 from fastscratch.sklearn import ScratchMLPClassifier  # noqa: E402
 
 
@@ -357,6 +358,16 @@ def test_random_state_forms(blobs):
     np.testing.assert_array_equal(a, b)
     c = _small(random_state=4).fit(X, y).predict_proba(X)
     assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_registered_activation_learns(activation, digits_raw):
+    X, y = digits_raw
+    X, y = X[:600] / 16.0, y[:600]
+    model = ScratchMLPClassifier(hidden_layer_sizes=(32,), activation=activation, learning_rate=0.01, epochs=60,
+                                 random_state=0)
+    assert model.fit(X[:500], y[:500]).score(X[500:], y[500:]) > 0.8
+    assert model.network_.activations == [activation]
 
 
 # ------------------------------------------------------------ bad input

@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 
 from .. import _validation as check
+from .._equivalents import framework_object
+from ..activations import get_activation
 from ..network import NeuralNetwork
 from ..optimizers import SGD, Adam, Momentum, Optimizer, get_optimizer
 
@@ -158,8 +160,7 @@ class JaxNetwork:
         """The jitted functions: one step, one epoch, the logits."""
         jax, jnp, lax = self.jax, self.jax.numpy, self.jax.lax
         dtype = self.dtype
-        acts = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
-        hidden = [acts[a] for a in self.activations]
+        hidden = [framework_object(jax, get_activation(a).jax) for a in self.activations]  # the registry's
         lr, opt = self.lr, self.optimizer
 
         def logits_of(params, x):

@@ -50,7 +50,9 @@ import numpy as np
 from .. import _validation as check
 from ..history import History
 from ..network import NeuralNetwork
-from ..optimizers import SGD, Adam, Momentum, Optimizer, get_optimizer
+from .._equivalents import framework_object
+from ..activations import get_activation
+from ..optimizers import Optimizer, get_optimizer
 from .steps import copy_rng, epoch_orders
 
 __all__ = ["TensorFlowStartupWarning", "KerasRun", "import_tensorflow", "build_model", "keras_optimizer",
@@ -158,15 +160,11 @@ def keras_optimizer(optimizer: str | Optimizer | dict, lr: float):
 
     opt = get_optimizer(optimizer)
     lr = check.check_positive_number("lr", lr)
-    if isinstance(opt, Momentum):
-        return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov)
-    if isinstance(opt, Adam):
-        # Keras 3 Adam folds the bias correction into the step size and adds eps to
-        # sqrt(v), as fastscratch's does; amsgrad stays off
-        return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta1, beta_2=opt.beta2, epsilon=opt.eps)
-    if isinstance(opt, SGD):
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.0)
-    raise TypeError(f"no Keras equivalent known for optimizer {opt!r}")
+    equivalent = opt.equivalents().get("keras")  # the optimizer registry's mapping
+    if equivalent is None:
+        raise TypeError(f"no Keras equivalent known for optimizer {opt!r}")
+    path, kwargs = equivalent
+    return framework_object(keras, path)(learning_rate=lr, **kwargs)
 
 
 def build_model(nn: NeuralNetwork, weight_decay: float = 0.0):
@@ -190,7 +188,7 @@ def build_model(nn: NeuralNetwork, weight_decay: float = 0.0):
     dtype = nn.dtype.name
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     layers: list[Any] = [keras.Input(shape=(nn.n_features,), dtype=dtype)]
-    activations = list(nn.activations) + ["softmax"]
+    activations = [get_activation(a).keras for a in nn.activations] + ["softmax"]  # the registry's names
     for size, activation in zip(nn.architecture[1:], activations):
         layers.append(keras.layers.Dense(size, activation=activation, dtype=dtype,
                                          kernel_regularizer=regularizer))
