@@ -396,7 +396,7 @@ def _ratios(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int | None], warmup: int) -> list[str]:
-    from .plots import _blank_figure, _finish
+    from .plots import blank_figure, finish_figure
 
     several = len(batch_sizes) > 1
 
@@ -404,7 +404,7 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
         return run["name"] + (f", batch {run['batch_size']}" if several else "")
 
     def axes(title: str, xlabel: str, ylabel: str):
-        fig = _blank_figure(7, 4.5)
+        fig = blank_figure(7, 4.5)
         ax = fig.add_subplot()
         ax.set_title(title)
         ax.set_xlabel(xlabel)
@@ -417,7 +417,7 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
     for run in runs:
         ax.plot(run["history"]["epoch"], run["history"]["cost"], marker="o", markersize=3, label=label(run))
     ax.legend(fontsize="small")
-    _finish(fig, os.path.join(out_dir, "loss.png"))
+    finish_figure(fig, os.path.join(out_dir, "loss.png"))
     files.append("loss.png")
 
     has_test = any(run["final"]["test_accuracy"] is not None for run in runs)
@@ -429,7 +429,7 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
         values = [math.nan if v is None else v for v in run["history"][key][warmup:]]
         ax.plot(elapsed, values, marker="o", markersize=3, label=label(run))
     ax.legend(fontsize="small", loc="lower right")
-    _finish(fig, os.path.join(out_dir, "accuracy_vs_time.png"))
+    finish_figure(fig, os.path.join(out_dir, "accuracy_vs_time.png"))
     files.append("accuracy_vs_time.png")
 
     if several:
@@ -444,7 +444,7 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.legend(fontsize="small")
-        _finish(fig, os.path.join(out_dir, "seconds_per_epoch.png"))
+        finish_figure(fig, os.path.join(out_dir, "seconds_per_epoch.png"))
         files.append("seconds_per_epoch.png")
     return files
 

@@ -15,7 +15,7 @@ from ._atomic import atomic_write
 from .history import History
 
 
-def _blank_figure(width: float, height: float):
+def blank_figure(width: float, height: float):
     """A ``width x height`` inch Figure at 100 dpi on the Agg canvas (PNG of 100x those pixels)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,7 +28,7 @@ def _blank_figure(width: float, height: float):
 
 
 def _figure(title: str, ylabel: str):
-    fig = _blank_figure(7, 4.5)
+    fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_xlabel("epoch")
@@ -37,7 +37,9 @@ def _figure(title: str, ylabel: str):
     return fig, ax
 
 
-def _finish(fig, path: str | PathLike | None):
+def finish_figure(fig, path: str | PathLike | None):
+    """Save ``fig`` as a PNG at ``path`` atomically (nothing half-written on failure) when one is
+    given; return ``fig``."""
     if path is not None:
         with atomic_write(path) as f:
             fig.savefig(f, format="png")
@@ -57,7 +59,7 @@ def plot_cost(history: History, path: str | PathLike | None = None):
     if any(c == c for c in history.test_cost):  # any non-NaN
         ax.plot(history.epoch, history.test_cost, label="test")
     ax.legend()
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_accuracies(history: History, path: str | PathLike | None = None):
@@ -68,7 +70,7 @@ def plot_accuracies(history: History, path: str | PathLike | None = None):
     if any(a == a for a in history.test_accuracy):
         ax.plot(history.epoch, history.test_accuracy, label="test")
     ax.legend(loc="lower right")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -88,7 +90,7 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
     the row labels; 700x700 PNG at ``path`` if given.  ``y_true, y_pred: (n,) int``."""
     n = len(class_names)
     counts = confusion_matrix(y_true, y_pred, n)
-    fig = _blank_figure(7, 7)
+    fig = blank_figure(7, 7)
     ax = fig.add_subplot()
     ax.imshow(counts, cmap="Blues")
     support = counts.sum(axis=1)
@@ -105,7 +107,7 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
             for j in range(n):
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if counts[i, j] > threshold else "black")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_class_distribution(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
@@ -114,7 +116,7 @@ def plot_class_distribution(y_true: np.ndarray, y_pred: np.ndarray, class_names:
     700x450 PNG at ``path`` if given.  A model biased towards some classes shows here."""
     n = len(class_names)
     counts = confusion_matrix(y_true, y_pred, n)
-    fig = _blank_figure(7, 4.5)
+    fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
     x = np.arange(n)
     ax.bar(x - 0.2, counts.sum(axis=1), width=0.4, label="true")
@@ -126,7 +128,7 @@ def plot_class_distribution(y_true: np.ndarray, y_pred: np.ndarray, class_names:
     ax.set_title("Predicted vs true class distribution (test set)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str],
@@ -140,7 +142,7 @@ def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, cla
     if count == 0:
         raise ValueError("plot_samples needs at least one image")
     side = int(np.ceil(np.sqrt(count)))
-    fig = _blank_figure(8, 8)
+    fig = blank_figure(8, 8)
     for k in range(count):
         ax = fig.add_subplot(side, side, k + 1)
         ax.imshow(images[k], cmap="gray_r")
@@ -150,7 +152,7 @@ def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, cla
         ax.set_title(f"{class_names[y_pred[k]]} ({class_names[y_true[k]]})", fontsize=8,
                      color="red" if wrong else "black")
     fig.suptitle("predicted (true)")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def framework_colour(framework: str) -> str:
@@ -164,7 +166,7 @@ def framework_colour(framework: str) -> str:
 def plot_throughput(results, path: str | PathLike | None = None):
     """Training samples/s against batch size, one line per framework (log-log); 700x450 PNG.
     ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out."""
-    fig = _blank_figure(7, 4.5)
+    fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
     by_framework: dict[str, list[tuple[int, float]]] = {}
     for r in results:
@@ -185,13 +187,13 @@ def plot_throughput(results, path: str | PathLike | None = None):
     ax.set_title(f"Training throughput, {results[0].dataset}" + (f"\n{versions}" if versions else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
     """Test accuracy against training seconds, one line per run, with the target
     accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.bench.Result` s."""
-    fig = _blank_figure(7, 4.5)
+    fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
     drawn = [r for r in results if r.ok and r.accuracy_curve]
     if not drawn:
@@ -207,7 +209,7 @@ def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
     ax.set_title(f"Time to accuracy, {drawn[0].dataset}" + (f"\n{versions}" if versions else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def _peer_versions(results) -> str:
@@ -232,7 +234,7 @@ def plot_scaling(points, path: str | PathLike | None = None):
     batches = sorted({p.batch_size for p in points})
     if not any(r.ok for p in points for r in p.results):
         raise ValueError("nothing to plot: no sweep result has timings")
-    fig = _blank_figure(3.5 * len(batches) + 1, 4.5)
+    fig = blank_figure(3.5 * len(batches) + 1, 4.5)
     axes = fig.subplots(1, len(batches), sharey=True, squeeze=False)[0]
     frameworks = list(dict.fromkeys(r.workload.framework for p in points for r in p.results))
     for ax, batch in zip(axes, batches):
@@ -256,4 +258,4 @@ def plot_scaling(points, path: str | PathLike | None = None):
     axes[-1].legend(fontsize=8, loc="lower right")
     results = [r for p in points for r in p.results]
     fig.suptitle(f"Scaling, {results[0].dataset}; {_peer_versions(results)}", fontsize=10)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
