@@ -60,6 +60,55 @@ def _fresh_optimizer(spec: Any) -> Optimizer:
     return get_optimizer(copy.deepcopy(spec))  # a dict spec is consumed by the resolver
 
 
+# ---------------------------------------------------------------- parameter checks
+
+
+def _hidden_sizes(hidden_layer_sizes: Any) -> list[int]:
+    """The estimator's ``hidden_layer_sizes`` as a list of positive ints (a bare int: one layer)."""
+    sizes = hidden_layer_sizes
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = [sizes]  # MLPClassifier accepts a bare int for one hidden layer
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError("hidden_layer_sizes must be a sequence of positive integers such as (128, 64), "
+                        f"got {hidden_layer_sizes!r}")
+    sizes = list(sizes)
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"hidden_layer_sizes must hold positive integers, got {hidden_layer_sizes!r}")
+    return [int(s) for s in sizes]
+
+
+def _batch_size(batch_size: Any, n_samples: int) -> int | None:
+    """``batch_size`` checked: a positive int, ``None`` (full batch) or ``"auto"`` (min(200, n))."""
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise ValueError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}")
+        return min(_AUTO_BATCH, n_samples)
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                        or not isinstance(batch_size, numbers.Integral)):
+        raise TypeError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}")
+    return batch_size
+
+
+def _log_every(verbose: Any) -> tuple[bool, int]:
+    """``verbose`` as (print epoch lines, every how many epochs)."""
+    if not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise ValueError(f"verbose must be a bool or a non-negative integer, got {verbose!r}")
+    return bool(verbose), max(1, int(verbose))
+
+
+def _check_early_stopping(fraction: Any, n_iter_no_change: Any, tol: Any) -> None:
+    """The early-stopping parameters: ``validation_fraction`` in (0, 1), a positive patience, ``tol`` >= 0."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_fraction must be a number in (0, 1), got {fraction!r}")
+    if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, numbers.Integral) \
+            or n_iter_no_change < 1:
+        raise ValueError(f"n_iter_no_change must be a positive integer, got {n_iter_no_change!r}")
+    check.check_non_negative_number("tol", tol)
+
+
 class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier trained by fastscratch's from-scratch backprop.
 
@@ -148,56 +197,15 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------ parameters
-    def _hidden_sizes(self) -> list[int]:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = [sizes]  # MLPClassifier accepts a bare int for one hidden layer
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-            raise TypeError("hidden_layer_sizes must be a sequence of positive integers such as (128, 64), "
-                            f"got {self.hidden_layer_sizes!r}")
-        sizes = list(sizes)
-        for size in sizes:
-            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-                raise ValueError(f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}")
-        return [int(s) for s in sizes]
-
-    def _batch_size(self, n_samples: int) -> int | None:
-        if isinstance(self.batch_size, str):
-            if self.batch_size != "auto":
-                raise ValueError(f"batch_size must be a positive integer, 'auto' or None, got {self.batch_size!r}")
-            return min(_AUTO_BATCH, n_samples)
-        if self.batch_size is not None and (isinstance(self.batch_size, bool)
-                                            or not isinstance(self.batch_size, numbers.Integral)):
-            raise TypeError(f"batch_size must be a positive integer, 'auto' or None, got {self.batch_size!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, 'auto' or None, got {self.batch_size!r}")
-        return self.batch_size
-
-    def _log_every(self) -> tuple[bool, int]:
-        verbose = self.verbose
-        if not isinstance(verbose, numbers.Integral) or verbose < 0:
-            raise ValueError(f"verbose must be a bool or a non-negative integer, got {verbose!r}")
-        return bool(verbose), max(1, int(verbose))
-
-    def _check_early_stopping(self) -> None:
-        fraction = self.validation_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_fraction must be a number in (0, 1), got {fraction!r}")
-        if isinstance(self.n_iter_no_change, bool) or not isinstance(self.n_iter_no_change, numbers.Integral) \
-                or self.n_iter_no_change < 1:
-            raise ValueError(f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}")
-        check.check_non_negative_number("tol", self.tol)
-
     def _new_network(self, n_features: int, n_classes: int, seed: int) -> NeuralNetwork:
         # NeuralNetwork validates activation, dtype, backend and dropout with clear messages
-        return NeuralNetwork([n_features, *self._hidden_sizes(), n_classes], activation=self.activation,
+        return NeuralNetwork([n_features, *_hidden_sizes(self.hidden_layer_sizes), n_classes], activation=self.activation,
                              dtype=self.dtype, seed=seed, backend=self.backend, dropout=self.dropout)
 
     def _structure(self) -> tuple:
         """What a network built now would look like: training may only continue on the same."""
-        n_hidden = len(self._hidden_sizes())
-        return (self._hidden_sizes(), check_activations(self.activation, n_hidden),
+        n_hidden = len(_hidden_sizes(self.hidden_layer_sizes))
+        return (_hidden_sizes(self.hidden_layer_sizes), check_activations(self.activation, n_hidden),
                 check_dtype(self.dtype), check_dropout(self.dropout, n_hidden))
 
     # --------------------------------------------------------------- fitting
@@ -219,7 +227,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
             self._check_two_classes(classes)
             network = None
         if self.early_stopping:
-            self._check_early_stopping()
+            _check_early_stopping(self.validation_fraction, self.n_iter_no_change, self.tol)
 
         rs = check_random_state(self.random_state)
         if network is None:
@@ -280,7 +288,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, network: NeuralNetwork, X: np.ndarray, y_codes: np.ndarray, epochs: int,
                X_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
-        verbose, log_every = self._log_every()
+        verbose, log_every = _log_every(self.verbose)
         # checked here too so the message names this estimator's parameter, not fit's `lr`
         check.check_positive_number("learning_rate", self.learning_rate)
         optimizer = _fresh_optimizer(self.optimizer)
@@ -288,7 +296,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
             # continuing (partial_fit, warm_start): keep momentum / Adam moments and the step count
             optimizer = network.optimizer
         network.fit(X, y_codes, X_val, y_val, lr=self.learning_rate, epochs=epochs,
-                    batch_size=self._batch_size(X.shape[0]), optimizer=optimizer, shuffle=self.shuffle,
+                    batch_size=_batch_size(self.batch_size, X.shape[0]), optimizer=optimizer, shuffle=self.shuffle,
                     verbose=verbose, log_every=log_every, lr_schedule=copy.deepcopy(self.lr_schedule),
                     weight_decay=self.weight_decay,
                     early_stopping=self.n_iter_no_change if X_val is not None else None,
