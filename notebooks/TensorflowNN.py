@@ -43,12 +43,11 @@ QUICK = os.environ.get("FASTSCRATCH_NOTEBOOK_QUICK", "0") == "1"
 FIGURES = os.environ.get("FASTSCRATCH_NOTEBOOK_FIGURES")
 
 
-def show(fig, name):
-    """Save ``fig`` as DIR/name.png when FASTSCRATCH_NOTEBOOK_FIGURES=DIR, and hand it back for display."""
+def save(fig, name):
+    """Save ``fig`` as DIR/name.png when FASTSCRATCH_NOTEBOOK_FIGURES=DIR (the README's pictures)."""
     if FIGURES:
         Path(FIGURES).mkdir(parents=True, exist_ok=True)
         fig.savefig(Path(FIGURES) / f"{name}.png", dpi=80)
-    return fig
 
 
 tf = import_tensorflow()  # TensorFlow with its start-up messages summarised (ImportError names the extra)
@@ -88,7 +87,6 @@ ax.plot(h["loss"], label="train")
 ax.plot(h["val_loss"], label="test")
 ax.set(title="Keras: cost per epoch", xlabel="epoch", ylabel="cross-entropy cost")
 ax.legend()
-fig
 
 # %% [markdown]
 # ## Same start, same batches: step by step
@@ -128,7 +126,7 @@ gap.legend()
 for ax in (losses, gap):
     ax.grid(True, alpha=0.3)
 fig.suptitle("fastscratch and tf.keras from the same start on the same batches (SGD lr 0.1)")
-show(fig, "agreement")
+save(fig, "agreement")
 
 # %% [markdown]
 # ## Speed: seconds per epoch
@@ -158,7 +156,7 @@ ax.invert_yaxis()
 ax.set(xlabel="seconds per epoch (median; bars: min to max)",
        title=f"One epoch of {timed[0].n_train} digits, batch 128, {timed[0].cores} cores")
 ax.grid(True, axis="x", alpha=0.3)
-fig
+save(fig, "speed")
 
 # %% [markdown]
 # **Reading these numbers.** They come from one short run on this machine: on a shared machine

@@ -44,12 +44,11 @@ QUICK = os.environ.get("FASTSCRATCH_NOTEBOOK_QUICK", "0") == "1"
 FIGURES = os.environ.get("FASTSCRATCH_NOTEBOOK_FIGURES")
 
 
-def show(fig, name):
-    """Save ``fig`` as DIR/name.png when FASTSCRATCH_NOTEBOOK_FIGURES=DIR, and hand it back for display."""
+def save(fig, name):
+    """Save ``fig`` as DIR/name.png when FASTSCRATCH_NOTEBOOK_FIGURES=DIR (the README's pictures)."""
     if FIGURES:
         Path(FIGURES).mkdir(parents=True, exist_ok=True)
         fig.savefig(Path(FIGURES) / f"{name}.png", dpi=80)
-    return fig
 
 
 # %% [markdown]
@@ -101,7 +100,9 @@ plots.plot_class_distribution(y_test, y_pred, names)
 wrong = np.flatnonzero(y_pred != y_test)
 shown = np.concatenate([np.arange(30), wrong[wrong >= 30][:6]])
 print(f"{len(wrong)} of {len(y_test)} test digits are misclassified")
-show(plots.plot_samples(images_test[shown], y_test[shown], y_pred[shown], names), "samples")
+fig = plots.plot_samples(images_test[shown], y_test[shown], y_pred[shown], names)
+save(fig, "samples")
+fig
 
 # %%
 plots.plot_confusion_matrix(y_test, y_pred, names)
@@ -140,7 +141,7 @@ for ax in axes[:3]:
 for ax in axes[3:]:
     ax.set_xticks(range(10))
 fig.suptitle(f"One test digit through the trained network (true {y_test[0]}, predicted {probabilities.argmax()})")
-show(fig, "forward-pass")
+save(fig, "forward-pass")
 
 # %% [markdown]
 # ## One backward step by hand
@@ -278,4 +279,4 @@ by_time.set(xlabel="training seconds", title="Against time")
 for ax in (by_epoch, by_time):
     ax.grid(True, alpha=0.3)
 by_time.legend(loc="lower right")
-show(fig, "optimizers")
+save(fig, "optimizers")
