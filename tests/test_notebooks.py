@@ -126,6 +126,13 @@ def test_notebook_runs_top_to_bottom(name, tmp_path):
         assert "Epoch  500 | Cost:" in text and "Training completed!" in text
 
 
+def test_a_notebook_whose_framework_is_missing_is_skipped_with_the_reason(monkeypatch, tmp_path):
+    """Without TensorFlow, TensorflowNN is reported as skipped, saying what to install; never passed."""
+    monkeypatch.setitem(NEEDS, "TensorflowNN", ("no_such_module_here", NEEDS["TensorflowNN"][1]))
+    with pytest.raises(pytest.skip.Exception, match=r"needs TensorFlow: pip install"):
+        test_notebook_runs_top_to_bottom("TensorflowNN", tmp_path)
+
+
 PLANTED = "nn.forward(X_test[:, :100])  # planted: 100 features where the network reads 784"
 
 
