@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test fuzz figures clean
+.PHONY: run test fuzz figures notebooks notebook-figures clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/fastscratch train --save out/model.npz --plots out
@@ -27,6 +27,25 @@ figures: $(VENV)/.installed
 	$(BIN)/fastscratch bench --sweep --plot out/figures/sweep --markdown out/figures/sweep.md
 	cp out/figures/throughput.png docs/throughput.png
 	cp out/figures/sweep/scaling.png docs/scaling.png
+
+# the notebooks in JupyterLab (jupytext keeps each .ipynb and its .py script in sync on save)
+notebooks: $(VENV)/.installed-notebooks
+	$(BIN)/jupyter lab notebooks/
+
+# the README's two notebook pictures, saved by the notebooks themselves during a full-length run
+# of tests/test_notebooks.py (85 s on 2 cores) into a temporary folder (the suite refuses files
+# left in the checkout), then copied into docs/
+notebook-figures: $(VENV)/.installed
+	dir=$$(mktemp -d) && \
+	FASTSCRATCH_NOTEBOOK_QUICK=0 FASTSCRATCH_NOTEBOOK_FIGURES=$$dir \
+		$(BIN)/python -m pytest -q tests/test_notebooks.py -k runs_top_to_bottom && \
+	cp $$dir/forward-pass.png docs/notebook-forward-pass.png && \
+	cp $$dir/agreement.png docs/notebook-agreement.png && rm -rf $$dir
+
+$(VENV)/.installed-notebooks: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[numba,keras,notebooks]'
+	touch $@
 
 $(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -36,3 +36,12 @@ def test_distributed_extra_brings_dask_and_is_in_dev_and_all():
     assert any(r.replace(" ", "").startswith("dask[distributed]") for r in extras["distributed"]), extras["distributed"]
     assert any(r.replace(" ", "").startswith("dask[distributed]") for r in extras["dev"]), extras["dev"]
     assert any("distributed" in r.split("[", 1)[1] for r in extras["all"] if r.startswith("fastscratch[")), extras["all"]
+
+
+def test_dev_runs_the_notebooks_and_the_notebooks_extra_opens_them():
+    """`make test` executes notebooks/ (nbclient on an ipykernel) and checks each .ipynb against its
+    jupytext script; users get Jupyter and jupytext from the `notebooks` extra."""
+    extras = _extras()
+    names = lambda extra: {r.split(">")[0].split("[")[0].split(";")[0].strip() for r in extras[extra]}  # noqa: E731
+    assert {"nbclient", "nbformat", "ipykernel", "jupytext"} <= names("dev"), extras["dev"]
+    assert "jupytext" in names("notebooks") and names("notebooks") & {"jupyterlab", "notebook"}, extras["notebooks"]
