@@ -270,12 +270,14 @@ def test_directory_dataset_from_the_command_line(tmp_path):
 def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     model = tmp_path / "interrupted.npz"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fastscratch", "train", "--epochs", "100000", "--batch-size", "500", "--hidden", "8",
+        # `python -m fastscratch`, with Python's Ctrl-C handler installed first: a suite started as a
+        # background job passes SIGINT on ignored, and Python then leaves it ignored (a preexec_fn
+        # resetting it would fork a process that has JAX loaded, which JAX warns about)
+        [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "runpy.run_module('fastscratch', run_name='__main__', alter_sys=True)",
+         "train", "--epochs", "100000", "--batch-size", "500", "--hidden", "8",
          "--log-every", "1", "--save", str(model), "--plots", str(tmp_path / "plots")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # a suite started as a background job inherits SIGINT ignored, and Python then keeps it
-        # ignored (no KeyboardInterrupt): give the child the default, as a terminal would
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = []
         deadline = time.monotonic() + 120
