@@ -674,10 +674,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from . import plots
 
         os.makedirs(args.plot, exist_ok=True)
-        plots.plot_throughput(results, os.path.join(args.plot, "throughput.png"))
+        plots.plot_throughput(results, os.path.join(args.plot, "throughput.png"), order=bench.FRAMEWORKS)
         written = ["throughput.png"]
         if any(r.ok for r in accuracy_runs):
-            plots.plot_accuracy_vs_time(accuracy_runs, os.path.join(args.plot, "accuracy_vs_time.png"))
+            plots.plot_accuracy_vs_time(accuracy_runs, os.path.join(args.plot, "accuracy_vs_time.png"),
+                                        order=bench.FRAMEWORKS)
             written.append("accuracy_vs_time.png")
         print(f"Plots written to {args.plot}/: {', '.join(written)}")
     return 0
@@ -730,7 +731,7 @@ def _bench_sweep(args: argparse.Namespace) -> int:
         from . import plots
 
         os.makedirs(args.plot, exist_ok=True)
-        plots.plot_scaling(points, os.path.join(args.plot, "scaling.png"))
+        plots.plot_scaling(points, os.path.join(args.plot, "scaling.png"), order=bench.FRAMEWORKS)
         print(f"Plot written to {args.plot}/: scaling.png")
     return 0
 

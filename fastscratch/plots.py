@@ -155,17 +155,18 @@ def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, cla
     return finish_figure(fig, path)
 
 
-def framework_colour(framework: str) -> str:
-    """One matplotlib colour per benchmark framework (``bench.FRAMEWORKS`` order), the same in
-    every figure, so a line is recognised from one plot to the next."""
-    from .bench import FRAMEWORKS
+def framework_colour(framework: str, order: Sequence[str]) -> str:
+    """The matplotlib colour of a benchmark framework: its place in ``order`` (pass
+    ``fastscratch.bench.FRAMEWORKS``, the registry), the same in every figure, so a line is
+    recognised from one plot to the next; ``"C9"`` for a name not in ``order``."""
+    order = list(order)
+    return f"C{order.index(framework) % 9}" if framework in order else "C9"
 
-    return f"C{FRAMEWORKS.index(framework) % 10}" if framework in FRAMEWORKS else "C9"
 
-
-def plot_throughput(results, path: str | PathLike | None = None):
+def plot_throughput(results, path: str | PathLike | None = None, order: Sequence[str] = ()):
     """Training samples/s against batch size, one line per framework (log-log); 700x450 PNG.
-    ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out."""
+    ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out.
+    ``order``: the frameworks' colour order (:func:`framework_colour`; default: by name)."""
     fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
     by_framework: dict[str, list[tuple[int, float]]] = {}
@@ -178,7 +179,7 @@ def plot_throughput(results, path: str | PathLike | None = None):
     for framework, points in sorted(by_framework.items()):
         points.sort()
         ax.plot([b for b, _ in points], [v for _, v in points], marker="o", label=framework,
-                color=framework_colour(framework))
+                color=framework_colour(framework, order or sorted(by_framework)))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size (the largest is full batch)")
@@ -190,9 +191,10 @@ def plot_throughput(results, path: str | PathLike | None = None):
     return finish_figure(fig, path)
 
 
-def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
+def plot_accuracy_vs_time(results, path: str | PathLike | None = None, order: Sequence[str] = ()):
     """Test accuracy against training seconds, one line per run, with the target
-    accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.bench.Result` s."""
+    accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.bench.Result` s; ``order`` as for
+    :func:`plot_throughput` (default: as drawn)."""
     fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
     drawn = [r for r in results if r.ok and r.accuracy_curve]
@@ -200,7 +202,8 @@ def plot_accuracy_vs_time(results, path: str | PathLike | None = None):
         raise ValueError("nothing to plot: no time-to-accuracy result")
     for r in drawn:
         ax.plot([t for t, _ in r.accuracy_curve], [a for _, a in r.accuracy_curve], marker=".",
-                label=r.workload.label, color=framework_colour(r.workload.framework))
+                label=r.workload.label,
+                color=framework_colour(r.workload.framework, order or [d.workload.framework for d in drawn]))
     if drawn[0].target_accuracy is not None:
         ax.axhline(drawn[0].target_accuracy, linestyle="--", color="gray", label="target")
     ax.set_xlabel("training time (s)")
@@ -226,7 +229,7 @@ def _peer_versions(results) -> str:
     return ", ".join(parts)
 
 
-def plot_scaling(points, path: str | PathLike | None = None):
+def plot_scaling(points, path: str | PathLike | None = None, order: Sequence[str] = ()):
     """The scaling benchmark (:func:`fastscratch.bench.sweep`): achieved GFLOP/s against hidden
     width (784-W-W-10), log-log, one panel per batch size, one line per framework, this
     machine's SGEMM rate at each point's largest GEMM dashed; (350 x batch sizes + 100) x 450 PNG.
@@ -244,8 +247,8 @@ def plot_scaling(points, path: str | PathLike | None = None):
         for framework in frameworks:
             xy = [(p.width, r.gflops) for p in here for r in p.results if r.workload.framework == framework and r.ok]
             if xy:
-                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=framework_colour(framework),
-                        label=framework)
+                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o",
+                        color=framework_colour(framework, order or frameworks), label=framework)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         widths = [p.width for p in here]

@@ -151,7 +151,7 @@ fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
 names = [r.workload.framework for r in timed]
 medians = np.array([r.median_seconds for r in timed])
 errors = np.array([[r.median_seconds - r.min_seconds for r in timed], [r.max_seconds - r.median_seconds for r in timed]])
-ax.barh(names, medians, xerr=errors, color=[framework_colour(n) for n in names])
+ax.barh(names, medians, xerr=errors, color=[framework_colour(n, bench.FRAMEWORKS) for n in names])
 ax.invert_yaxis()
 ax.set(xlabel="seconds per epoch (median; bars: min to max)",
        title=f"One epoch of {timed[0].n_train} digits, batch 128, {timed[0].cores} cores")

@@ -63,6 +63,7 @@ def test_a_framework_has_one_colour_in_every_benchmark_figure(digits):
                             data=digits)
     reached = bench.time_to_accuracy_group(workloads(["fastscratch-numpy", "fastscratch-numba"], 64), target=0.5, max_epochs=2,
                                            data=digits)
-    figures = [plots.plot_throughput(timed), plots.plot_accuracy_vs_time(reached)]
+    figures = [plots.plot_throughput(timed, order=bench.FRAMEWORKS),
+               plots.plot_accuracy_vs_time(reached, order=bench.FRAMEWORKS)]
     colours = [{line.get_label().split()[0]: line.get_color() for line in fig.axes[0].get_lines()} for fig in figures]
     assert colours[0]["fastscratch-numba"] == colours[1]["fastscratch-numba"] != colours[0]["fastscratch-numpy"]
