@@ -9,7 +9,7 @@ call, which asv's quick run would otherwise time (2.3 ms instead of ~50 us for t
 import numpy as np
 
 from fastscratch import SGD, NeuralNetwork
-from fastscratch.training import Workspace
+from fastscratch.training.epoch import Workspace
 
 
 class StepKernels:

@@ -6,7 +6,7 @@ and batch size (``bench.FRAMEWORKS``: both fastscratch backends, ``jax`` with th
 epoch jitted, ``tf.keras``, ``torch`` and ``torch-compile``, all from the same initial
 weights).  asv runs each framework in its own process, so these are not interleaved
 rounds: ratios between frameworks come from ``fastscratch bench``.  Workloads come from
-:mod:`fastscratch.bench`, the same definitions ``fastscratch bench`` and the
+:mod:`fastscratch.tools.bench`, the same definitions ``fastscratch bench`` and the
 pytest-benchmark suite use.  A framework that is not installed is skipped (``setup``
 raises ``NotImplementedError``, which asv reports as skipped, not failed).
 
@@ -18,7 +18,8 @@ each carries its unit.
 import math
 import statistics
 
-from fastscratch import bench, datasets
+from fastscratch.tools import bench
+from fastscratch import datasets
 
 DATASET = bench.resolve_dataset("auto")
 FRAMEWORKS = list(bench.FRAMEWORKS)
@@ -91,7 +92,7 @@ class Epoch:
 class Memory:
     """Peak RSS (MB = 10**6 bytes) of the whole job -- start-up, imports, loading the data as
     features, building the model, one epoch, the test accuracy -- in a fresh process
-    (:func:`fastscratch.bench.peak_rss`).
+    (:func:`fastscratch.tools.bench.peak_rss`).
 
     Not asv's ``peakmem_``: that is the high-water mark of asv's own benchmark process, which
     holds asv, this module and whatever ``setup`` loaded, and on Linux inherits its parent's

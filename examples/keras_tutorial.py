@@ -34,7 +34,7 @@ DEFAULT_OUT = Path("out") / "keras-tutorial"
 
 def part1_plain_keras(X_train, y_train, X_test, y_test, epochs: int, lr: float, seed: int, out: Path) -> None:
     """The tutorial in Keras' own words."""
-    from fastscratch.reference.keras import import_tensorflow
+    from fastscratch.integrations.keras import import_tensorflow
 
     import_tensorflow()  # TensorFlow, with its start-up messages kept off the terminal
     import keras
@@ -80,8 +80,8 @@ def part1_plain_keras(X_train, y_train, X_test, y_test, epochs: int, lr: float, 
 
 def part2_same_start_same_batches(X_train, y_train, seed: int) -> bool:
     """fastscratch and Keras from the same weights on the same batches: do they agree step by step?"""
-    from fastscratch.reference.keras import train_keras
-    from fastscratch.reference.steps import train_steps
+    from fastscratch.integrations.keras import train_keras
+    from fastscratch.integrations.steps import train_steps
 
     nn = NeuralNetwork([784, 128, 64, 10], activation="relu", seed=seed)
     # Keras first: it copies nn's current (initial) weights and replays the batch order

@@ -5,18 +5,15 @@
     >>> nn.fit(X_train, y_train, X_test, y_test, lr=0.1, epochs=500)   # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .backends import available_backends, load_backend
 from .history import History
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam, Momentum, Optimizer
 from .schedules import Constant, CosineDecay, ExponentialDecay, Schedule, StepDecay
 
-# ``fastscratch.compare(...)`` is the function (the issue's API); the module stays
-# importable by name (``from fastscratch.compare import add_arguments``), since the
-# package attribute is bound here, after the submodule's import
-from .compare import compare
+# ``fastscratch.compare(...)`` is the function; its module is fastscratch.tools.compare
+from .tools.compare import compare
 
 __all__ = [
     "NeuralNetwork", "History", "Optimizer", "SGD", "Momentum", "Adam", "Schedule", "Constant", "StepDecay",

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'fashion-mnist'?)"`` for the closest of ``choices`` to a mistyped
     ``word`` (difflib's ratio of at least 0.6), or ``""`` when none is close."""

@@ -2,10 +2,10 @@
 
 Hidden layers use ReLU, sigmoid or tanh; the output layer is a softmax trained
 with cross-entropy.  ``forward``/``backward``/``update`` are one step of the algorithm
-by hand (:mod:`fastscratch.step`, with the formula-to-code table); ``fit`` checks its
-arguments and runs the training loop (:mod:`fastscratch.loop`), whose concerns --
+by hand (:mod:`fastscratch.training.step`, with the formula-to-code table); ``fit`` checks its
+arguments and runs the training loop (:mod:`fastscratch.training.loop`), whose concerns --
 early stopping, checkpoints, the divergence guard, logging -- are callbacks
-(:mod:`fastscratch.callbacks`).
+(:mod:`fastscratch.training.callbacks`).
 """
 
 from __future__ import annotations
@@ -18,24 +18,24 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _validation as check
-from . import step, training
 from .activations import ACTIVATION_NAMES, activation_codes, get_activation
 from .backends import load_backend
-from .callbacks import MONITOR_COLUMN as _MONITOR_COLUMN, MONITORS  # noqa: F401  (their old home)
 from .history import History
+from .io.model_files import load_model, save_model
 from .kernels.contract import IDENTITY
-from .loop import FitSettings, TrainingDivergedWarning, TrainingLoop, check_fit_data, continue_optimizer
 from .optimizers import Optimizer, get_optimizer
-from .persistence import load_model, save_model
 from .schedules import Schedule
-from .training import Workspace
+from .training import step, threads
+from .training.callbacks import MONITOR_COLUMN as _MONITOR_COLUMN  # noqa: F401  (their old home)
+from .training.epoch import MAX_PASS_ROWS, Workspace
+from .training.loop import FitSettings, TrainingDivergedWarning, TrainingLoop, check_fit_data, continue_optimizer
 
 __all__ = ["NeuralNetwork", "TrainingDivergedWarning", "check_activations", "check_dtype", "check_dropout"]
 
 ACTIVATIONS = ACTIVATION_NAMES  # the activation registry's names (fastscratch.activations)
 INITS = ("he", "xavier")
 DTYPES = ("float32", "float64")
-PREDICT_BATCH = training.MAX_PASS_ROWS  # rows per chunk in predict/evaluate: bounds their working memory
+PREDICT_BATCH = MAX_PASS_ROWS  # rows per chunk in predict/evaluate: bounds their working memory
 
 
 class NeuralNetwork:
@@ -153,7 +153,7 @@ class NeuralNetwork:
         - ``weight_decay``: L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not biases).
         - ``early_stopping``: patience in epochs on ``monitor`` (``"test_loss"``, ``"test_accuracy"``,
           ``"cost"``, ``"train_accuracy"``) improving by more than ``min_delta``; with ``restore_best``
-          the best epoch's weights are kept (:class:`~fastscratch.callbacks.EarlyStopping`).
+          the best epoch's weights are kept (:class:`~fastscratch.training.callbacks.EarlyStopping`).
         - ``verbose``: print the tutorial's epoch lines every ``log_every`` epochs and a summary
           (through ``log``, default ``print`` to stdout).
         - ``on_epoch_end``: called with the history after every epoch is recorded (progress bars).
@@ -161,7 +161,7 @@ class NeuralNetwork:
           epochs, when the fit ends, and on Ctrl-C or an exception from a callback; never overwritten
           unless ``resume=True``, which continues from it when it exists, up to this call's ``epochs``
           counted from where the checkpointed run began, bit-identical on the same backend to a run
-          never stopped (:class:`~fastscratch.callbacks.BackupAndRestore`; ``ValueError`` naming
+          never stopped (:class:`~fastscratch.training.callbacks.BackupAndRestore`; ``ValueError`` naming
           what differs if the network, data or settings are not the checkpoint's).
         - ``max_loss``: a batch whose mean loss exceeds it (or is NaN or infinite) has diverged.
           ``None``: 100 times the larger of ``ln(n_classes)`` and the starting loss on the first
@@ -171,7 +171,7 @@ class NeuralNetwork:
           the weights go back to the latest epoch start known to give a sound loss.
         - ``callbacks``: objects with any of ``on_fit_start``, ``on_epoch_begin``, ``on_epoch_end``,
           ``on_fit_end``, ``on_exception`` (each called with the running
-          :class:`~fastscratch.loop.TrainingLoop`; see :mod:`fastscratch.callbacks`), after the ones
+          :class:`~fastscratch.training.loop.TrainingLoop`; see :mod:`fastscratch.training.callbacks`), after the ones
           the arguments above build.
 
         Ctrl-C during an epoch puts the weights, optimizer state and generator back to that epoch's
@@ -200,11 +200,11 @@ class NeuralNetwork:
         Returns ``[A0, A1, ..., AL]``: ``A0`` is ``X`` as the model reads it, ``A[l]: (n, sizes[l])``
         each layer's output; the output layer is linear, so ``AL`` holds the logits ``Z[L]`` (the
         softmax belongs to the loss: ``predict_proba`` applies it).  No dropout (as in prediction).
-        Same kernels as ``fit`` (:func:`fastscratch.step.forward`); the model is not changed.
+        Same kernels as ``fit`` (:func:`fastscratch.training.step.forward`); the model is not changed.
         """
         X = check.check_features(X, self.n_features, self.dtype, "X")
         outputs = [np.empty((X.shape[0], size), dtype=self.dtype) for size in self.architecture[1:]]
-        with training.blas_threads(training.default_blas_threads(self.kernels, X.shape[0]), self.kernels):
+        with threads.blas_threads(threads.default_blas_threads(self.kernels, X.shape[0]), self.kernels):
             step.forward(self.kernels, X, self.weights, self.biases, self.activation_codes, outputs)
         return [X] + outputs
 
@@ -213,12 +213,12 @@ class NeuralNetwork:
 
         ``activations``: what :meth:`forward` returned (left unchanged); ``y``: (n,) labels or
         (n, n_classes) one-hot.  Returns ``(grad_weights, grad_biases)``, shaped like ``weights``
-        and ``biases``: ``dW[l]: (n_in, n_out)``, ``db[l]: (n_out,)`` (:func:`fastscratch.step.gradients`).
+        and ``biases``: ``dW[l]: (n_in, n_out)``, ``db[l]: (n_out,)`` (:func:`fastscratch.training.step.gradients`).
         """
         _check_activation_list(self, activations)
         n = activations[0].shape[0]
         y = check.check_labels(y, n, self.n_classes, "y")
-        with training.blas_threads(training.default_blas_threads(self.kernels, n), self.kernels):
+        with threads.blas_threads(threads.default_blas_threads(self.kernels, n), self.kernels):
             return step.gradients(self.kernels, activations, y, self.weights, self.activation_codes)
 
     def update(self, gradients: tuple[Sequence[np.ndarray], Sequence[np.ndarray]], lr: float,
@@ -242,7 +242,7 @@ class NeuralNetwork:
     def epoch_threads(self) -> str:
         """How the last fit's epochs used threads, in words (e.g. "2 threads (each step in 2
         parts, 1 BLAS thread each)"); see ``epoch_parts``, ``thread_parts``."""
-        return training.describe_threads(self.last_epoch_path, self.epoch_parts, self.epoch_blas_threads,
+        return threads.describe_threads(self.last_epoch_path, self.epoch_parts, self.epoch_blas_threads,
                                          self.blas_threads)
 
     # -------------------------------------------------------------- inference
@@ -396,7 +396,7 @@ def _forward_chunks(net: "NeuralNetwork", X: np.ndarray, batch_size: int, checke
             chunk = check.convert_finite(chunk, net.dtype, "X", row_offset=start)
         # BLAS threads by the workspace's rule: one for short chunks, whose products a
         # second OpenBLAS thread only slows (and stalls when the other core is busy)
-        with training.blas_threads(ws.blas_threads, net.kernels):
+        with threads.blas_threads(ws.blas_threads, net.kernels):
             logits = ws.forward(chunk, net.weights, net.biases, codes)
         yield start, ws, logits
 
@@ -449,7 +449,7 @@ def _configure(net: "NeuralNetwork", architecture: Any, activation: Any, dtype: 
     #: BLAS threads the last ``fit`` trained with (``None``: as configured, all by default)
     net.blas_threads: int | None = None
     #: the parts (threads, one BLAS thread each) a whole-epoch backend cut the last fit's steps
-    #: into, which path its last epoch took ("fused" or "stepwise", see training.run_epoch),
+    #: into, which path its last epoch took ("fused" or "stepwise", see fastscratch.training.epoch.run_epoch),
     #: and how many parts each thread ran in that fit (the calling thread first: the helpers'
     #: share shows whether the other cores were free)
     net.epoch_parts: int = 1

@@ -11,8 +11,8 @@ from os import PathLike
 
 import numpy as np
 
-from ._atomic import atomic_write
 from .history import History
+from .io.atomic import atomic_write
 
 
 def blank_figure(width: float, height: float):
@@ -157,7 +157,7 @@ def plot_samples(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, cla
 
 def framework_colour(framework: str, order: Sequence[str]) -> str:
     """The matplotlib colour of a benchmark framework: its place in ``order`` (pass
-    ``fastscratch.bench.FRAMEWORKS``, the registry), the same in every figure, so a line is
+    ``fastscratch.tools.bench.FRAMEWORKS``, the registry), the same in every figure, so a line is
     recognised from one plot to the next; ``"C9"`` for a name not in ``order``."""
     order = list(order)
     return f"C{order.index(framework) % 9}" if framework in order else "C9"
@@ -165,7 +165,7 @@ def framework_colour(framework: str, order: Sequence[str]) -> str:
 
 def plot_throughput(results, path: str | PathLike | None = None, order: Sequence[str] = ()):
     """Training samples/s against batch size, one line per framework (log-log); 700x450 PNG.
-    ``results``: :class:`fastscratch.bench.Result` records; skipped ones are left out.
+    ``results``: :class:`fastscratch.tools.bench.Result` records; skipped ones are left out.
     ``order``: the frameworks' colour order (:func:`framework_colour`; default: by name)."""
     fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
@@ -193,7 +193,7 @@ def plot_throughput(results, path: str | PathLike | None = None, order: Sequence
 
 def plot_accuracy_vs_time(results, path: str | PathLike | None = None, order: Sequence[str] = ()):
     """Test accuracy against training seconds, one line per run, with the target
-    accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.bench.Result` s; ``order`` as for
+    accuracy dashed; 700x450 PNG.  ``results``: time-to-accuracy :class:`~fastscratch.tools.bench.Result` s; ``order`` as for
     :func:`plot_throughput` (default: as drawn)."""
     fig = blank_figure(7, 4.5)
     ax = fig.add_subplot()
@@ -230,10 +230,10 @@ def _peer_versions(results) -> str:
 
 
 def plot_scaling(points, path: str | PathLike | None = None, order: Sequence[str] = ()):
-    """The scaling benchmark (:func:`fastscratch.bench.sweep`): achieved GFLOP/s against hidden
+    """The scaling benchmark (:func:`fastscratch.tools.bench.sweep`): achieved GFLOP/s against hidden
     width (784-W-W-10), log-log, one panel per batch size, one line per framework, this
     machine's SGEMM rate at each point's largest GEMM dashed; (350 x batch sizes + 100) x 450 PNG.
-    ``points``: :class:`fastscratch.bench.SweepPoint` records; skipped results are left out."""
+    ``points``: :class:`fastscratch.tools.bench.SweepPoint` records; skipped results are left out."""
     batches = sorted({p.batch_size for p in points})
     if not any(r.ok for p in points for r in p.results):
         raise ValueError("nothing to plot: no sweep result has timings")

@@ -22,7 +22,7 @@ Design choices, and why:
   allocates (buffers come from the caller's workspace).
 - **Dropout** stays on the per-kernel path (the network draws its masks from
   NumPy's generator, so both backends see the same random stream); so do
-  inputs that are not C-contiguous.  ``fastscratch.training.run_epoch``
+  inputs that are not C-contiguous.  ``fastscratch.training.epoch.run_epoch``
   chooses; :func:`fused_epoch_supported` says what the fused path covers.
 - **Threads.**  From 64 rows (or a heavy step) the fused epoch cuts each step into
   parts, one per thread, each calling BLAS on one thread (:func:`epoch_threads`,
@@ -449,7 +449,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
 
 
 # ---- the whole epoch, in parts that several threads share ----------------------------------
-# The step is fastscratch.step's (forward, loss gradient, backward, update), fused and jitted.
+# The step is fastscratch.training.step's (forward, loss gradient, backward, update), fused and jitted.
 # A training step is a short program of operations (:func:`step_program`): gather the batch,
 # forward through each layer, softmax + cross-entropy gradient, backward through each layer,
 # update the weights.  Every operation is cut into ``parts`` pieces -- a range of the batch's
@@ -933,7 +933,7 @@ def train_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray | None, batch: i
                 counts: np.ndarray | None = None) -> tuple[float, int, int, int, float]:
     """One epoch over ``X: (n, n_in)``, ``y: (n,)`` intp in batches of ``batch`` rows, in one jitted call.
 
-    Each batch is the training step of :mod:`fastscratch.step` (forward, loss gradient,
+    Each batch is the training step of :mod:`fastscratch.training.step` (forward, loss gradient,
     backward, update; its docstring has the formula table), the same arithmetic fused into
     one jitted loop and cut into parts (:func:`step_program`), so that no Python runs per
     batch.  ``order``: (n,) intp permutation, or ``None`` to take the rows as they are.

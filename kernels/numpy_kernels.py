@@ -323,6 +323,6 @@ def blas_threads_for(batch: int) -> int | None:
     where the GEMMs are big enough for two threads to pay when a core is free.
     The rule is fixed, not measured per run, so that the same seed gives the same
     bits (OpenBLAS rounds differently on different thread counts); set
-    ``fastscratch.training.MEASURE_THREADS`` to have ``fit`` time both instead.
+    ``fastscratch.training.threads.MEASURE_THREADS`` to have ``fit`` time both instead.
     """
     return 1 if batch < SINGLE_THREAD_BELOW_ROWS else None

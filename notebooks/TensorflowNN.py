@@ -37,7 +37,7 @@ import numpy as np
 
 from fastscratch import NeuralNetwork
 from fastscratch.datasets import load_dataset, to_features
-from fastscratch.reference.keras import import_tensorflow
+from fastscratch.integrations.keras import import_tensorflow
 
 QUICK = os.environ.get("FASTSCRATCH_NOTEBOOK_QUICK", "0") == "1"
 FIGURES = os.environ.get("FASTSCRATCH_NOTEBOOK_FIGURES")
@@ -91,15 +91,15 @@ ax.legend()
 # %% [markdown]
 # ## Same start, same batches: step by step
 #
-# `fastscratch.reference.keras.train_keras` copies a fastscratch network's current weights into the
+# `fastscratch.integrations.keras.train_keras` copies a fastscratch network's current weights into the
 # Keras equivalent and trains it on the batches `nn.fit` would draw next (the same permutations),
-# recording every step's loss; `fastscratch.reference.steps.train_steps` trains the fastscratch
+# recording every step's loss; `fastscratch.integrations.steps.train_steps` trains the fastscratch
 # network itself on them, the same steps as `fit`, with every step's loss. Both start from the
 # same initial weights.
 
 # %%
-from fastscratch.reference.keras import train_keras  # noqa: E402
-from fastscratch.reference.steps import train_steps  # noqa: E402
+from fastscratch.integrations.keras import train_keras  # noqa: E402
+from fastscratch.integrations.steps import train_steps  # noqa: E402
 
 same_epochs = 1 if QUICK else 3
 nn = NeuralNetwork(architecture=[784, 128, 64, 10], activation='relu', seed=0)
@@ -131,13 +131,13 @@ save(fig, "agreement")
 # %% [markdown]
 # ## Speed: seconds per epoch
 #
-# One workload definition, `fastscratch.bench.Workload` (784-128-64-10, SGD lr 0.1, batches of 128,
+# One workload definition, `fastscratch.tools.bench.Workload` (784-128-64-10, SGD lr 0.1, batches of 128,
 # the same initial weights), for every framework; `run_group` builds each trainer (compiling where
 # the framework compiles), trains a warm-up epoch of each, then times their epochs in interleaved
 # rounds, the order reversed every other round. Frameworks that are not installed are listed as skipped.
 
 # %%
-from fastscratch import bench  # noqa: E402
+from fastscratch.tools import bench  # noqa: E402
 from fastscratch.plots import framework_colour  # noqa: E402
 
 frameworks = ["fastscratch-numba", "fastscratch-numpy", "tf.keras", "jax", "torch"]

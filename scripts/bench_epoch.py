@@ -32,7 +32,9 @@ import subprocess
 import sys
 import time
 
-from fastscratch import NeuralNetwork, bench, training
+from fastscratch import NeuralNetwork
+from fastscratch.tools import bench
+from fastscratch.training import threads as training_threads
 from fastscratch.kernels import numba_kernels
 
 SCHEMES = ("rule", "one", "parts", "openblas")
@@ -48,15 +50,15 @@ def _scheme(name: str):
     """Set fit's thread scheme for the next Workspace (each fit call makes one)."""
     rule = _RULE
     if name == "one":
-        training.THREADS_OVERRIDE, numba_kernels.epoch_threads = 1, rule
+        training_threads.THREADS_OVERRIDE, numba_kernels.epoch_threads = 1, rule
     elif name == "parts":
-        training.THREADS_OVERRIDE = None
+        training_threads.THREADS_OVERRIDE = None
         numba_kernels.epoch_threads = lambda sizes, rows, threads: (min(threads, numba_kernels.MAX_PARTS), 1)
     elif name == "openblas":
-        training.THREADS_OVERRIDE = None
+        training_threads.THREADS_OVERRIDE = None
         numba_kernels.epoch_threads = lambda sizes, rows, threads: (1, None)
     else:
-        training.THREADS_OVERRIDE, numba_kernels.epoch_threads = None, rule
+        training_threads.THREADS_OVERRIDE, numba_kernels.epoch_threads = None, rule
 
 
 _RULE = numba_kernels.epoch_threads
@@ -105,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [data[0].shape[1], *map(int, args.hidden.split(",")), int(data[1].max()) + 1]
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"fastscratch thread study, {when}: {dataset} ({len(data[0]):,} rows), {'-'.join(map(str, sizes))}, "
-          f"float32, sgd lr {args.lr}; {training.usable_cores()} cores, thread budget "
-          f"{training.thread_budget(numba_kernels)}; BLAS: {bench.thread_summary()}")
+          f"float32, sgd lr {args.lr}; {training_threads.usable_cores()} cores, thread budget "
+          f"{training_threads.thread_budget(numba_kernels)}; BLAS: {bench.thread_summary()}")
     print(f"{args.epochs} interleaved rounds per batch size and load (after a warm-up round); "
           "s/epoch median [min-max], ratio to 'one', helpers' share of the parts")
     records = []

@@ -32,7 +32,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
-from fastscratch._system import blas_summary, versions
+from fastscratch.tools.system import blas_summary, versions
 from fastscratch.datasets import load_dataset, to_features
 from fastscratch.sklearn import ScratchMLPClassifier
 

@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
         import numpy.lib._format_impl  # noqa: F401
 
         import fastscratch.datasets  # noqa: F401
-        import fastscratch.persistence  # noqa: F401
+        import fastscratch.io.model_files  # noqa: F401
     from fastscratch.backends import load_backend
     try:
         load_backend("auto")  # a model naming Numba imports it once; not the parser's allocation

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "rb") as f:
         out_digest = hashlib.sha256(f.read()).hexdigest()
     print(f"wrote {os.path.normpath(args.out)} ({os.path.getsize(args.out):,} bytes)")
-    print(f"SHA-256 {out_digest}  (record it as MNIST_SAMPLE_SHA256 in fastscratch/datasets.py)")
+    print(f"SHA-256 {out_digest}  (record it as MNIST_SAMPLE_SHA256 in fastscratch/io/datasets.py)")
     return 0
 
 

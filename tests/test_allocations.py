@@ -7,7 +7,7 @@ import pytest
 
 from fastscratch import NeuralNetwork
 from fastscratch.optimizers import get_optimizer
-from fastscratch.training import Workspace, run_epoch
+from fastscratch.training.epoch import Workspace, run_epoch
 
 BATCH = 128
 

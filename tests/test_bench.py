@@ -1,4 +1,4 @@
-"""fastscratch.bench: the workload definition's frameworks, same start, interleaved rounds, the
+"""fastscratch.tools.bench: the workload definition's frameworks, same start, interleaved rounds, the
 tables and the scaling sweep; and scripts/bench_epoch.py, the thread-count front end, as a smoke run.
 
 No speed is asserted (timings belong in benchmarks, not unit tests); the front ends are also
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastscratch import bench, training
+from fastscratch.tools import bench
+from fastscratch.training import threads as training_threads
 from fastscratch.activations import ACTIVATIONS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_epoch.py"
@@ -46,7 +47,7 @@ def test_the_thread_study_interleaves_schemes_under_load_and_writes_json(tmp_pat
         assert record["figures"]["one"]["parts"] == 1 and record["figures"]["openblas"]["parts"] == 1
         assert all(f["median"] > 0 for f in record["figures"].values())
     from fastscratch.kernels import numba_kernels
-    assert training.THREADS_OVERRIDE is None and numba_kernels.epoch_threads.__name__ == "epoch_threads"
+    assert training_threads.THREADS_OVERRIDE is None and numba_kernels.epoch_threads.__name__ == "epoch_threads"
 
 
 def test_fastscratch_results_carry_compile_time_apart_from_epochs():

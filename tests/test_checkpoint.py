@@ -11,7 +11,7 @@ import pytest
 
 from fastscratch import NeuralNetwork, available_backends
 from fastscratch.network import TrainingDivergedWarning
-from fastscratch.persistence import load_checkpoint
+from fastscratch.io.model_files import load_checkpoint
 
 BACKENDS = available_backends()
 
@@ -343,7 +343,7 @@ def test_default_max_loss_is_far_above_normal_training(digits):
 def _resigned_copy(path, out, change_meta=None, change_arrays=None):
     """A copy of the checkpoint with its metadata or arrays edited and the checksum recomputed
     (what a forger, or a buggy writer, would produce): only the structural checks can catch it."""
-    from fastscratch.persistence import _digest
+    from fastscratch.io.model_files import _digest
 
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files if k != "metadata"}
@@ -536,7 +536,7 @@ def test_ctrl_c_in_the_first_epoch_writes_no_checkpoint(tmp_path, blobs):
 
 def test_a_stale_temporary_of_another_target_is_left_alone(tmp_path):
     """Only the temporaries atomic_write makes for this very target, from dead writers, go."""
-    from fastscratch._atomic import atomic_write
+    from fastscratch.io.atomic import atomic_write
 
     dead = 2**22 + 12345  # above Linux's default pid_max of 2**22: no such process
     ours = tmp_path / f".model.{dead}-0123456789ab.tmp"

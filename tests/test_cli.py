@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastscratch import NeuralNetwork, cli, datasets
+from fastscratch import NeuralNetwork, datasets
+from fastscratch.tools import cli
 from fastscratch.datasets import write_idx
 
 FAST = ["--epochs", "3", "--batch-size", "64", "--hidden", "16"]
@@ -359,7 +360,7 @@ def test_predict_inverts_dark_digits_on_white(trained, tmp_path):
 
 
 def test_light_ground_is_told_from_real_digits():
-    from fastscratch._inputs import light_ground
+    from fastscratch.io.inputs import light_ground
 
     pixels = datasets.load_dataset().X_train / 255.0
     assert not light_ground(pixels).any() and light_ground(1.0 - pixels).all()

@@ -1,4 +1,4 @@
-"""``fastscratch.compare`` / ``fastscratch compare``: the report directory and its contents."""
+"""``fastscratch.tools.compare`` / ``fastscratch compare``: the report directory and its contents."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 import fastscratch
 from fastscratch import available_backends
-from fastscratch.cli import main as cli_main
-from fastscratch.compare import RESULT_KEYS, RUN_KEYS, compare
+from fastscratch.tools.cli import main as cli_main
+from fastscratch.tools.compare import RESULT_KEYS, RUN_KEYS, compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -112,7 +112,7 @@ def test_no_warmup_times_every_epoch(small, tmp_path):
 
 
 def test_public_name_is_the_function():
-    assert fastscratch.compare is compare
+    assert fastscratch.tools.compare is compare
 
 
 def test_cli_compare_without_keras(tmp_path, capsys):
@@ -139,7 +139,7 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
 
 
 def test_without_tensorflow_keras_is_noted_or_required(small, tmp_path, monkeypatch):
-    import fastscratch.reference.keras as ref
+    import fastscratch.integrations.keras as ref
 
     def missing():
         raise ImportError("no tensorflow here; install it with `pip install 'fastscratch[keras]'`")

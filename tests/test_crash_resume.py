@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from fastscratch import NeuralNetwork, available_backends
-from fastscratch.persistence import load_checkpoint
+from fastscratch.io.model_files import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ HARNESS = textwrap.dedent("""
             print("STALLED-IN-SAVE", flush=True)
             time.sleep(600)
         np.savez = stalling_savez
-    from fastscratch.cli import main
+    from fastscratch.tools.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 

@@ -28,8 +28,9 @@ import joblib  # noqa: E402  (after the skips: scikit-learn brings it)
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
-from fastscratch import bench, training  # noqa: E402
-from fastscratch import dask as on_dask  # noqa: E402
+from fastscratch.tools import bench  # noqa: E402
+from fastscratch.training import threads as training_threads
+from fastscratch.tools import dask as on_dask  # noqa: E402
 from fastscratch.sklearn import ScratchMLPClassifier  # noqa: E402
 
 #: the thread variables Dask's nanny sets to 1 before it starts a worker process
@@ -100,7 +101,7 @@ def _thread_facts():
     y = rng.integers(0, 10, 512)
     net = NeuralNetwork([64, 256, 256, 10], seed=0, backend="auto")
     net.fit(X, y, lr=0.1, epochs=1, batch_size=256, verbose=False)
-    return {"parts": net.epoch_parts, "budget": training.thread_budget(net.kernels), "backend": net.kernels.NAME,
+    return {"parts": net.epoch_parts, "budget": training_threads.thread_budget(net.kernels), "backend": net.kernels.NAME,
             "blas": [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"],
             "env": {k: os.environ.get(k) for k in THREAD_VARIABLES}}
 
@@ -130,7 +131,7 @@ def test_a_worker_told_otherwise_trains_on_more_threads():
     ``dask worker`` (the nanny takes them instead of its 1).  Also: one 'bench' group at a time
     on a worker of two threads (the resource, not the thread count, keeps groups apart)."""
     pytest.importorskip("numba")
-    if training.usable_cores() < 2:
+    if training_threads.usable_cores() < 2:
         pytest.skip("needs 2 cores")
     with _cluster(1, threads_per_worker=2, thread_env={k: 2 for k in THREAD_VARIABLES},
                   resources={on_dask.RESOURCE: 1}) as cluster, distributed.Client(cluster) as c:
@@ -326,7 +327,7 @@ def test_without_dask_the_scheduler_option_names_the_extra():
     run = _run_python("""
         import sys
         sys.modules["distributed"] = None   # an environment without dask.distributed
-        from fastscratch.cli import main
+        from fastscratch.tools.cli import main
         sys.exit(main(["bench", "--scheduler", "tcp://127.0.0.1:1"]))
     """)
     assert run.returncode == 1
@@ -338,7 +339,7 @@ def test_without_dask_the_scheduler_option_names_the_extra():
 def test_importing_fastscratch_does_not_import_dask():
     run = _run_python("""
         import sys
-        import fastscratch, fastscratch.bench, fastscratch.cli, fastscratch.sklearn
+        import fastscratch, fastscratch.tools.bench, fastscratch.tools.cli, fastscratch.sklearn
         from sklearn.model_selection import GridSearchCV
         loaded = [m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")]
         assert not loaded, loaded

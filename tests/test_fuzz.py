@@ -63,7 +63,7 @@ from hypothesis import strategies as st
 from fastscratch import NeuralNetwork
 from fastscratch.backends import load_backend
 from fastscratch.datasets import _IDX_CODES, _IDX_DTYPES, read_idx
-from fastscratch.persistence import _digest
+from fastscratch.io.model_files import _digest
 
 FUZZ_EXAMPLES = int(os.environ.get("FASTSCRATCH_FUZZ_EXAMPLES", "200"))
 _RANDOM = os.environ.get("FASTSCRATCH_FUZZ_RANDOM") == "1"

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from fastscratch import NeuralNetwork
 from fastscratch.activations import ACTIVATIONS
-from fastscratch.training import Workspace
+from fastscratch.training.epoch import Workspace
 
 EPS = 1e-6
 TOLERANCE = 1e-6

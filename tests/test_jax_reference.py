@@ -1,4 +1,4 @@
-"""JAX (``fastscratch.reference.jax``, the ``jax`` benchmark framework) computes what fastscratch computes.
+"""JAX (``fastscratch.integrations.jax``, the ``jax`` benchmark framework) computes what fastscratch computes.
 
 From the same weights and the same batch, one JAX step and one fastscratch step
 (``reference.steps.train_steps``: fit's own code) give the same loss and weights
@@ -16,10 +16,10 @@ import pytest
 from fastscratch import Adam, Momentum, NeuralNetwork
 from fastscratch.activations import ACTIVATIONS
 from fastscratch.datasets import load_dataset, to_features
-from fastscratch.reference.steps import train_steps
+from fastscratch.integrations.steps import train_steps
 
 jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'fastscratch[jax]')")
-from fastscratch.reference.jax import JaxNetwork  # noqa: E402
+from fastscratch.integrations.jax import JaxNetwork  # noqa: E402
 
 OPTIMIZERS = [("sgd", 0.1), (Momentum(0.9), 0.05), (Momentum(0.9, nesterov=True), 0.05), (Adam(), 1e-3)]
 IDS = ["sgd", "momentum", "nesterov", "adam"]

@@ -17,7 +17,7 @@ import pytest
 from fastscratch import SGD, Adam, Momentum, NeuralNetwork, available_backends
 from fastscratch.activations import ACTIVATIONS
 from fastscratch.datasets import load_dataset, to_features
-from fastscratch.reference.steps import copy_rng, epoch_orders, train_steps
+from fastscratch.integrations.steps import copy_rng, epoch_orders, train_steps
 
 BATCH = 128
 ARCH_HIDDEN = [128, 64]
@@ -94,7 +94,7 @@ def test_epoch_orders_match_fit_and_leave_the_model_alone():
 
 
 def test_missing_tensorflow_names_the_extra(monkeypatch):
-    import fastscratch.reference.keras as ref
+    import fastscratch.integrations.keras as ref
 
     monkeypatch.setattr(ref, "_tf", None)
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
@@ -104,7 +104,7 @@ def test_missing_tensorflow_names_the_extra(monkeypatch):
 
 # ------------------------------------------------------------- against tf.keras
 from fastscratch.optimizers import get_optimizer  # noqa: E402
-from fastscratch.reference.keras import build_model, train_keras  # noqa: E402  (TensorFlow loads on use)
+from fastscratch.integrations.keras import build_model, train_keras  # noqa: E402  (TensorFlow loads on use)
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +265,7 @@ def test_bad_input_is_refused(tf, data):
 
 def test_tensorflow_start_up_is_quiet(tf):
     """TensorFlow's C++ start-up lines (oneDNN notice, absl preamble) do not reach the terminal."""
-    code = ("from fastscratch.reference.keras import import_tensorflow, startup_messages\n"
+    code = ("from fastscratch.integrations.keras import import_tensorflow, startup_messages\n"
             "import_tensorflow()\nprint(len(startup_messages()))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
@@ -288,7 +288,7 @@ def test_keras_tutorial_example_runs(tf, tmp_path):
 
 
 def test_only_warnings_and_errors_from_tensorflow_start_up_are_summarised():
-    from fastscratch.reference.keras import _worth_telling
+    from fastscratch.integrations.keras import _worth_telling
 
     lines = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
              "I0000 00:00:1795610017.007894   19812 port.cc:153] oneDNN custom operations are on.",

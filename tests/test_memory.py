@@ -1,7 +1,7 @@
 """Bounded memory (issue 8): training on Fashion-MNIST within the float32 features + 150 MB,
 batches taller than a pass trained in passes, prediction on 1,000,000 rows in chunks.
 
-The peak-RSS tests run the whole job in a fresh process through ``fastscratch.bench.peak_rss``
+The peak-RSS tests run the whole job in a fresh process through ``fastscratch.tools.bench.peak_rss``
 (the function behind the asv ``Memory`` benchmark and ``fastscratch bench --memory``).
 """
 
@@ -11,7 +11,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fastscratch import NeuralNetwork, bench, datasets, training
+from fastscratch import NeuralNetwork, datasets
+from fastscratch.tools import bench
+from fastscratch.training.epoch import MAX_PASS_ROWS, Workspace
 from fastscratch.network import PREDICT_BATCH
 from fastscratch.optimizers import Adam, Momentum
 
@@ -134,10 +136,10 @@ def test_dropout_in_passes_matches_between_backends(monkeypatch):
 
 def test_training_workspace_rows_are_capped():
     net = NeuralNetwork([784, 128, 64, 10], seed=0, backend="numpy")
-    ws = training.Workspace(net.kernels, net.architecture, 60_000, net.dtype, gather=False)
-    assert ws.batch_size == 60_000 and ws.rows == training.MAX_PASS_ROWS
-    assert all(a.shape[0] == training.MAX_PASS_ROWS for a in ws.acts + ws.deltas)
-    small = training.Workspace(net.kernels, net.architecture, 128, net.dtype)
+    ws = Workspace(net.kernels, net.architecture, 60_000, net.dtype, gather=False)
+    assert ws.batch_size == 60_000 and ws.rows == MAX_PASS_ROWS
+    assert all(a.shape[0] == MAX_PASS_ROWS for a in ws.acts + ws.deltas)
+    small = Workspace(net.kernels, net.architecture, 128, net.dtype)
     assert small.rows == 128 and small.pass_grads is None
 
 
@@ -158,7 +160,7 @@ def test_full_batch_fit_allocates_passes_not_the_whole_batch(backend):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    passes = training.MAX_PASS_ROWS * (256 + 128 + 10 + 256 + 128 + 4) * 4
+    passes = MAX_PASS_ROWS * (256 + 128 + 10 + 256 + 128 + 4) * 4
     assert peak < 2 * passes + 2 * 40_000 * 8, (peak, passes)  # + the labels as intp, the permutation
     assert peak < one_pass / 4
 

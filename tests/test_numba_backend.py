@@ -20,7 +20,7 @@ from fastscratch import Adam, Momentum, NeuralNetwork  # noqa: E402
 from fastscratch.activations import ACTIVATIONS  # noqa: E402
 from fastscratch.kernels import numba_kernels as NB  # noqa: E402
 from fastscratch.kernels import numpy_kernels as NP  # noqa: E402
-from fastscratch.training import Workspace  # noqa: E402
+from fastscratch.training.epoch import Workspace  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 # kernel outputs: one kernel call apart, so rounding-level differences only
@@ -411,16 +411,16 @@ def test_without_a_writable_cache_the_kernels_still_compile():
 
 
 def test_blas_threads_follow_the_batch_size():
-    from fastscratch import training
+    from fastscratch.training import threads as training_threads
     assert NB.blas_threads_for(32) == 1 and NP.blas_threads_for(32) == 1
     assert NB.blas_threads_for(100_000) is None  # large GEMMs: measured at the start of fit
-    assert training.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 1
-    assert training.choose_blas_threads(NB, [20, 8, 3], 512, np.float32) in (1, None)
-    training.THREADS_OVERRIDE = 2
+    assert training_threads.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 1
+    assert training_threads.choose_blas_threads(NB, [20, 8, 3], 512, np.float32) in (1, None)
+    training_threads.THREADS_OVERRIDE = 2
     try:
-        assert training.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 2
+        assert training_threads.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 2
     finally:
-        training.THREADS_OVERRIDE = None
+        training_threads.THREADS_OVERRIDE = None
 
 
 def test_the_fused_epoch_allocates_nothing_per_batch():
@@ -486,7 +486,7 @@ def in_parts(monkeypatch):
     step, with part boundaries at any row or column, so the tiny drawn networks go through the
     parallel paths too (empty parts included); ``split="cols"`` cuts every product that can be
     cut by columns that way."""
-    from fastscratch import training
+    from fastscratch.training import threads as training_threads
 
     def setup(parts, split="rows"):
         monkeypatch.setattr(training, "THREADS_OVERRIDE", parts)
@@ -572,7 +572,7 @@ def test_the_same_seed_and_threads_give_the_same_bits(monkeypatch):
     """fit twice with the same seed on 1 and on 2 threads: each pair is bit-identical; the
     two thread counts differ at most by rounding (the loss sums and fused SGD updates of
     two parts are added in another order)."""
-    from fastscratch import training
+    from fastscratch.training import threads as training_threads
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(0, 1, (3000, 200)).astype(np.float32), rng.integers(0, 10, 3000)
@@ -661,5 +661,5 @@ def test_a_blas_thread_limit_is_a_limit_on_the_epochs_threads():
         net.fit(X, y, epochs=1, batch_size=128, verbose=False)
     assert net.epoch_parts == 1 and len(net.thread_parts) == 1
     net.fit(X, y, epochs=1, batch_size=128, verbose=False)
-    from fastscratch import training
-    assert net.epoch_parts == min(training.usable_cores(), NB.MAX_PARTS)
+    from fastscratch.training import threads as training_threads
+    assert net.epoch_parts == min(training_threads.usable_cores(), NB.MAX_PARTS)

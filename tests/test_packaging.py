@@ -146,12 +146,12 @@ def test_wheel_installs_kernels_as_subpackage(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     for required in ("fastscratch/kernels/__init__.py", "fastscratch/kernels/numpy_kernels.py",
-                     "fastscratch/data/mnist_sample.npz", "fastscratch/cli.py"):
+                     "fastscratch/data/mnist_sample.npz", "fastscratch/tools/cli.py"):
         assert required in names, f"{required} missing from {wheel.name}: {names}"
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     assert f"{dist_info}/licenses/NOTICE" in names, "NOTICE (the MNIST sample's credits) missing"
     with zipfile.ZipFile(wheel) as zf:
-        assert "fastscratch = fastscratch.cli:main" in zf.read(f"{dist_info}/entry_points.txt").decode()
+        assert "fastscratch = fastscratch.tools.cli:main" in zf.read(f"{dist_info}/entry_points.txt").decode()
     top_level_kernels = [n for n in names if n.split("/")[0] == "kernels"]
     assert not top_level_kernels, f"wheel ships a top-level kernels package: {top_level_kernels}"
 

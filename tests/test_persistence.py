@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastscratch import NeuralNetwork
-from fastscratch.persistence import FORMAT_VERSION
+from fastscratch.io.model_files import FORMAT_VERSION
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def _encode(meta):
 
 def _resign(meta, arrays):
     """What a forger would do: recompute the checksum after an edit."""
-    from fastscratch.persistence import _digest
+    from fastscratch.io.model_files import _digest
     meta["sha256"] = _digest(arrays, meta)
 
 

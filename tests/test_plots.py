@@ -54,7 +54,8 @@ def test_missing_matplotlib_names_the_extra(trained, monkeypatch):
 def test_a_framework_has_one_colour_in_every_benchmark_figure(digits):
     """Throughput and time-to-accuracy figures of different framework sets draw each framework in
     the same colour (matplotlib's cycle would give it the colour of its place in each figure)."""
-    from fastscratch import bench, plots
+    from fastscratch.tools import bench
+    from fastscratch import plots
 
     def workloads(frameworks, batch):
         return [bench.Workload(framework=f, batch_size=batch, dataset="digits", hidden=(16,)) for f in frameworks]

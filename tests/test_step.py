@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastscratch import NeuralNetwork, available_backends
-from fastscratch.callbacks import Callback
+from fastscratch.training.callbacks import Callback, LoopState
 
 
 @pytest.fixture
@@ -172,3 +172,21 @@ def test_user_callbacks_run_after_on_epoch_end_and_the_log(data):
     NeuralNetwork([6, 8, 4], seed=0).fit(X, y, epochs=1, log=lambda line: order.append(line.split()[0]),
                                          on_epoch_end=lambda h: order.append("on_epoch_end"), callbacks=[Note()])
     assert order[:3] == ["Epoch", "on_epoch_end", "callback"]
+
+
+def test_the_loop_a_callback_sees_has_every_attribute_loop_state_names(data):
+    """``LoopState`` is the callbacks' view of the loop, written apart from it: the loop must keep
+    up with it, with values of the stated kinds."""
+    X, y = data
+    seen = {}
+
+    class Look(Callback):
+        def on_epoch_end(self, loop):
+            seen.update({name: getattr(loop, name) for name in [*LoopState.__annotations__, "history"]})
+
+    net = NeuralNetwork([6, 8, 4], seed=0)
+    net.fit(X, y, epochs=2, verbose=False, callbacks=[Look()])
+    assert seen["network"] is net and seen["history"] is net.history and seen["epoch"] == 2
+    assert seen["resumed_from"] == 0 and seen["stop_training"] is False and seen["stop_reason"] is None
+    assert all(isinstance(a, np.ndarray) for a in seen["tracked"]) and len(seen["tracked"]) == 4
+    assert isinstance(seen["lr"], float) and seen["say"] is None and isinstance(seen["consistent"], bool)

@@ -10,7 +10,7 @@ Without ``--benchmark-only``/``--benchmark-enable`` (a plain ``pytest`` run, CI)
 benchmark runs once as a test (see ``tests/conftest.py``) on the embedded MNIST sample, and
 still checks its result: positive timings, accuracy above a floor.  Measuring runs use
 Fashion-MNIST when Debian's package is installed, else the sample (``$FASTSCRATCH_BENCH_DATASET``
-overrides both); ``extra_info`` says which.  Workloads come from :mod:`fastscratch.bench`, the
+overrides both); ``extra_info`` says which.  Workloads come from :mod:`fastscratch.tools.bench`, the
 same ones as ``fastscratch bench`` and asv.  Missing frameworks are skipped with the reason.
 """
 
@@ -19,8 +19,8 @@ import os
 
 import pytest
 
-from fastscratch import bench
-from fastscratch._system import versions
+from fastscratch.tools import bench
+from fastscratch.tools.system import versions
 
 BATCHES = [pytest.param(b, marks=pytest.mark.benchmark(group=f"epoch batch {b}"), id=f"b{b}")
            for b in (32, 128, 512, "full")]

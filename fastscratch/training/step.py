@@ -3,8 +3,8 @@
 This is the algorithm.  ``NeuralNetwork.forward``/``backward``/``update`` (the tutorial's
 ``forward_propagation``, ``backward_propagation``, ``update_parameters``) call these
 functions on arrays they allocate; the training loop's kernel-by-kernel epoch
-(:func:`fastscratch.training.run_epoch`) calls them on the buffers of a
-:class:`~fastscratch.training.Workspace`, so a step done by hand and a step of ``fit``
+(:func:`fastscratch.training.epoch.run_epoch`) calls them on the buffers of a
+:class:`~fastscratch.training.epoch.Workspace`, so a step done by hand and a step of ``fit``
 are the same arithmetic.  (The Numba backend's whole-epoch function runs this same
 step fused and jitted; its docstring points back here.)
 

@@ -1,6 +1,6 @@
 """The training loop's concerns, as callbacks (Keras' shape).
 
-``NeuralNetwork.fit`` runs a :class:`~fastscratch.loop.TrainingLoop`; everything it does
+``NeuralNetwork.fit`` runs a :class:`~fastscratch.training.loop.TrainingLoop`; everything it does
 besides training epochs is a callback here: early stopping (:class:`EarlyStopping`),
 checkpointing and resuming (:class:`BackupAndRestore`), the epoch lines and closing summary
 (:class:`EpochLog`), the user's ``on_epoch_end`` function (:class:`EpochEndFunction`), and
@@ -21,9 +21,8 @@ no-op defaults for the rest), each called with the running loop, in list order:
 - ``on_exception(loop, exc)``: ``fit`` is leaving with ``exc`` (Ctrl-C, an error in a
   callback, a divergence with ``on_divergence="raise"``); it is re-raised afterwards.
 
-``loop.network`` is the model, ``loop.settings`` the validated
-:class:`~fastscratch.loop.FitSettings`.  A callback should not change the weights; an
-exception it raises stops ``fit`` (a checkpoint of the last complete epoch is saved).
+What a callback sees of the loop is :class:`LoopState`.  A callback should not change the
+weights; an exception it raises stops ``fit`` (a checkpoint of the last complete epoch is saved).
 """
 
 from __future__ import annotations
@@ -32,17 +31,14 @@ import math
 import os
 import time
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from . import checkpoint as ckpt
-from ._atomic import ensure_writable_dir
-from .history import History
-from .persistence import save_model
-
-if TYPE_CHECKING:  # annotations only: loop imports this module
-    from .loop import TrainingLoop
+from ..history import History
+from ..io import checkpoints as ckpt
+from ..io.atomic import ensure_writable_dir
+from ..io.model_files import save_model
 
 HOOKS = ("on_fit_start", "on_epoch_begin", "on_epoch_end", "on_fit_end", "on_exception")
 MONITORS = {"test_loss": "min", "test_accuracy": "max", "cost": "min", "train_accuracy": "max"}
@@ -50,22 +46,45 @@ MONITOR_COLUMN = {"test_loss": "test_cost", "test_accuracy": "test_accuracy", "c
                   "train_accuracy": "train_accuracy"}
 
 
+class LoopState(Protocol):
+    """What a callback sees of the running loop (a :class:`~fastscratch.training.loop.TrainingLoop`;
+    stated here so that callbacks need not import the loop, which imports them)."""
+
+    network: Any  # the NeuralNetwork being trained
+    settings: Any  # fit's validated arguments (fastscratch.training.loop.FitSettings)
+    optimizer: Any  # the Optimizer bound to the network's parameters
+    epoch: int  # the current epoch's number, counted over the model's life from 1
+    lr: float  # the current epoch's learning rate
+    resumed_from: int  # the model's epoch count when this fit started training
+    tracked: list[np.ndarray]  # the parameters, then the optimizer's state arrays
+    stop_training: bool  # set it in on_epoch_end to make this epoch the last
+    stop_reason: str | None  # None, "early_stopping", "diverged", or a resumed run's "completed"
+    # for the built-in callbacks: the log function, the history entry the final weights come
+    # from, and whether history, weights and counters agree (not mid-epoch)
+    say: Callable[[str], None] | None  # None when fit is not verbose
+    summary_index: int
+    consistent: bool
+
+    @property
+    def history(self) -> History: ...
+
+
 class Callback:
     """Base class of training callbacks: every hook does nothing (see the module docstring)."""
 
-    def on_fit_start(self, loop: "TrainingLoop") -> None:
+    def on_fit_start(self, loop: LoopState) -> None:
         pass
 
-    def on_epoch_begin(self, loop: "TrainingLoop") -> None:
+    def on_epoch_begin(self, loop: LoopState) -> None:
         pass
 
-    def on_epoch_end(self, loop: "TrainingLoop") -> None:
+    def on_epoch_end(self, loop: LoopState) -> None:
         pass
 
-    def on_fit_end(self, loop: "TrainingLoop") -> None:
+    def on_fit_end(self, loop: LoopState) -> None:
         pass
 
-    def on_exception(self, loop: "TrainingLoop", exc: BaseException) -> None:
+    def on_exception(self, loop: LoopState, exc: BaseException) -> None:
         pass
 
 
@@ -99,18 +118,18 @@ class DivergenceGuard(Callback):
         self.epoch_start: Snapshot | None = None
         self.previous_start: Snapshot | None = None
 
-    def on_fit_start(self, loop: "TrainingLoop") -> None:
+    def on_fit_start(self, loop: LoopState) -> None:
         self.epoch_start, self.previous_start = Snapshot(loop.tracked), Snapshot(loop.tracked)
         saved = loop.settings.resumed
         if saved is not None and saved.start is not None:  # a divergence next may go back to it
             self.epoch_start.take(saved.start, saved.record["last_epoch_start"]["iterations"],
                                   loop.network.epochs_trained)
 
-    def on_epoch_begin(self, loop: "TrainingLoop") -> None:
+    def on_epoch_begin(self, loop: LoopState) -> None:
         self.previous_start, self.epoch_start = self.epoch_start, self.previous_start
         self.epoch_start.take(loop.tracked, loop.optimizer.iterations, loop.epoch)
 
-    def undo_epoch(self, loop: "TrainingLoop") -> None:
+    def undo_epoch(self, loop: LoopState) -> None:
         """Put the parameters and optimizer state back to this epoch's start."""
         loop.optimizer.iterations = self.epoch_start.put_back(loop.tracked)
 
@@ -119,7 +138,7 @@ class DivergenceGuard(Callback):
         return next((snap for snap in (self.epoch_start, self.previous_start)
                      if snap.epoch is not None and snap.epoch == epochs_trained), None)
 
-    def stop(self, loop: "TrainingLoop", what: str, epoch_start_is_good: bool) -> None:
+    def stop(self, loop: LoopState, what: str, epoch_start_is_good: bool) -> None:
         """Put back the newest snapshot known to give a sound loss, then raise FloatingPointError.
 
         ``epoch_start_is_good``: this epoch's starting weights gave a sound loss (on its first
@@ -168,7 +187,7 @@ class EarlyStopping(Callback):
         self.seen = 0
         self.stopped_here = False  # this fit's epochs reached the patience (not a resumed run's)
 
-    def on_fit_start(self, loop: "TrainingLoop") -> None:
+    def on_fit_start(self, loop: LoopState) -> None:
         saved = loop.settings.resumed
         if saved is not None:
             counters = saved.record["early_stopping"]
@@ -179,7 +198,7 @@ class EarlyStopping(Callback):
                 self.best.take(saved.best, counters["best_iterations"])
         self.seen = loop.network.epochs_trained
 
-    def on_epoch_end(self, loop: "TrainingLoop") -> None:
+    def on_epoch_end(self, loop: LoopState) -> None:
         value = getattr(loop.network.history, MONITOR_COLUMN[self.monitor])[-1]
         # a NaN test loss (inputs that overflow) is never an improvement
         if math.isfinite(value) and (self.best_value is None
@@ -199,7 +218,7 @@ class EarlyStopping(Callback):
         return {"best_value": self.best_value, "best_epoch": self.best_epoch, "waited": self.waited,
                 "best_iterations": self.best.iterations if self.best is not None else None}
 
-    def on_fit_end(self, loop: "TrainingLoop") -> None:
+    def on_fit_end(self, loop: LoopState) -> None:
         net = loop.network
         if loop.stop_reason == "diverged" and self.best_epoch > net.epochs_trained:
             self.best, self.best_value, self.best_epoch = None, None, 0  # that epoch's result was undone
@@ -239,13 +258,13 @@ class BackupAndRestore(Callback):
     """Save the training state to ``path`` (atomically) every ``every`` epochs, when the fit ends,
     and when it leaves with an exception (the last complete epoch; not on divergence), as Keras'
     ``BackupAndRestore``; resuming from it is validated and applied by ``fit`` (see
-    :mod:`fastscratch.checkpoint`).  Built by ``fit(checkpoint=path, checkpoint_every=every)``.
+    :mod:`fastscratch.io.checkpoints`).  Built by ``fit(checkpoint=path, checkpoint_every=every)``.
     ``early_stopping``: the run's :class:`EarlyStopping`, whose counters the checkpoint records."""
 
     def __init__(self, path: str, every: int, early_stopping: EarlyStopping | None, guard: DivergenceGuard) -> None:
         self.path, self.every, self.early_stopping, self.guard = path, every, early_stopping, guard
 
-    def on_fit_start(self, loop: "TrainingLoop") -> None:
+    def on_fit_start(self, loop: LoopState) -> None:
         saved = loop.settings.resumed
         if saved is not None and loop.say is not None:
             done = loop.network.epochs_trained - loop.settings.first_epoch
@@ -254,7 +273,7 @@ class BackupAndRestore(Callback):
                      + (f" (that run ended: {finished.replace('_', ' ')})"
                         if finished not in (None, "completed") else ""))
 
-    def save(self, loop: "TrainingLoop", finished: str | None) -> None:
+    def save(self, loop: LoopState, finished: str | None) -> None:
         es = self.early_stopping
         counters = es.counters() if es is not None else {"best_value": None, "best_epoch": 0, "waited": 0,
                                                           "best_iterations": None}
@@ -267,12 +286,12 @@ class BackupAndRestore(Callback):
                                None if start is None else {"iterations": start.iterations}),
                    best=best.arrays if best is not None else None, start=None if start is None else start.arrays)
 
-    def on_epoch_end(self, loop: "TrainingLoop") -> None:
+    def on_epoch_end(self, loop: LoopState) -> None:
         s = loop.settings
         if not loop.stop_training and (loop.epoch - s.first_epoch) % self.every == 0 and loop.epoch < s.target_epoch:
             self.save(loop, None)
 
-    def on_exception(self, loop: "TrainingLoop", exc: BaseException) -> None:
+    def on_exception(self, loop: LoopState, exc: BaseException) -> None:
         # Ctrl-C, or an error in a callback: keep what was trained, if the state is whole
         es = self.early_stopping
         net = loop.network
@@ -284,7 +303,7 @@ class BackupAndRestore(Callback):
                 exc.add_note(f"(saving the checkpoint {self.path} failed too: {save_error}; the previous "
                              "checkpoint, if any, is intact)")
 
-    def on_fit_end(self, loop: "TrainingLoop") -> None:
+    def on_fit_end(self, loop: LoopState) -> None:
         self.save(loop, loop.stop_reason or "completed")
 
 
@@ -306,16 +325,16 @@ class EpochLog(Callback):
         self.every, self.say = every, say
         self.started = 0.0
 
-    def on_fit_start(self, loop: "TrainingLoop") -> None:
+    def on_fit_start(self, loop: LoopState) -> None:
         self.started = time.perf_counter()
 
-    def on_epoch_end(self, loop: "TrainingLoop") -> None:
+    def on_epoch_end(self, loop: LoopState) -> None:
         epoch = loop.epoch
         if (epoch % self.every == 0 or epoch == loop.resumed_from + 1 or epoch == loop.settings.target_epoch
                 or loop.stop_training):
             self.say(epoch_line(loop.network.history, -1))
 
-    def on_fit_end(self, loop: "TrainingLoop") -> None:
+    def on_fit_end(self, loop: LoopState) -> None:
         net = loop.network
         if not net.history:
             return
@@ -344,5 +363,5 @@ class EpochEndFunction(Callback):
     def __init__(self, function: Callable[[History], None]) -> None:
         self.function = function
 
-    def on_epoch_end(self, loop: "TrainingLoop") -> None:
+    def on_epoch_end(self, loop: LoopState) -> None:
         self.function(loop.network.history)

@@ -3,9 +3,9 @@
 ``fit`` is a thin front: :meth:`FitSettings.check` validates every argument (and, when
 resuming, the checkpoint) into one :class:`FitSettings` without changing anything, and
 :class:`TrainingLoop` runs it.  The loop itself only trains and records epochs
-(:func:`fastscratch.training.run_epoch`, then the evaluation and the history entry); early
+(:func:`fastscratch.training.epoch.run_epoch`, then the evaluation and the history entry); early
 stopping, checkpoints, the divergence guard, the log and the user's hooks are callbacks
-(:mod:`fastscratch.callbacks`), called in order around each epoch.
+(:mod:`fastscratch.training.callbacks`), called in order around each epoch.
 """
 
 from __future__ import annotations
@@ -22,17 +22,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import _validation as check
-from . import checkpoint as ckpt
-from . import training
-from .callbacks import (HOOKS, MONITORS, BackupAndRestore, DivergenceGuard, EarlyStopping,
-                        EpochEndFunction, EpochLog, check_checkpoint_path)
-from .history import History
-from .kernels.contract import capabilities
-from .optimizers import Optimizer, get_optimizer
-from .persistence import load_checkpoint
-from .schedules import CosineDecay, Schedule, get_schedule
-from .training import LossDiverged, Workspace, choose_blas_threads, run_epoch
+from .. import _validation as check
+from ..history import History
+from ..io import checkpoints as ckpt
+from ..io.model_files import load_checkpoint
+from ..kernels.contract import capabilities
+from ..optimizers import Optimizer, get_optimizer
+from ..schedules import CosineDecay, Schedule, get_schedule
+from . import threads
+from .callbacks import (
+    HOOKS,
+    MONITORS,
+    BackupAndRestore,
+    DivergenceGuard,
+    EarlyStopping,
+    EpochEndFunction,
+    EpochLog,
+    check_checkpoint_path,
+)
+from .epoch import LossDiverged, Workspace, run_epoch
+from .threads import blas_threads, choose_blas_threads
 
 
 class TrainingDivergedWarning(RuntimeWarning):
@@ -249,7 +258,7 @@ def _check_callbacks(callbacks: Any) -> list:
         hooks = [getattr(item, name, None) for name in HOOKS]
         if isinstance(item, type) or not any(hooks) or not all(h is None or callable(h) for h in hooks):
             raise TypeError(f"callbacks holds {item!r}, which is not a callback: give an object with any of "
-                            f"{', '.join(HOOKS)} (e.g. a fastscratch.callbacks.Callback subclass instance)")
+                            f"{', '.join(HOOKS)} (e.g. a fastscratch.training.callbacks.Callback subclass instance)")
         if isinstance(item, (EarlyStopping, BackupAndRestore, DivergenceGuard)):
             raise TypeError(f"{type(item).__name__} is built by fit's keyword arguments (early_stopping=, "
                             "checkpoint=); pass those instead, so a checkpoint records them")
@@ -285,11 +294,7 @@ def _check_resumable(saved: "ckpt.Saved", path: str, schedule: Schedule, record:
 
 class TrainingLoop:
     """Runs one validated ``fit`` (:class:`FitSettings`) on ``network``: epochs, and the
-    callbacks around them.  What callbacks may read: ``network``, ``settings``, ``optimizer``,
-    ``epoch`` and ``lr`` (the current epoch's), ``history``, ``resumed_from`` (the epoch count
-    when this fit started training), ``tracked`` (parameters then optimizer state arrays), and
-    ``stop_training``/``stop_reason`` (``None``, ``"early_stopping"``, ``"diverged"``, or a
-    resumed run's ``"completed"``)."""
+    callbacks around them, which see it as a :class:`~fastscratch.training.callbacks.LoopState`."""
 
     def __init__(self, network, settings: FitSettings) -> None:
         self.network, self.settings = network, settings
@@ -335,7 +340,7 @@ class TrainingLoop:
         setup_start = time.perf_counter()
         warmup = capabilities(net.kernels).warmup
         compiled = warmup(len(net.weights), net.dtype) if warmup is not None else 0.0
-        if training.MEASURE_THREADS:  # opt-in: see its note on reproducibility
+        if threads.MEASURE_THREADS:  # opt-in: see its note on reproducibility
             self.workspace.blas_threads = choose_blas_threads(net.kernels, net.architecture, s.batch, net.dtype)
         net.blas_threads = self.workspace.blas_threads
         net.epoch_parts, net.epoch_blas_threads = self.workspace.parts, self.workspace.epoch_blas_threads
@@ -420,7 +425,7 @@ class TrainingLoop:
         # threads spin for ~0.1 s after a multi-threaded call, and would hold the core
         # the next epoch's helper thread needs (its share of the parts fell from 50%
         # to 35%, the epoch took 0.25 s instead of 0.20, batch 128 on Fashion-MNIST)
-        with training.blas_threads(1 if self.workspace.parts > 1 else None, net.kernels):
+        with blas_threads(1 if self.workspace.parts > 1 else None, net.kernels):
             cost = loss_sum / n
             if s.weight_decay:
                 cost += 0.5 * s.weight_decay * sum(float(np.vdot(W, W)) for W in net.weights)

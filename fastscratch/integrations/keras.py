@@ -48,10 +48,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _validation as check
-from ..history import History
-from ..network import NeuralNetwork
 from .._equivalents import framework_object
 from ..activations import get_activation
+from ..history import History
+from ..network import NeuralNetwork
 from ..optimizers import Optimizer, get_optimizer
 from .steps import copy_rng, epoch_orders
 
@@ -105,10 +105,10 @@ def _import_tensorflow_once():
         if saved_fd is not None:
             os.dup2(sink.fileno(), 2)
         try:
-            import tensorflow as tf
             import keras  # noqa: F401  (Keras 3 is what tf.keras resolves to)
+            import tensorflow as tf
         except ImportError as exc:
-            raise ImportError(f"fastscratch.reference.keras needs TensorFlow ({exc}); {INSTALL_HINT}") from exc
+            raise ImportError(f"fastscratch.integrations.keras needs TensorFlow ({exc}); {INSTALL_HINT}") from exc
         finally:
             if saved_fd is not None:
                 os.dup2(saved_fd, 2)
@@ -120,7 +120,7 @@ def _import_tensorflow_once():
     serious = _worth_telling(captured) + python_warnings
     if serious:
         warnings.warn(f"TensorFlow {tf.__version__} printed {len(serious)} message(s) while loading, "
-                      f"the first: {serious[0][:300]} (all: fastscratch.reference.keras.startup_messages())",
+                      f"the first: {serious[0][:300]} (all: fastscratch.integrations.keras.startup_messages())",
                       TensorFlowStartupWarning, stacklevel=3)  # the caller of import_tensorflow
     _tf = tf
     return tf

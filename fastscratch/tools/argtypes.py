@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable
 
-from . import datasets
+from ..io import datasets
 
 
 def _number(text: str, convert: Callable[[str], float], ok: Callable[[float], bool], expected: str):

@@ -73,7 +73,7 @@ def import_jax():
     try:
         import jax
     except ImportError as exc:
-        raise ImportError(f"fastscratch.reference.jax needs JAX ({exc}); {INSTALL_HINT}") from exc
+        raise ImportError(f"fastscratch.integrations.jax needs JAX ({exc}); {INSTALL_HINT}") from exc
     return jax
 
 

@@ -1,7 +1,7 @@
 """fastscratch against tf.keras, side by side: the same network, start, batches and settings.
 
 :func:`compare` trains one fastscratch network per available backend and the
-tf.keras equivalent (:mod:`fastscratch.reference.keras`: same initial weights,
+tf.keras equivalent (:mod:`fastscratch.integrations.keras`: same initial weights,
 same optimizer, same per-epoch batch order) for each batch size asked for, and
 writes a report directory:
 
@@ -42,14 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from . import _argtypes as args_
-from . import _validation as check
-from ._atomic import ensure_writable_dir, write_text
-from .backends import BACKENDS, available_backends
-from .activations import ACTIVATION_NAMES, get_activation
-from .network import NeuralNetwork
-from .optimizers import Adam, Momentum, Optimizer, get_optimizer
+from .._version import __version__
+from .. import _validation as check
+from ..activations import ACTIVATION_NAMES, get_activation
+from ..backends import BACKENDS, available_backends
+from ..io.atomic import ensure_writable_dir, write_text
+from ..network import NeuralNetwork
+from ..optimizers import Adam, Momentum, Optimizer, get_optimizer
+from . import argtypes as args_
 
 __all__ = ["compare", "resolve_dataset", "add_arguments", "run_from_args", "RESULT_KEYS", "RUN_KEYS"]
 
@@ -70,7 +70,7 @@ def resolve_dataset(dataset: str | PathLike | Sequence[Any], dtype: str = "float
     IDX files), or a tuple of four arrays (features already scaled; taken as given).
     """
     if isinstance(dataset, (str, PathLike)):
-        from .datasets import load_dataset, to_features
+        from ..io.datasets import load_dataset, to_features
 
         data = load_dataset(dataset, data_dir=data_dir, download=download)
         return data.name, (to_features(data.X_train, dtype), data.y_train, to_features(data.X_test, dtype),
@@ -155,7 +155,7 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
                                     settings["warmup"]))
             say(_run_line(runs[-1], time.perf_counter() - started))
         if use_keras:
-            from .reference.keras import train_keras
+            from ..integrations.keras import train_keras
 
             started = time.perf_counter()
             run = train_keras(network("numpy"), X_train, y_train, X_test, y_test, lr=settings["lr"],
@@ -243,7 +243,7 @@ def _keras_wanted(keras: bool | str) -> tuple[bool, str | None]:
     if keras is False:
         return False, "tf.keras was not run (keras=False / --no-keras)."
     try:
-        from .reference.keras import import_tensorflow
+        from ..integrations.keras import import_tensorflow
 
         import_tensorflow()
     except ImportError:
@@ -277,7 +277,7 @@ def _run_line(run: dict[str, Any], wall: float) -> str:
 
 
 def _environment(with_keras: bool) -> dict[str, Any]:
-    from ._system import blas_info, versions
+    from .system import blas_info, versions
 
     env: dict[str, Any] = {"versions": versions(), "cpu_count": os.cpu_count()}
     try:
@@ -285,7 +285,7 @@ def _environment(with_keras: bool) -> dict[str, Any]:
     except ImportError:
         env["blas"] = []
     if with_keras:
-        from .reference.keras import import_tensorflow
+        from ..integrations.keras import import_tensorflow
 
         tf = import_tensorflow()
         import keras
@@ -396,7 +396,7 @@ def _ratios(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int | None], warmup: int) -> list[str]:
-    from .plots import blank_figure, finish_figure
+    from ..plots import blank_figure, finish_figure
 
     several = len(batch_sizes) > 1
 

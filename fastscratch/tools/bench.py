@@ -25,7 +25,7 @@ and PyTorch models, so time to accuracy compares training, not initialisation.  
 optimizer is one fastscratch :class:`~fastscratch.optimizers.Optimizer`
 (:func:`workload_optimizer`) mapped to each framework's: Keras through
 ``reference.keras.keras_optimizer``, JAX by the same update rules
-(:mod:`fastscratch.reference.jax`), PyTorch's ``SGD`` (its momentum is Keras' at a
+(:mod:`fastscratch.integrations.jax`), PyTorch's ``SGD`` (its momentum is Keras' at a
 constant learning rate) and ``Adam`` (which adds ``eps`` to ``sqrt(v / (1 - b2^t))``
 rather than to ``sqrt(v)``: a difference below ``eps``, 1e-7).  Each framework draws
 its own batch order.
@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from . import datasets
-from ._equivalents import framework_object
-from .activations import get_activation
+from .._equivalents import framework_object
+from ..activations import get_activation
+from ..io import datasets
 
 #: The frameworks, the one registry the CLI, asv and pytest-benchmark read (see :func:`make_trainer`).
 FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax")
@@ -110,7 +110,7 @@ def workload_optimizer(workload: Workload):
     """The fastscratch optimizer ``workload.optimizer`` names, with fastscratch's defaults:
     ``"momentum"`` and ``"nesterov"`` are ``Momentum(0.9)`` (Nesterov for the latter),
     ``"adam"`` is ``Adam(0.9, 0.999, 1e-7)``.  Every framework's optimizer is mapped from it."""
-    from .optimizers import SGD, Adam, Momentum
+    from ..optimizers import SGD, Adam, Momentum
 
     return {"sgd": SGD, "momentum": Momentum, "nesterov": lambda: Momentum(0.9, nesterov=True),
             "adam": Adam}[workload.optimizer]()
@@ -120,7 +120,7 @@ def initial_network(workload: Workload, sizes: Sequence[int]):
     """The fastscratch network whose initial weights every framework starts from:
     ``NeuralNetwork(sizes, activation, dtype, seed=workload.seed)`` (NumPy backend: the
     weights do not depend on the backend).  Its ``weights`` / ``biases`` are the start."""
-    from .network import NeuralNetwork
+    from ..network import NeuralNetwork
 
     return NeuralNetwork(list(sizes), activation=workload.activation, dtype=workload.dtype, seed=workload.seed,
                          backend="numpy")
@@ -156,14 +156,14 @@ class Result:
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     # where it was measured: the machine's host name, CPU model, usable cores and BLAS (library,
     # version, threads: the start of ``threads``); the Dask worker's address when its group ran on a
-    # cluster (fastscratch.dask), "" when it ran in this process
+    # cluster (fastscratch.tools.dask), "" when it ran in this process
     host: str = ""
     cpu: str = ""
     cores: int = 0
     blas: str = ""
     worker: str = ""
     # that machine's SGEMM rate at (128x784)x(784x128), GFLOP/s (median), measured just before the
-    # group on the worker that ran it (fastscratch.dask); NaN when the caller measured it instead
+    # group on the worker that ran it (fastscratch.tools.dask); NaN when the caller measured it instead
     sgemm_gflops: float = math.nan
     sizes: list[int] = dataclasses.field(default_factory=list)  # the network's layer sizes
     # the group's SGEMM reference, measured in every round of run_group(sgemm=True): GFLOP/s
@@ -270,7 +270,7 @@ class FastscratchTrainer(Trainer):
 
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
-        from .network import NeuralNetwork
+        from ..network import NeuralNetwork
 
         self.require(workload.framework)
         backend = workload.framework.split("-", 1)[1]
@@ -280,7 +280,7 @@ class FastscratchTrainer(Trainer):
 
     @classmethod
     def require(cls, framework: str) -> None:
-        from .backends import load_backend
+        from ..backends import load_backend
 
         try:
             load_backend(framework.split("-", 1)[1])
@@ -304,7 +304,7 @@ class FastscratchTrainer(Trainer):
 
 
 def _quiet_tensorflow():
-    from .reference.keras import import_tensorflow  # quiet start-up, one summary warning at most
+    from ..integrations.keras import import_tensorflow  # quiet start-up, one summary warning at most
 
     try:
         return import_tensorflow()
@@ -321,7 +321,7 @@ class KerasTrainer(Trainer):
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
         tf = _quiet_tensorflow()
-        from .reference.keras import build_model, keras_optimizer
+        from ..integrations.keras import build_model, keras_optimizer
 
         keras = tf.keras
         self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
@@ -528,7 +528,7 @@ class TorchCompileTrainer(TorchTrainer):
 
 
 class JaxTrainer(Trainer):
-    """JAX with the whole epoch in one ``jax.jit`` call (:class:`fastscratch.reference.jax.JaxNetwork`):
+    """JAX with the whole epoch in one ``jax.jit`` call (:class:`fastscratch.integrations.jax.JaxNetwork`):
     permutation drawn inside, ``lax.scan`` over the full batches, the ragged last batch as its own
     step, parameters and optimizer state donated, timed to ``block_until_ready``; compiled here
     (``compile_seconds``).  float64 runs under ``jax.enable_x64(True)``, around this trainer's calls only."""
@@ -538,7 +538,7 @@ class JaxTrainer(Trainer):
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
         jax = self._import()
-        from .reference.jax import JaxNetwork
+        from ..integrations.jax import JaxNetwork
 
         self.net = JaxNetwork(initial_network(workload, self.sizes), self.X_train, self.y_train, lr=workload.lr,
                               batch_size=workload.batch_size, optimizer=workload_optimizer(workload),
@@ -551,7 +551,7 @@ class JaxTrainer(Trainer):
 
     @staticmethod
     def _import():
-        from .reference.jax import INSTALL_HINT, import_jax
+        from ..integrations.jax import INSTALL_HINT, import_jax
 
         try:
             return import_jax()
@@ -589,7 +589,7 @@ def make_trainer(workload: Workload, data: tuple[np.ndarray, ...] | None = None)
 # ------------------------------------------------------------------------- runs
 def thread_summary() -> str:
     """BLAS library and threads, plus the framework thread pools that are loaded."""
-    from ._system import blas_summary
+    from .system import blas_summary
 
     parts = [blas_summary()]
     if "torch" in sys.modules:
@@ -600,8 +600,8 @@ def thread_summary() -> str:
 def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Result, Trainer | None]:
     """The Result to fill and the trainer; no trainer (and a "skipped" status) when the
     framework is not installed."""
-    from ._system import cpu_model, host_name, versions
-    from .training import usable_cores
+    from ..training.threads import usable_cores
+    from .system import cpu_model, host_name, versions
 
     name, loaded = (resolve_dataset(workload.dataset), data) if data is not None else \
         load_data(workload.dataset, workload.dtype)
@@ -669,7 +669,7 @@ def reference_gemm(sizes: Sequence[int], batch: int) -> tuple[int, int, int]:
     """The product a step's speed is compared with: the first layer's forward product on the
     rows of one pass, ``(rows x n0) x (n0 x n1)`` with ``rows = min(batch, MAX_PASS_ROWS)`` --
     (B x 784) x (784 x 128) for the tutorial network (a full batch runs in passes of that many rows)."""
-    from .training import MAX_PASS_ROWS
+    from ..training.epoch import MAX_PASS_ROWS
 
     return min(batch, MAX_PASS_ROWS), sizes[0], sizes[1]
 
@@ -1042,7 +1042,7 @@ def _memory_job(workload: Workload, epochs: int) -> dict[str, Any]:
         return {"status": f"skipped: {exc}"}
     baseline, _, _ = _process_peak()
     if workload.framework == "fastscratch-numba":
-        from .kernels import numba_kernels
+        from ..kernels import numba_kernels
 
         numba_kernels.warmup(len(workload.hidden) + 1, workload.dtype)
     ready, _, _ = _process_peak()
@@ -1075,7 +1075,7 @@ def _memory_child(argv: Sequence[str]) -> int:
 
 
 _MEMORY_MARK = "fastscratch-peak-rss: "
-_CHILD_CODE = "import sys; from fastscratch.bench import _memory_child; sys.exit(_memory_child(sys.argv[1:]))"
+_CHILD_CODE = "import sys; from fastscratch.tools.bench import _memory_child; sys.exit(_memory_child(sys.argv[1:]))"
 
 
 def peak_rss(workload: Workload, epochs: int = 1, timeout: float | None = 1800) -> MemoryResult:
@@ -1117,7 +1117,7 @@ def peak_rss(workload: Workload, epochs: int = 1, timeout: float | None = 1800) 
     for key, value in json.loads(lines[-1][len(_MEMORY_MARK):]).items():
         setattr(result, key, value)
     if result.ok:
-        from ._system import versions
+        from .system import versions
 
         result.versions = versions()
     return result

@@ -64,14 +64,14 @@ def versions() -> dict[str, str]:
 def tensorflow_gpus() -> str:
     """Whether TensorFlow is installed and which GPUs it sees (imports it, quietly: a few seconds).
 
-    The import goes through :func:`fastscratch.reference.keras.import_tensorflow`, which keeps
+    The import goes through :func:`fastscratch.integrations.keras.import_tensorflow`, which keeps
     TensorFlow's C++ start-up lines off stderr."""
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
         return "TensorFlow not installed"
     try:
-        from .reference.keras import import_tensorflow
+        from ..integrations.keras import import_tensorflow
 
         tf = import_tensorflow()
         gpus = tf.config.list_physical_devices("GPU")

@@ -11,8 +11,8 @@ import contextlib
 import os
 import re
 import secrets
-import tempfile
 import stat
+import tempfile
 from collections.abc import Iterator
 from os import PathLike
 from typing import BinaryIO

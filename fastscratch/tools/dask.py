@@ -1,7 +1,7 @@
 """Past one machine: the benchmark matrix on a Dask cluster (``dask.distributed``).
 
     >>> from fastscratch import bench
-    >>> from fastscratch.dask import connect, run_groups
+    >>> from fastscratch.tools.dask import connect, run_groups
     >>> client = connect("tcp://scheduler:8786")                       # doctest: +SKIP
     >>> groups = [[bench.Workload(framework=f, batch_size=b) for f in ("fastscratch-numba", "torch")]
     ...           for b in (32, 128, 512)]
@@ -9,13 +9,13 @@
     >>> print("\\n".join(bench.format_by_worker(results)))             # doctest: +SKIP
 
 Ratios only mean something on one machine, so the unit sent to a worker is a whole
-*ratio group* (:func:`fastscratch.bench.run_group`: every framework at one batch size
+*ratio group* (:func:`fastscratch.tools.bench.run_group`: every framework at one batch size
 and width), never a single framework: :func:`run_groups` submits one Dask task per
 group, each needing one unit of the worker resource :data:`RESOURCE`, so a worker
 started with ``--resources bench=1`` runs one group at a time however many threads
-it has.  Every :class:`~fastscratch.bench.Result` records the worker's address, host,
+it has.  Every :class:`~fastscratch.tools.bench.Result` records the worker's address, host,
 CPU, usable cores, BLAS and threads, and the SGEMM rate measured there just before its
-group; :func:`fastscratch.bench.format_by_worker` prints the rows worker by worker, and
+group; :func:`fastscratch.tools.bench.format_by_worker` prints the rows worker by worker, and
 the ratio columns divide only within a group, so never across machines.  The sweep's
 points (:func:`run_sweep`) go out the same way.
 
@@ -126,7 +126,7 @@ def _stamp(results: Sequence[bench.Result], **facts: Any) -> None:
 def run_group_task(workloads: Sequence[bench.Workload], epochs: int = 3, warmup: int = 1,
                    accuracy: bool = True) -> list[bench.Result]:
     """What a worker runs for one ratio group: this machine's SGEMM rate at (128x784)x(784x128),
-    then :func:`fastscratch.bench.run_group` on the dataset as found on this machine; each Result
+    then :func:`fastscratch.tools.bench.run_group` on the dataset as found on this machine; each Result
     records the worker (``worker``, and ``host``, ``cpu``, ``cores``, ``blas``, ``threads`` as
     every run does) and the rate (``sgemm_gflops``)."""
     first = workloads[0]
@@ -143,7 +143,7 @@ def run_group_task(workloads: Sequence[bench.Workload], epochs: int = 3, warmup:
 
 def sweep_point_task(group: Sequence[bench.Workload], epochs: int = 3, warmup: int = 1, seconds: float = 0.5,
                      sgemm_seconds: float = 0.3) -> bench.SweepPoint:
-    """What a worker runs for one point of the sweep: :func:`fastscratch.bench.sweep_point` (the
+    """What a worker runs for one point of the sweep: :func:`fastscratch.tools.bench.sweep_point` (the
     SGEMM rate and rows chosen on this machine), its Results stamped with the worker."""
     where = _where()
     try:
@@ -181,12 +181,12 @@ def _submit_all(client: Any, task: Callable[..., Any], groups: Sequence[Sequence
 def run_groups(client: Any, groups: Sequence[Sequence[bench.Workload]], epochs: int = 3, warmup: int = 1,
                accuracy: bool = True, retries: int = 2,
                on_group: Callable[[list[bench.Result]], None] | None = None) -> list[bench.Result]:
-    """Time each ratio group of ``groups`` (lists of :class:`~fastscratch.bench.Workload` alike but
-    for the framework, :func:`fastscratch.bench.check_group`) on a worker of ``client``'s cluster
+    """Time each ratio group of ``groups`` (lists of :class:`~fastscratch.tools.bench.Workload` alike but
+    for the framework, :func:`fastscratch.tools.bench.check_group`) on a worker of ``client``'s cluster
     that offers :data:`RESOURCE`, one group at a time per worker, as :func:`run_group_task`.
     Returns every group's Results, in ``groups``' order, each recording the worker that measured
     it.  ``on_group(results)`` as each group arrives.  The datasets are read on the workers, by
-    name: resolve ``"auto"`` first (:func:`fastscratch.bench.resolve_dataset`) so that every
+    name: resolve ``"auto"`` first (:func:`fastscratch.tools.bench.resolve_dataset`) so that every
     worker trains on the same one."""
     answers = _submit_all(client, run_group_task, groups, {"epochs": epochs, "warmup": warmup, "accuracy": accuracy},
                           retries, on_group)
@@ -196,8 +196,8 @@ def run_groups(client: Any, groups: Sequence[Sequence[bench.Workload]], epochs: 
 def run_sweep(client: Any, groups: Sequence[Sequence[bench.Workload]], epochs: int = 3, warmup: int = 1,
               seconds: float = 0.5, sgemm_seconds: float = 0.3, retries: int = 2,
               on_point: Callable[[bench.SweepPoint], None] | None = None) -> list[bench.SweepPoint]:
-    """The sweep (:func:`fastscratch.bench.sweep`) with each point, from
-    :func:`fastscratch.bench.sweep_groups`, on a worker as :func:`sweep_point_task`; the points
+    """The sweep (:func:`fastscratch.tools.bench.sweep`) with each point, from
+    :func:`fastscratch.tools.bench.sweep_groups`, on a worker as :func:`sweep_point_task`; the points
     in ``groups``' order."""
     return _submit_all(client, sweep_point_task, groups, {"epochs": epochs, "warmup": warmup, "seconds": seconds,
                                                           "sgemm_seconds": sgemm_seconds}, retries, on_point)

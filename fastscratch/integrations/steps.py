@@ -6,7 +6,7 @@ want it from the *same code* that ``fit`` runs, not from a re-implementation.
 :func:`train_steps` therefore repeats exactly what ``fit`` does per epoch —
 draw the permutation from the model's generator (``nn.rng.permutation(n)``),
 cut it into batches of ``batch_size`` — and hands each batch, already
-gathered, to :func:`fastscratch.training.run_epoch` as an "epoch" of one
+gathered, to :func:`fastscratch.training.epoch.run_epoch` as an "epoch" of one
 batch.  ``run_epoch`` returns that batch's summed loss, measured before its
 update, which is the per-step loss; the forward pass, backprop and the
 optimizer update are ``fit``'s own.
@@ -25,9 +25,9 @@ import numpy as np
 
 from .. import _validation as check
 from ..network import NeuralNetwork
-from ..loop import continue_optimizer
 from ..optimizers import Optimizer, get_optimizer
-from ..training import LossDiverged, Workspace, run_epoch
+from ..training.epoch import LossDiverged, Workspace, run_epoch
+from ..training.loop import continue_optimizer
 
 
 def epoch_orders(rng: np.random.Generator, n_samples: int, epochs: int, batch_size: int | None,

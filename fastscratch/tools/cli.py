@@ -21,15 +21,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import __version__, datasets
-from . import _argtypes as args_
-from . import _validation as check
-from .backends import BACKENDS, available_backends, load_backend
-from ._atomic import ensure_writable_dir, write_text
-from .activations import ACTIVATION_NAMES
+from .._version import __version__
+from .. import _validation as check
+from ..activations import ACTIVATION_NAMES
+from ..backends import BACKENDS, available_backends, load_backend
+from ..io import datasets
+from ..io.atomic import ensure_writable_dir, write_text
+from ..network import NeuralNetwork
+from ..optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
+from . import argtypes as args_
 from .bench import FRAMEWORK_ALIASES, FRAMEWORKS, OPTIMIZERS, SWEEP_WIDTHS
-from .network import NeuralNetwork
-from .optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -282,7 +283,7 @@ def _prepare_output(path: str | None, flag: str) -> None:
 
 
 def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: str, say) -> list[str]:
-    from . import plots
+    from .. import plots
 
     os.makedirs(directory, exist_ok=True)
     X_test = datasets.to_features(data.X_test, net.dtype)
@@ -302,7 +303,7 @@ def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: s
 
 
 def _blas_line() -> str:
-    from ._system import blas_summary
+    from .system import blas_summary
 
     return blas_summary()
 
@@ -452,7 +453,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import _inputs
+    from ..io import inputs as _inputs
 
     net = _load_model(args.model)
     _prepare_output(args.output, "--output")
@@ -495,7 +496,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ._system import blas_summary, tensorflow_gpus, versions
+    from .system import blas_summary, tensorflow_gpus, versions
 
     if args.model:
         net = _load_model(args.model)
@@ -509,7 +510,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             if not math.isnan(h.test_accuracy[-1]):
                 line += f", test accuracy {h.test_accuracy[-1]:.4f}"
             print(line)
-        from .persistence import load_checkpoint
+        from ..io.model_files import load_checkpoint
 
         try:
             record = load_checkpoint(args.model, NeuralNetwork).record
@@ -593,7 +594,7 @@ def _run_line(args: argparse.Namespace, name: str, n_train: int, sizes: str) -> 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
-    from ._system import versions
+    from .system import versions
 
     _check_plotting(args.plot, "--plot")
     _prepare_output(args.json, "--json")
@@ -671,7 +672,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_text(args.json, json.dumps(record, indent=2, default=str))
         print(f"\nResults written to {args.json}")
     if args.plot:
-        from . import plots
+        from .. import plots
 
         os.makedirs(args.plot, exist_ok=True)
         plots.plot_throughput(results, os.path.join(args.plot, "throughput.png"), order=bench.FRAMEWORKS)
@@ -685,9 +686,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench_sweep(args: argparse.Namespace) -> int:
-    """``bench --sweep``: the scaling benchmark (:func:`fastscratch.bench.sweep`)."""
+    """``bench --sweep``: the scaling benchmark (:func:`fastscratch.tools.bench.sweep`)."""
     from . import bench
-    from ._system import versions
+    from .system import versions
 
     name, data = bench.load_data(args.dataset, args.dtype)
     n_train = len(data[0])
@@ -728,7 +729,7 @@ def _bench_sweep(args: argparse.Namespace) -> int:
                                           "sweep": [p.to_dict() for p in points]}, indent=2, default=str))
         print(f"Results written to {args.json}")
     if args.plot:
-        from . import plots
+        from .. import plots
 
         os.makedirs(args.plot, exist_ok=True)
         plots.plot_scaling(points, os.path.join(args.plot, "scaling.png"), order=bench.FRAMEWORKS)
@@ -738,10 +739,10 @@ def _bench_sweep(args: argparse.Namespace) -> int:
 
 def _bench_dask(args: argparse.Namespace) -> int:
     """``bench --scheduler ADDRESS``: the ratio groups (or the sweep's points) as Dask tasks
-    (:mod:`fastscratch.dask`), the tables worker by worker."""
+    (:mod:`fastscratch.tools.dask`), the tables worker by worker."""
     from . import bench
     from . import dask as on_dask
-    from ._system import versions
+    from .system import versions
 
     client = on_dask.connect(args.scheduler, args.connect_timeout)
     try:

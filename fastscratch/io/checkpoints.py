@@ -1,6 +1,6 @@
 """Crash-safe training checkpoints: what ``fit(checkpoint=..., resume=True)`` writes and reads.
 
-A checkpoint is a model file (see :mod:`fastscratch.persistence`; ``NeuralNetwork.load``
+A checkpoint is a model file (see :mod:`fastscratch.io.model_files`; ``NeuralNetwork.load``
 reads it like any other) with two additions:
 
 - a ``"checkpoint"`` metadata entry, the :func:`record` of the ``fit`` call in

@@ -12,7 +12,7 @@ Layout (format version 1):
   architecture, activations, dtype, init, dropout, backend, seed, the optimizer's
   config and step count, the generator state, the history, optionally the dataset
   (``data``) and a training checkpoint's record (``checkpoint``, see
-  :mod:`fastscratch.checkpoint`), and a SHA-256 over
+  :mod:`fastscratch.io.checkpoints`), and a SHA-256 over
   every array (name, dtype, shape, bytes) and the rest of the metadata, so any
   modification is detected.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write
+from .atomic import atomic_write
 
 FORMAT = "fastscratch-model"
 FORMAT_VERSION = 1
@@ -58,11 +58,11 @@ def save_model(net, path: str | PathLike, checkpoint: dict[str, Any] | None = No
                best: list[np.ndarray] | None = None, start: list[np.ndarray] | None = None) -> None:
     """Write ``net`` to ``path`` atomically (see the module docstring for the layout).
 
-    ``checkpoint``: a :func:`fastscratch.checkpoint.record` to store with it; ``best`` the
+    ``checkpoint``: a :func:`fastscratch.io.checkpoints.record` to store with it; ``best`` the
     early-stopping copy of the parameters and optimizer state, ``start`` those at the start
     of the last epoch, if any.
     """
-    from . import __version__
+    from .._version import __version__
 
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {}
@@ -118,12 +118,12 @@ def load_model(path: str | PathLike, network_type: type):
 
 
 def load_checkpoint(path: str | PathLike, network_type: type):
-    """Read a checkpoint written by ``fit(checkpoint=...)``: a :class:`fastscratch.checkpoint.Saved`
+    """Read a checkpoint written by ``fit(checkpoint=...)``: a :class:`fastscratch.io.checkpoints.Saved`
     with the network (a ``network_type``, as :func:`load_model` builds it), the record, the early-stopping copy of the parameters and optimizer state
     (``best``) and those at the start of the last epoch (``start``; each ``None`` when absent).
     ``ValueError`` for anything :func:`load_model` refuses, and for a model file that is not a
     checkpoint."""
-    from .checkpoint import Saved
+    from .checkpoints import Saved
 
     net, entry, extra = _load_checked(path, network_type)
     if entry is None:
@@ -205,8 +205,8 @@ def _read_entry(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...] | None, d
 
 
 def _load(path: str, network_type: type):
-    from .history import History
-    from .optimizers import get_optimizer
+    from ..history import History
+    from ..optimizers import get_optimizer
 
     with open(path, "rb") as f:
         signature = f.read(4)
@@ -269,7 +269,7 @@ def _load(path: str, network_type: type):
         entry = meta.get("checkpoint")  # optional: only checkpoints have it
         n_extra: dict[str, int] = {}
         if entry is not None:
-            from . import checkpoint
+            from . import checkpoints as checkpoint
 
             _require(optimizer is not None, "checkpoint metadata without an optimizer")
             try:
@@ -293,7 +293,7 @@ def _load(path: str, network_type: type):
         for name, array in arrays.items():
             _require(bool(np.isfinite(array).all()), f"array {name} holds NaN or infinite values")
 
-    from .backends import load_backend
+    from ..backends import load_backend
     backend = meta["backend"]
     try:
         net.kernels = load_backend(backend)

@@ -1,0 +1,143 @@
+"""The package's folders are its layers (README "Layout"): these tests read every module's
+imports (function-level ones included) and fail on an import that reaches up a layer, on
+modules that import each other, and on a module that takes another's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: lowest first; a module may import from its own layer and the ones before it
+LAYERS = [
+    ("core", ["kernels/", "fastscratch/_validation.py", "fastscratch/_equivalents.py", "fastscratch/history.py",
+              "fastscratch/activations.py", "fastscratch/optimizers.py", "fastscratch/schedules.py",
+              "fastscratch/backends.py", "fastscratch/_version.py"]),
+    ("io", ["fastscratch/io/"]),
+    ("training", ["fastscratch/training/"]),
+    ("model", ["fastscratch/network.py", "fastscratch/plots.py"]),
+    ("integrations", ["fastscratch/integrations/"]),
+    ("tools", ["fastscratch/tools/"]),
+    # the package's face and the public names of moved modules: they hand names on
+    ("face", ["fastscratch/__init__.py", "fastscratch/__main__.py", "fastscratch/datasets.py",
+              "fastscratch/sklearn.py"]),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[0] == "kernels":
+        parts = ["fastscratch"] + parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def source_files() -> dict[str, Path]:
+    files = sorted(ROOT.glob("fastscratch/**/*.py")) + sorted(ROOT.glob("kernels/*.py"))
+    return {module_name(p): p for p in files}
+
+
+MODULES = source_files()
+
+
+def layer_of(path: Path) -> int:
+    rel = path.relative_to(ROOT).as_posix()
+    for index, (_, members) in enumerate(LAYERS):
+        if any(rel == m or (m.endswith("/") and rel.startswith(m)) for m in members):
+            return index
+    raise AssertionError(f"{rel} is in no layer: add it to LAYERS in tests/test_layers.py and README's Layout")
+
+
+def imports(name: str, path: Path) -> list[tuple[str, list[str], int]]:
+    """``(module, names taken, line)`` for each import of a fastscratch module in ``path``;
+    ``from package import module`` counts as an import of that module."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, [], node.lineno) for alias in node.names if alias.name.startswith("fastscratch")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("fastscratch"):
+                continue
+            names = [alias.name for alias in node.names]
+            submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES]
+            if submodules:
+                found += [(m, [], node.lineno) for m in submodules]
+            else:
+                found.append((target, names, node.lineno))
+    return found
+
+
+GRAPH = {name: imports(name, path) for name, path in MODULES.items()}
+
+
+def test_every_module_is_in_a_layer():
+    for path in MODULES.values():
+        layer_of(path)
+
+
+def test_no_import_reaches_up_a_layer():
+    upward = []
+    for name, path in MODULES.items():
+        for target, _, line in GRAPH[name]:
+            if target in MODULES and layer_of(MODULES[target]) > layer_of(path):
+                upward.append(f"{path.relative_to(ROOT)}:{line} ({LAYERS[layer_of(path)][0]}) imports {target} "
+                              f"({LAYERS[layer_of(MODULES[target])][0]})")
+    assert not upward, "\n".join(upward)
+
+
+def test_no_modules_import_each_other():
+    edges = {name: {t for t, _, _ in GRAPH[name] if t in MODULES and t != name} for name in MODULES}
+    # faces hand names on and are imported by nothing but Python itself; leave them out
+    faces = {n for n, p in MODULES.items() if layer_of(p) == len(LAYERS) - 1}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo += [n for n in edges[node] if n not in faces]
+        return False
+
+    circles = sorted({tuple(sorted((a, b))) for a in MODULES if a not in faces for b in edges[a]
+                      if b not in faces and reaches(b, a)})
+    assert not circles, f"modules that import each other (directly or round a loop): {circles}"
+
+
+def test_no_module_takes_another_modules_private_names():
+    taken = [f"{MODULES[name].relative_to(ROOT)}:{line} takes {', '.join(n for n in names if n.startswith('_'))} "
+             f"from {target}"
+             for name in MODULES for target, names, line in GRAPH[name]
+             if target != name and any(n.startswith("_") and not n.startswith("__") for n in names)]
+    assert not taken, "\n".join(taken)
+
+
+@pytest.mark.parametrize("rule", ["upward", "private"])
+def test_the_checks_can_fail(rule, tmp_path, monkeypatch):
+    """The checks above read real code; here they are shown a module that breaks each rule."""
+    bad = ROOT / "fastscratch" / "io" / "datasets.py"
+    code = "from ..tools import bench\n" if rule == "upward" else "from ..network import _configure\n"
+    name = module_name(bad)
+    monkeypatch.setitem(GRAPH, name, GRAPH[name] + imports(name, _fake(tmp_path, bad, code)))
+    check = test_no_import_reaches_up_a_layer if rule == "upward" else test_no_module_takes_another_modules_private_names
+    with pytest.raises(AssertionError):
+        check()
+
+
+def _fake(tmp_path: Path, like: Path, code: str) -> Path:
+    """A file named as ``like`` (so that its relative imports resolve the same) holding ``code``."""
+    fake = tmp_path / like.name
+    fake.write_text(code)
+    return fake
