@@ -1,4 +1,4 @@
-"""``fastscratch.tools.compare`` / ``fastscratch compare``: the report directory and its contents."""
+"""``fastscratch.compare`` / ``fastscratch compare``: the report directory and its contents."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_no_warmup_times_every_epoch(small, tmp_path):
 
 
 def test_public_name_is_the_function():
-    assert fastscratch.tools.compare is compare
+    assert fastscratch.compare is compare
 
 
 def test_cli_compare_without_keras(tmp_path, capsys):

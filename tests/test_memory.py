@@ -13,6 +13,7 @@ import pytest
 
 from fastscratch import NeuralNetwork, datasets
 from fastscratch.tools import bench
+from fastscratch.training import epoch as training_epoch
 from fastscratch.training.epoch import MAX_PASS_ROWS, Workspace
 from fastscratch.network import PREDICT_BATCH
 from fastscratch.optimizers import Adam, Momentum
@@ -97,7 +98,7 @@ OPTIMIZERS = {"sgd": lambda: "sgd", "nesterov": lambda: Momentum(0.9, nesterov=T
 
 
 def _fit(backend, rows, batch, optimizer, dropout=0.0, shuffle=True, monkeypatch=None):
-    monkeypatch.setattr(training, "MAX_PASS_ROWS", rows)
+    monkeypatch.setattr(training_epoch, "MAX_PASS_ROWS", rows)
     optimizer = OPTIMIZERS[optimizer]()
     rng = np.random.default_rng(0)
     X = rng.random((500, 12), dtype=np.float32)
