@@ -137,7 +137,8 @@ class NeuralNetwork:
             restore_best: bool = True, log: Callable[[str], None] | None = None,
             on_epoch_end: Callable[[History], None] | None = None, checkpoint: str | PathLike | None = None,
             checkpoint_every: int = 1, resume: bool = False, max_loss: float | None = None,
-            on_divergence: str = "raise", callbacks: Sequence[Any] = ()) -> History:
+            on_divergence: str = "raise", callbacks: Sequence[Any] = (),
+            threads: int | str | None = None) -> History:
         """Train by gradient descent; return the :class:`History` (all epochs so far).
 
         X_train: (n_samples, n_features) ; y_train: (n_samples,) integer labels in ``[0, n_classes)``
@@ -170,9 +171,10 @@ class NeuralNetwork:
           (:class:`TrainingDivergedWarning`, then return).  Either way that update is not applied and
           the weights go back to the latest epoch start known to give a sound loss.
         - ``callbacks``: objects with any of ``on_fit_start``, ``on_epoch_begin``, ``on_epoch_end``,
-          ``on_fit_end``, ``on_exception`` (each called with the running
-          :class:`~fastscratch.training.loop.TrainingLoop`; see :mod:`fastscratch.training.callbacks`), after the ones
+          ``on_fit_end``, ``on_exception`` (see :mod:`fastscratch.training.callbacks`), after the ones
           the arguments above build.
+        - ``threads``: ``None``, the BLAS thread limit (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``)
+          at most the usable cores; ``n`` threads; ``"measure"`` (see :mod:`fastscratch.training.threads`).
 
         Ctrl-C during an epoch puts the weights, optimizer state and generator back to that epoch's
         start, so the model matches its history, then propagates.  Invalid arguments raise
@@ -184,7 +186,7 @@ class NeuralNetwork:
             weight_decay=weight_decay, early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
             restore_best=restore_best, log=log, on_epoch_end=on_epoch_end, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, max_loss=max_loss, on_divergence=on_divergence,
-            callbacks=callbacks)
+            callbacks=callbacks, threads=threads)
         return TrainingLoop(self, settings).run()
 
     def check_data(self, X_train: Any, y_train: Any, X_test: Any = None,

@@ -322,7 +322,7 @@ def blas_threads_for(batch: int) -> int | None:
     at most ~15% from two and a busy one loses 3-8x; all threads from 256 rows on,
     where the GEMMs are big enough for two threads to pay when a core is free.
     The rule is fixed, not measured per run, so that the same seed gives the same
-    bits (OpenBLAS rounds differently on different thread counts); set
-    ``fastscratch.training.threads.MEASURE_THREADS`` to have ``fit`` time both instead.
+    bits (OpenBLAS rounds differently on different thread counts);
+    ``fit(threads="measure")`` times both instead.
     """
     return 1 if batch < SINGLE_THREAD_BELOW_ROWS else None

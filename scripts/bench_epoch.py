@@ -46,19 +46,16 @@ def _batch_sizes(text: str) -> list[int | None]:
     return [None if part.strip() in ("full", "none", "0") else int(part) for part in text.split(",")]
 
 
-def _scheme(name: str):
-    """Set fit's thread scheme for the next Workspace (each fit call makes one)."""
-    rule = _RULE
-    if name == "one":
-        training_threads.THREADS_OVERRIDE, numba_kernels.epoch_threads = 1, rule
-    elif name == "parts":
-        training_threads.THREADS_OVERRIDE = None
+def _scheme(name: str) -> int | None:
+    """Put the backend's thread rule for scheme ``name`` in place (the study swaps the rule
+    itself, which is what it measures) and return fit's ``threads`` for it."""
+    if name == "parts":
         numba_kernels.epoch_threads = lambda sizes, rows, threads: (min(threads, numba_kernels.MAX_PARTS), 1)
     elif name == "openblas":
-        training_threads.THREADS_OVERRIDE = None
         numba_kernels.epoch_threads = lambda sizes, rows, threads: (1, None)
-    else:
-        training_threads.THREADS_OVERRIDE, numba_kernels.epoch_threads = None, rule
+    else:  # "rule", and "one": the rule on one thread
+        numba_kernels.epoch_threads = _RULE
+    return 1 if name == "one" else None
 
 
 _RULE = numba_kernels.epoch_threads
@@ -73,9 +70,9 @@ def measure(data, sizes, batch, schemes, epochs: int, lr: float) -> dict[str, di
     try:
         for round_index in range(epochs + 1):  # the first round is the warm-up
             for name in (schemes if round_index % 2 == 0 else schemes[::-1]):
-                _scheme(name)
+                threads = _scheme(name)
                 net = nets[name]
-                net.fit(X, y, lr=lr, epochs=1, batch_size=batch, verbose=False)
+                net.fit(X, y, lr=lr, epochs=1, batch_size=batch, verbose=False, threads=threads)
                 if round_index:
                     times[name].append(net.history.seconds[-1])
                     parts = net.thread_parts

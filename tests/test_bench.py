@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from fastscratch.tools import bench
-from fastscratch.training import threads as training_threads
 from fastscratch.activations import ACTIVATIONS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_epoch.py"
@@ -47,7 +46,7 @@ def test_the_thread_study_interleaves_schemes_under_load_and_writes_json(tmp_pat
         assert record["figures"]["one"]["parts"] == 1 and record["figures"]["openblas"]["parts"] == 1
         assert all(f["median"] > 0 for f in record["figures"].values())
     from fastscratch.kernels import numba_kernels
-    assert training_threads.THREADS_OVERRIDE is None and numba_kernels.epoch_threads.__name__ == "epoch_threads"
+    assert numba_kernels.epoch_threads.__name__ == "epoch_threads"  # the study puts the rule back
 
 
 def test_fastscratch_results_carry_compile_time_apart_from_epochs():
@@ -159,7 +158,7 @@ def test_torch_compile_that_cannot_compile_is_skipped_with_the_reason(tmp_path):
     """No working C++ compiler for Inductor (CXX points nowhere; an empty Inductor cache, so nothing
     compiled earlier is reused): a skipped row naming the failure, not an exception."""
     pytest.importorskip("torch")
-    code = ("from fastscratch import bench; r = bench.run(bench.Workload(framework='torch-compile', batch_size=128, "
+    code = ("from fastscratch.tools import bench; r = bench.run(bench.Workload(framework='torch-compile', batch_size=128, "
             "dataset='mnist-sample', hidden=(8,)), epochs=1, warmup=0); print('STATUS', r.status)")
     env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"))
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
@@ -171,7 +170,7 @@ def test_torch_compile_that_cannot_compile_is_skipped_with_the_reason(tmp_path):
 def test_missing_frameworks_are_skipped_with_the_install_hint():
     """Without JAX and PyTorch (hidden from the import system in a child process)."""
     code = ("import sys; sys.modules['jax'] = None; sys.modules['torch'] = None\n"
-            "from fastscratch import bench\n"
+            "from fastscratch.tools import bench\n"
             "for f in ('jax', 'torch', 'torch-compile'):\n"
             "    print(f, '|', bench.run(bench.Workload(framework=f, dataset='mnist-sample'), epochs=1).status)")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -219,7 +219,7 @@ def _optimizer(name):
             "adam": Adam(eps=1e-3)}[name]
 
 
-def _train(backend, dtype, case, epochs=1, one_step=False):
+def _train(backend, dtype, case, epochs=1, one_step=False, threads=None):
     sizes, activations, n_samples, batch, optimizer, weight_decay, dropout, shuffle, seed = case
     rng = np.random.default_rng(seed + 1)
     if one_step:  # the data is one batch
@@ -229,7 +229,7 @@ def _train(backend, dtype, case, epochs=1, one_step=False):
     net = NeuralNetwork(sizes, activation=activations, dtype=dtype, seed=seed, backend=backend, dropout=dropout)
     lr = 0.01 if optimizer == "adam" else 0.1
     history = net.fit(X, y, lr=lr, epochs=epochs, batch_size=batch, optimizer=_optimizer(optimizer),
-                      weight_decay=weight_decay, shuffle=shuffle, verbose=False)
+                      weight_decay=weight_decay, shuffle=shuffle, verbose=False, threads=threads)
     state = [a for kind in net.optimizer.state_names for a in net.optimizer.state[kind]]
     return net, history, state
 
@@ -238,17 +238,17 @@ def _diverged_at(error: FloatingPointError) -> str:
     return re.search(r"epoch \d+, batch \d+", str(error)).group(0)
 
 
-def _assert_same_training(case, dtype, epochs=1, one_step=False):
+def _assert_same_training(case, dtype, epochs=1, one_step=False, threads=None):
     try:
-        np_net, np_hist, np_state = _train("numpy", dtype, case, epochs, one_step)
+        np_net, np_hist, np_state = _train("numpy", dtype, case, epochs, one_step, threads)
     except FloatingPointError as np_error:
         # a drawn case can diverge (an unbounded activation such as ELU, momentum 0.9 at lr 0.1,
         # single-sample steps): the Numba backend must then stop at the same batch
         with pytest.raises(FloatingPointError) as nb_error:
-            _train("numba", dtype, case, epochs, one_step)
+            _train("numba", dtype, case, epochs, one_step, threads)
         assert _diverged_at(nb_error.value) == _diverged_at(np_error)
         return
-    nb_net, nb_hist, nb_state = _train("numba", dtype, case, epochs, one_step)
+    nb_net, nb_hist, nb_state = _train("numba", dtype, case, epochs, one_step, threads)
     assert nb_net.kernels is NB
     scale = _largest(np_net.parameters)
     rtol = RTOL[dtype]
@@ -416,11 +416,23 @@ def test_blas_threads_follow_the_batch_size():
     assert NB.blas_threads_for(100_000) is None  # large GEMMs: measured at the start of fit
     assert training_threads.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 1
     assert training_threads.choose_blas_threads(NB, [20, 8, 3], 512, np.float32) in (1, None)
-    training_threads.THREADS_OVERRIDE = 2
-    try:
-        assert training_threads.choose_blas_threads(NB, [20, 8, 3], 32, np.float32) == 2
-    finally:
-        training_threads.THREADS_OVERRIDE = None
+
+
+def test_fit_threads_sets_the_epochs_threads_for_that_fit_only():
+    """``fit(threads=n)`` in place of the thread budget, on both paths; ``"measure"`` times the
+    BLAS threads for the batch; the next fit without it follows the rules again."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(0, 1, (600, 20)).astype(np.float32), rng.integers(0, 3, 600)
+    net = NeuralNetwork([20, 8, 3], seed=0, backend="numpy")
+    net.fit(X, y, epochs=1, batch_size=32, verbose=False, threads=2)
+    assert net.blas_threads == 2 and net.last_epoch_path == "stepwise"
+    net.fit(X, y, epochs=1, batch_size=32, verbose=False)
+    assert net.blas_threads == NP.blas_threads_for(32) == 1
+    net.fit(X, y, epochs=1, batch_size=512, verbose=False, threads="measure")
+    assert net.blas_threads in (1, None)
+    fused = NeuralNetwork([20, 8, 3], seed=0, backend="numba")
+    fused.fit(X, y, epochs=1, batch_size=32, verbose=False, threads=1)
+    assert fused.last_epoch_path == "fused" and fused.epoch_parts == 1 and fused.epoch_blas_threads == 1
 
 
 def test_the_fused_epoch_allocates_nothing_per_batch():
@@ -482,14 +494,12 @@ def test_read_only_inputs_train_like_numpy():
 
 @pytest.fixture
 def in_parts(monkeypatch):
-    """``in_parts(parts, split)``: every fused epoch runs in ``parts`` parts however small its
-    step, with part boundaries at any row or column, so the tiny drawn networks go through the
-    parallel paths too (empty parts included); ``split="cols"`` cuts every product that can be
-    cut by columns that way."""
-    from fastscratch.training import threads as training_threads
+    """``in_parts(split)``: a fused epoch given ``fit(threads=n)`` runs in ``n`` parts however
+    small its step, with part boundaries at any row or column, so the tiny drawn networks go
+    through the parallel paths too (empty parts included); ``split="cols"`` cuts every product
+    that can be cut by columns that way."""
 
-    def setup(parts, split="rows"):
-        monkeypatch.setattr(training, "THREADS_OVERRIDE", parts)
+    def setup(split="rows"):
         monkeypatch.setattr(NB, "MIN_PARALLEL_STEP_FLOPS", 0)
         monkeypatch.setattr(NB, "MIN_PARALLEL_ROWS", 0)
         monkeypatch.setattr(NB, "ROW_QUANTUM", 1)
@@ -511,8 +521,8 @@ def test_one_epoch_in_three_parts_matches_numpy(split, case, in_parts):
     machine has) train like the NumPy backend, cut by rows or by columns.  In float64, where
     agreement is to 1e-12: this checks the arithmetic of the parts, not float32 rounding
     (which degenerate drawn nets, chains of one-unit layers, amplify on any path)."""
-    in_parts(3, split)
-    _assert_same_training(case, np.float64, epochs=1)
+    in_parts(split)
+    _assert_same_training(case, np.float64, epochs=1, threads=3)
 
 
 def _epoch_args(sizes, n, batch, rows=None, seed=0):
@@ -572,15 +582,12 @@ def test_the_same_seed_and_threads_give_the_same_bits(monkeypatch):
     """fit twice with the same seed on 1 and on 2 threads: each pair is bit-identical; the
     two thread counts differ at most by rounding (the loss sums and fused SGD updates of
     two parts are added in another order)."""
-    from fastscratch.training import threads as training_threads
-
     rng = np.random.default_rng(0)
     X, y = rng.normal(0, 1, (3000, 200)).astype(np.float32), rng.integers(0, 10, 3000)
     runs = {}
     for threads in (1, 2, 1, 2):
-        monkeypatch.setattr(training, "THREADS_OVERRIDE", threads)
         net = NeuralNetwork([200, 256, 64, 10], seed=3, backend="numba")
-        net.fit(X, y, lr=0.05, epochs=2, batch_size=128, optimizer="momentum", verbose=False)
+        net.fit(X, y, lr=0.05, epochs=2, batch_size=128, optimizer="momentum", verbose=False, threads=threads)
         assert net.epoch_parts == threads and net.last_epoch_path == "fused"  # batch 128: `threads` parts
         params = [p.copy() for p in net.parameters]
         if threads in runs:

@@ -52,18 +52,19 @@ class Workspace:
     """
 
     def __init__(self, kernels: ModuleType, sizes: list[int], batch_size: int, dtype: np.dtype,
-                 keep_probs: list[float] | None = None, training: bool = True, gather: bool = True) -> None:
+                 keep_probs: list[float] | None = None, training: bool = True, gather: bool = True,
+                 threads: int | None = None) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
         rows = self.rows = min(batch_size, MAX_PASS_ROWS) if training else batch_size
         # BLAS threads for run_epoch (None: as configured); every path that trains with
         # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit.
         # The rule looks at the height of the GEMMs: the rows of one pass.
-        self.blas_threads: int | None = default_blas_threads(kernels, rows)
+        self.blas_threads: int | None = default_blas_threads(kernels, rows, threads)
         # the parts a backend's whole-epoch function cuts each step into (one thread each) and
         # its BLAS threads; like the BLAS threads, fixed per workspace so that every path agrees
         # bit for bit
-        self.parts, self.epoch_blas_threads = default_epoch_threads(kernels, sizes, rows)
+        self.parts, self.epoch_blas_threads = default_epoch_threads(kernels, sizes, rows, threads)
         #: which path the last run_epoch took: "fused" (the backend's whole-epoch function) or
         #: "stepwise" (kernel by kernel); None before the first
         self.last_path: str | None = None

@@ -29,7 +29,6 @@ from ..io.model_files import load_checkpoint
 from ..kernels.contract import capabilities
 from ..optimizers import Optimizer, get_optimizer
 from ..schedules import CosineDecay, Schedule, get_schedule
-from . import threads
 from .callbacks import (
     HOOKS,
     MONITORS,
@@ -41,7 +40,7 @@ from .callbacks import (
     check_checkpoint_path,
 )
 from .epoch import LossDiverged, Workspace, run_epoch
-from .threads import blas_threads, choose_blas_threads
+from .threads import blas_threads, check_threads, choose_blas_threads
 
 
 class TrainingDivergedWarning(RuntimeWarning):
@@ -160,6 +159,7 @@ class FitSettings:
     resumed: "ckpt.Saved | None"
     callbacks: list = field(default_factory=list)  # built from the shorthands, then the user's
     say: Callable[[str], None] | None = None  # the log when verbose, else None
+    threads: int | str | None = None  # see threads.check_threads
 
     @property
     def n_samples(self) -> int:
@@ -176,7 +176,7 @@ class FitSettings:
               early_stopping: int | None, monitor: str, min_delta: float, restore_best: bool,
               log: Callable[[str], None] | None, on_epoch_end: Callable[[History], None] | None,
               checkpoint: str | PathLike | None, checkpoint_every: int, resume: bool, max_loss: float | None,
-              on_divergence: str, callbacks: Sequence[Any]) -> "FitSettings":
+              on_divergence: str, callbacks: Sequence[Any], threads: int | str | None = None) -> "FitSettings":
         """Validate ``fit``'s arguments for ``net`` (``ValueError``/``TypeError`` naming the
         argument); changes nothing on ``net``."""
         X_train, y_train, X_test, y_test, unscanned = check_fit_data(net, X_train, y_train, X_test, y_test)
@@ -198,6 +198,7 @@ class FitSettings:
             if hook is not None and not callable(hook):
                 raise TypeError(f"{label} must be callable, got {type(hook).__name__}")
         user_callbacks = _check_callbacks(callbacks)
+        threads = check_threads(threads)
         if early_stopping is not None and monitor.startswith("test") and X_test is None:
             raise ValueError(f"early_stopping on {monitor!r} needs X_test and y_test")
         say = log if log is not None else (lambda line: print(line, file=sys.stdout, flush=True))
@@ -245,7 +246,7 @@ class FitSettings:
             built.append(BackupAndRestore(checkpoint, checkpoint_every, stopping, guard))
         return cls(X_train, y_train, X_test, y_test, unscanned, lr, epochs, batch, bool(shuffle), schedule, opt,
                    weight_decay, max_loss, on_divergence, first_epoch, target_epoch, record, data_print, saved,
-                   [guard] + built, say if verbose else None)
+                   [guard] + built, say if verbose else None, threads)
 
 
 def _check_callbacks(callbacks: Any) -> list:
@@ -329,7 +330,8 @@ class TrainingLoop:
         self.optimizer.bind(params)
         net.optimizer = self.optimizer
         self.workspace = Workspace(net.kernels, net.architecture, s.batch, net.dtype,
-                                   keep_probs=[1.0 - r for r in net.dropout], gather=s.shuffle and not s.full_batch)
+                                   keep_probs=[1.0 - r for r in net.dropout], gather=s.shuffle and not s.full_batch,
+                                   threads=s.threads if isinstance(s.threads, int) else None)
         self.weight_decays = [s.weight_decay, 0.0] * len(net.weights)
         self.codes = net.activation_codes
         self.tracked = params + [a for kind in self.optimizer.state_names for a in self.optimizer.state[kind]]
@@ -340,7 +342,7 @@ class TrainingLoop:
         setup_start = time.perf_counter()
         warmup = capabilities(net.kernels).warmup
         compiled = warmup(len(net.weights), net.dtype) if warmup is not None else 0.0
-        if threads.MEASURE_THREADS:  # opt-in: see its note on reproducibility
+        if s.threads == "measure":  # opt-in: see check_threads on reproducibility
             self.workspace.blas_threads = choose_blas_threads(net.kernels, net.architecture, s.batch, net.dtype)
         net.blas_threads = self.workspace.blas_threads
         net.epoch_parts, net.epoch_blas_threads = self.workspace.parts, self.workspace.epoch_blas_threads

@@ -1,10 +1,13 @@
-"""The BLAS thread policy of training: how many threads an epoch uses, and how.
+"""The thread policy of training: how many threads an epoch uses, and how.
 
-An epoch's threads are the backend's BLAS thread limit as it stands (``OPENBLAS_NUM_THREADS``,
-``threadpoolctl.threadpool_limits``, a Dask worker's setting), at most the cores this process
-may use (:func:`thread_budget`), unless ``fit(threads=...)`` says otherwise.  The backend's
-rules (``blas_threads_for``, ``epoch_threads`` in its capabilities) decide what to do with
-them; :func:`blas_threads` applies a count around a block.
+``fit(threads=...)`` chooses (:func:`check_threads`), and nothing else does -- no module-level
+switch: ``None`` (the default) gives an epoch the backend's BLAS thread limit as it stands
+(``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits``, a Dask worker's setting), at most
+the cores this process may use (:func:`thread_budget`); a number ``n`` gives it ``n`` threads in
+place of that; ``"measure"`` times one BLAS thread against all at the start of ``fit``
+(:func:`choose_blas_threads`).  The backend's rules (``blas_threads_for``, ``epoch_threads`` in
+its capabilities) decide what an epoch does with its threads; :func:`blas_threads` applies a
+count around a block.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import os
 import time
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +63,26 @@ def blas_threads(threads: int | None, kernels: ModuleType | None = None):
             lib.set_num_threads(count)
 
 
-#: Forces the thread count of every epoch when set (benchmarks use it to measure the
-#: choice): the BLAS threads of the kernel-by-kernel path, and the threads of a whole-epoch
-#: function (its parts, or BLAS threads for a tall pass in one part); ``None``: the backend's
-#: rules (``blas_threads_for``, ``epoch_threads`` with :func:`thread_budget` threads).
-THREADS_OVERRIDE: int | None = None
+def check_threads(threads: Any) -> int | str | None:
+    """``fit``'s ``threads``, checked: ``None``, a positive int, or ``"measure"``.
+
+    ``None``: the backend's rules with :func:`thread_budget` threads.  An int: that many
+    threads in place of the budget, for the BLAS calls of the kernel-by-kernel path and for a
+    whole-epoch function (its parts, or BLAS threads for a tall pass in one part); the rules
+    still decide how to use them.  ``"measure"``: time one BLAS thread against all when ``fit``
+    starts (:func:`choose_blas_threads`); off by default because OpenBLAS rounds differently
+    on different thread counts, so a choice that follows the machine's load would make two
+    runs with the same seed differ, and fastscratch promises bit-identical reruns.
+    """
+    if threads is None or threads == "measure":
+        return threads
+    if isinstance(threads, str):
+        raise ValueError(f"threads must be None, a positive int or 'measure', got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be None, a positive int or 'measure', got {type(threads).__name__}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return int(threads)
 
 
 def usable_cores() -> int:
@@ -86,18 +105,19 @@ def thread_budget(kernels: ModuleType | None = None) -> int:
     return max(1, min(cores, max(lib.num_threads for lib in pools.lib_controllers)))
 
 
-def default_epoch_threads(kernels: ModuleType, sizes: list[int], rows: int) -> tuple[int, int | None]:
+def default_epoch_threads(kernels: ModuleType, sizes: list[int], rows: int,
+                          threads: int | None = None) -> tuple[int, int | None]:
     """``(parts, blas_threads)`` of a backend's whole-epoch function on steps of ``rows`` rows:
     the parts (one thread each) it cuts each step into and the BLAS threads meanwhile, by the
-    backend's ``epoch_threads`` rule given ``THREADS_OVERRIDE`` or :func:`thread_budget` threads;
-    ``(1, None)`` for backends without one.  The result depends on these numbers, not on how many
-    of the threads actually got a core, so the same seed and the same threads give the same bits."""
+    backend's ``epoch_threads`` rule given ``threads`` (``fit(threads=n)``) or, ``None``,
+    :func:`thread_budget` threads; ``(1, None)`` for backends without one.  The result depends
+    on these numbers, not on how many of the threads actually got a core, so the same seed and
+    the same threads give the same bits."""
     rule = capabilities(kernels).epoch_threads
     if rule is None:
         return 1, None
-    threads = THREADS_OVERRIDE if THREADS_OVERRIDE is not None else thread_budget(kernels)
-    parts, blas = rule(sizes, rows, threads)
-    return parts, (threads if THREADS_OVERRIDE is not None and blas is None else blas)
+    parts, blas = rule(sizes, rows, threads if threads is not None else thread_budget(kernels))
+    return parts, (threads if threads is not None and blas is None else blas)
 
 
 def describe_threads(path: str | None, parts: int, epoch_blas_threads: int | None,
@@ -114,19 +134,11 @@ def describe_threads(path: str | None, parts: int, epoch_blas_threads: int | Non
     return f"{blas(blas_threads)} (kernel by kernel)"
 
 
-#: When true, ``fit`` times one thread against all at the start of training
-#: (:func:`choose_blas_threads`) instead of following the backend's fixed rule.  Off
-#: by default: OpenBLAS results differ in the last bits between thread counts, so a
-#: choice that depends on the machine's load at that moment would make two runs with
-#: the same seed differ, and the library promises bit-identical reruns.
-MEASURE_THREADS = False
-
-
-def default_blas_threads(kernels: ModuleType, batch: int) -> int | None:
-    """The BLAS threads a workspace for ``batch`` rows uses unless told otherwise:
-    ``THREADS_OVERRIDE``, else the backend's ``blas_threads_for`` rule (``None``: as configured)."""
-    if THREADS_OVERRIDE is not None:
-        return THREADS_OVERRIDE
+def default_blas_threads(kernels: ModuleType, batch: int, threads: int | None = None) -> int | None:
+    """The BLAS threads of the kernel-by-kernel path on ``batch`` rows: ``threads`` when given
+    (``fit(threads=n)``), else the backend's ``blas_threads_for`` rule (``None``: as configured)."""
+    if threads is not None:
+        return threads
     advice = capabilities(kernels).blas_threads_for
     return advice(batch) if advice is not None else None
 
@@ -151,8 +163,6 @@ def choose_blas_threads(kernels: ModuleType, sizes: list[int], batch: int, dtype
     on an idle 2-core machine two threads are ~1.2-1.4x faster from 128 rows on.
     Without threadpoolctl nothing is measured or limited.
     """
-    if THREADS_OVERRIDE is not None:
-        return THREADS_OVERRIDE
     advice = capabilities(kernels).blas_threads_for
     fixed = advice(batch) if advice is not None else None
     if fixed is not None:
