@@ -151,6 +151,11 @@ def test_training_reproduces_the_golden_run(golden, backend, name, tmp_path):
     expected = {k: v for k, v in arrays.items() if k.startswith(f"{backend}/{name}/")}
     assert sorted(got) == sorted(expected)
     assert more == facts["runs"][f"{backend}/{name}"]
+    _assert_same(got, expected, backend, facts)
+
+
+def _assert_same(got: dict[str, np.ndarray], expected: dict[str, np.ndarray], backend: str,
+                 facts: dict[str, Any]) -> None:
     if platform_fingerprint(backend) == facts["fingerprint"][backend]:
         for key, value in expected.items():  # the recording platform: every bit
             assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
@@ -161,6 +166,46 @@ def test_training_reproduces_the_golden_run(golden, backend, name, tmp_path):
         for key, value in expected.items():
             scale = max(float(np.abs(value).max()), 1.0)
             assert np.allclose(got[key], value, rtol=0, atol=2e-3 * scale), key
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_checkpoint_written_before_the_redesign_resumes_to_the_golden_run(golden, backend, tmp_path):
+    """``pre-redesign-checkpoint-*.npz``: the checkpoint that fastscratch as it was before the
+    redesign (commit 2391176) wrote three epochs into the "resumed" run; today's code resumes it
+    to the five epochs of the golden run, which that older code recorded end to end."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    from threadpoolctl import threadpool_limits
+
+    arrays, facts = golden
+    X_train, y_train, X_test, y_test = _data()
+    path = tmp_path / "old.npz"
+    path.write_bytes((GOLDEN / f"pre-redesign-checkpoint-{backend}.npz").read_bytes())
+    with threadpool_limits(limits=1):
+        net = fs.NeuralNetwork(ARCHITECTURE, seed=7, backend=backend)
+        net.fit(X_train, y_train, X_test, y_test, epochs=5, resume=True, optimizer="adam", batch_size=64,
+                lr=0.003, checkpoint=path, verbose=False)
+    assert _facts(net) == facts["runs"][f"{backend}/resumed"]
+    _assert_same(_arrays(f"{backend}/resumed", net),
+                 {k: v for k, v in arrays.items() if k.startswith(f"{backend}/resumed/")}, backend, facts)
+
+
+def test_a_model_file_written_before_the_redesign_loads_as_the_same_model(golden):
+    """``pre-redesign-model.npz``: the network of that checkpoint, saved by the older code; it
+    loads with the weights, optimizer state and history today's code reaches in those three
+    epochs, and predicts as that network does."""
+    from threadpoolctl import threadpool_limits
+
+    _, facts = golden
+    X_train, y_train, X_test, y_test = _data()
+    with threadpool_limits(limits=1):
+        net = fs.NeuralNetwork(ARCHITECTURE, seed=7, backend="numpy")
+        net.fit(X_train, y_train, X_test, y_test, epochs=3, optimizer="adam", batch_size=64, lr=0.003,
+                verbose=False)
+        loaded = fs.NeuralNetwork.load(GOLDEN / "pre-redesign-model.npz")
+        _assert_same(_arrays("old", loaded), _arrays("old", net), "numpy", facts)
+        assert loaded.epochs_trained == 3 and loaded.optimizer.iterations == net.optimizer.iterations
+        assert np.array_equal(loaded.predict(X_test), net.predict(X_test))
 
 
 def test_the_golden_check_can_fail(golden, tmp_path):
