@@ -453,18 +453,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..io import inputs as _inputs
+    from ..io import inputs
 
     net = _load_model(args.model)
     _prepare_output(args.output, "--output")
     architecture = "-".join(map(str, net.architecture))
     try:
-        items = [_inputs.read_input(path) for path in args.inputs]
+        items = [inputs.read_input(path) for path in args.inputs]
         for item in items:
-            _inputs.check_fits(item, net.n_features, architecture)
-    except _inputs.InputError as exc:
+            inputs.check_fits(item, net.n_features, architecture)
+    except inputs.InputError as exc:
         raise CommandError(str(exc)) from None
-    for line in _inputs.apply_inversion(items, args.invert):
+    for line in inputs.apply_inversion(items, args.invert):
         print(line, file=sys.stderr)
     X = items[0].rows if len(items) == 1 else np.concatenate([item.rows for item in items])
     names = (net.data_info or {}).get("class_names")

@@ -93,7 +93,7 @@ class Workspace:
 
     def forward(self, x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
                 codes: list[int], rng: np.random.Generator | None = None) -> np.ndarray:
-        """Run ``x: (n, n_in)`` through the layers (:func:`fastscratch.step.forward`); return
+        """Run ``x: (n, n_in)`` through the layers (:func:`fastscratch.training.step.forward`); return
         the logits view ``(n, n_out)``.
 
         With ``rng`` given, dropout is applied on hidden layers whose keep
@@ -106,7 +106,7 @@ class Workspace:
                          biases: list[np.ndarray], codes: list[int],
                          rng: np.random.Generator, scale: float | None = None,
                          accumulate: bool = False) -> tuple[float, int]:
-        """Forward and backward pass of one batch (:mod:`fastscratch.step`); fills ``grad_W`` / ``grad_b``.
+        """Forward and backward pass of one batch (:mod:`fastscratch.training.step`); fills ``grad_W`` / ``grad_b``.
 
         x: (n, n_in) ; y: (n,) intp labels, at most ``rows`` of them.  Gradients are of
         the *mean* loss over the batch (``scale``: the factor on the summed loss, default
