@@ -141,3 +141,19 @@ def _fake(tmp_path: Path, like: Path, code: str) -> Path:
     fake = tmp_path / like.name
     fake.write_text(code)
     return fake
+
+
+def test_fit_fits_on_a_screen_classes_stay_small_and_the_step_is_one_short_module():
+    """The redesign's sizes, kept: ``NeuralNetwork.fit`` under 60 lines (a thin front over the
+    training loop), no class over 300, the step module (the math a learner reads) under 200."""
+    too_big = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 300:
+                too_big.append(f"class {name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    network = ast.parse(MODULES["fastscratch.network"].read_text())
+    fit = next(n for c in network.body if isinstance(c, ast.ClassDef) and c.name == "NeuralNetwork"
+               for n in c.body if isinstance(n, ast.FunctionDef) and n.name == "fit")
+    assert fit.end_lineno - fit.lineno + 1 < 60, f"NeuralNetwork.fit is {fit.end_lineno - fit.lineno + 1} lines"
+    assert len(MODULES["fastscratch.training.step"].read_text().splitlines()) < 200
+    assert not too_big, "\n".join(too_big)
