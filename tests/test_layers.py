@@ -157,3 +157,28 @@ def test_fit_fits_on_a_screen_classes_stay_small_and_the_step_is_one_short_modul
     assert fit.end_lineno - fit.lineno + 1 < 60, f"NeuralNetwork.fit is {fit.end_lineno - fit.lineno + 1} lines"
     assert len(MODULES["fastscratch.training.step"].read_text().splitlines()) < 200
     assert not too_big, "\n".join(too_big)
+
+
+def test_the_public_paths_stay_where_they_were():
+    """The re-layout kept what users import: ``fastscratch.datasets`` and ``fastscratch.sklearn``
+    are the moved modules themselves (one module under two names), ``fastscratch.compare`` the
+    function, and the ``fastscratch`` command's entry point resolves to the CLI's ``main``."""
+    import importlib.metadata
+
+    pytest.importorskip("sklearn")
+    import fastscratch
+    import fastscratch.datasets
+    import fastscratch.integrations.sklearn
+    import fastscratch.io.datasets
+    import fastscratch.sklearn
+    from fastscratch.tools import cli
+
+    assert fastscratch.datasets is fastscratch.io.datasets
+    assert fastscratch.sklearn is fastscratch.integrations.sklearn
+    from fastscratch.datasets import load_dataset
+    from fastscratch.sklearn import ScratchMLPClassifier
+    assert load_dataset is fastscratch.io.datasets.load_dataset and ScratchMLPClassifier.__name__ == "ScratchMLPClassifier"
+    assert callable(fastscratch.compare) and fastscratch.compare.__module__ == "fastscratch.tools.compare"
+    (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "fastscratch"]
+    assert script.load() is cli.main
+    assert {"NeuralNetwork", "compare", "load_backend"} <= set(fastscratch.__all__)
