@@ -26,7 +26,6 @@ from .kernels.contract import IDENTITY
 from .optimizers import Optimizer, get_optimizer
 from .schedules import Schedule
 from .training import step, threads
-from .training.callbacks import MONITOR_COLUMN as _MONITOR_COLUMN  # noqa: F401  (their old home)
 from .training.epoch import MAX_PASS_ROWS, Workspace
 from .training.loop import FitSettings, TrainingDivergedWarning, TrainingLoop, check_fit_data, continue_optimizer
 

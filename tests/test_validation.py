@@ -292,10 +292,11 @@ BAD_OTHER_CALLS = [
     (dict(resume=True), ValueError, "resume=True needs checkpoint"),
     (dict(resume="yes"), TypeError, "resume must be True or False"),
     (dict(checkpoint=5), TypeError, "checkpoint must be a file path"),
-    (dict(threads=0), ValueError, "threads must be at least 1"),
-    (dict(threads="all"), ValueError, "threads must be None, a positive int or 'measure', got 'all'"),
-    (dict(threads=2.0), TypeError, "threads must be None, a positive int or 'measure', got float"),
-    (dict(threads=True), TypeError, "threads must be None, a positive int or 'measure', got bool"),
+    (dict(threads=0), ValueError, "threads must be a positive integer, got 0"),
+    (dict(threads="all"), ValueError, "threads must be None, a positive integer or 'measure', got 'all'"),
+    (dict(threads=2.0), TypeError, "threads must be a positive integer, got float"),
+    (dict(threads=True), TypeError, "threads must be a positive integer, got bool"),
+    (dict(threads=np.array([2])), TypeError, "threads must be a positive integer, got ndarray"),
 ]
 
 

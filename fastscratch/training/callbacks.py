@@ -69,6 +69,13 @@ class LoopState(Protocol):
     def history(self) -> History: ...
 
 
+def check_monitor(monitor: Any) -> str:
+    """``monitor``, if it names a column early stopping can watch (:data:`MONITORS`)."""
+    if not isinstance(monitor, str) or monitor not in MONITORS:
+        raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
+    return monitor
+
+
 class Callback:
     """Base class of training callbacks: every hook does nothing (see the module docstring)."""
 
@@ -175,8 +182,7 @@ class EarlyStopping(Callback):
                  restore_best: bool = True) -> None:
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        if not isinstance(monitor, str) or monitor not in MONITORS:
-            raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
+        check_monitor(monitor)
         self.patience, self.monitor, self.min_delta = int(patience), monitor, float(min_delta)
         self.restore_best = bool(restore_best)
         self.sign = 1.0 if MONITORS[monitor] == "min" else -1.0

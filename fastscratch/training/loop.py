@@ -29,16 +29,8 @@ from ..io.model_files import load_checkpoint
 from ..kernels.contract import capabilities
 from ..optimizers import Optimizer, get_optimizer
 from ..schedules import CosineDecay, Schedule, get_schedule
-from .callbacks import (
-    HOOKS,
-    MONITORS,
-    BackupAndRestore,
-    DivergenceGuard,
-    EarlyStopping,
-    EpochEndFunction,
-    EpochLog,
-    check_checkpoint_path,
-)
+from .callbacks import (HOOKS, BackupAndRestore, DivergenceGuard, EarlyStopping, EpochEndFunction, EpochLog,
+                        check_checkpoint_path, check_monitor)
 from .epoch import LossDiverged, Workspace, run_epoch
 from .threads import blas_threads, check_threads, choose_blas_threads
 
@@ -192,8 +184,7 @@ class FitSettings:
             max_loss = check.check_positive_number("max_loss", max_loss) if max_loss != math.inf else math.inf
         if on_divergence not in ("raise", "warn"):
             raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
-        if not isinstance(monitor, str) or monitor not in MONITORS:
-            raise ValueError(f"unknown monitor {monitor!r}; expected one of {sorted(MONITORS)}")
+        monitor = check_monitor(monitor)
         for label, hook in (("log", log), ("on_epoch_end", on_epoch_end)):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{label} must be callable, got {type(hook).__name__}")

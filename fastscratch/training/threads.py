@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _validation as check
 from ..kernels.contract import capabilities
 
 _THREADPOOLS: dict = {}  # a threadpoolctl controller per backend, made once its BLAS is loaded
@@ -74,15 +75,11 @@ def check_threads(threads: Any) -> int | str | None:
     on different thread counts, so a choice that follows the machine's load would make two
     runs with the same seed differ, and fastscratch promises bit-identical reruns.
     """
-    if threads is None or threads == "measure":
+    if threads is None or (isinstance(threads, str) and threads == "measure"):
         return threads
     if isinstance(threads, str):
-        raise ValueError(f"threads must be None, a positive int or 'measure', got {threads!r}")
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be None, a positive int or 'measure', got {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    return int(threads)
+        raise ValueError(f"threads must be None, a positive integer or 'measure', got {threads!r}")
+    return check.check_positive_int("threads", threads)
 
 
 def usable_cores() -> int:
