@@ -18,8 +18,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _validation as check
+from . import devices
 from .activations import ACTIVATION_NAMES, activation_codes, get_activation
-from .backends import load_backend
+from .backends import ARRAY_API, load_backend
 from .history import History
 from .io.model_files import load_model, save_model
 from .kernels.contract import IDENTITY
@@ -48,7 +49,9 @@ class NeuralNetwork:
     dtype : ``"float32"`` (default) or ``"float64"``.
     seed : seed of the generator used for initialisation, shuffling and dropout;
         the same seed gives bit-identical training.  ``None``: fresh entropy.
-    backend : ``"auto"`` (Numba if available, else NumPy), ``"numpy"`` or ``"numba"``.
+    backend : ``"auto"`` (Numba if available, else NumPy; the array-API backend for GPU arrays),
+        ``"numpy"``, ``"numba"`` or ``"array_api"`` (any array-API library's arrays: CuPy, PyTorch,
+        NumPy; the weights move to the data's device on the first ``fit``, see :meth:`to_device`).
     init : ``"he"`` (normal, std ``sqrt(2 / n_in)``) or ``"xavier"`` (Glorot uniform).
     dropout : fraction of each hidden layer's units dropped during training
         (a number, or one per hidden layer); 0 disables it.
@@ -78,13 +81,6 @@ class NeuralNetwork:
         return net
 
     # ------------------------------------------------------------------ setup
-    @classmethod
-    def _check_activations(cls, activation: Any, n_hidden: int) -> list[str]:
-        names = _per_hidden_layer(activation, n_hidden, str, "activation", "a name")
-        for name in names:
-            get_activation(name)  # ValueError naming the registry's choices
-        return names
-
     @property
     def n_features(self) -> int:
         return self.architecture[0]
@@ -115,17 +111,9 @@ class NeuralNetwork:
                 f"dtype='{self.dtype}', backend='{self.kernels.NAME}', epochs_trained={self.epochs_trained})")
 
     # tutorial-style aliases of the history
-    @property
-    def costs(self) -> list[float]:
-        return self.history.cost
-
-    @property
-    def train_accuracies(self) -> list[float]:
-        return self.history.train_accuracy
-
-    @property
-    def test_accuracies(self) -> list[float]:
-        return self.history.test_accuracy
+    costs = property(lambda self: self.history.cost, doc="The training cost of every epoch (list of float).")
+    train_accuracies = property(lambda self: self.history.train_accuracy, doc="Training accuracy per epoch.")
+    test_accuracies = property(lambda self: self.history.test_accuracy, doc="Test accuracy per epoch (NaN without test data).")
 
     # --------------------------------------------------------------- training
     def fit(self, X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, lr: float = 0.1,
@@ -203,6 +191,7 @@ class NeuralNetwork:
         softmax belongs to the loss: ``predict_proba`` applies it).  No dropout (as in prediction).
         Same kernels as ``fit`` (:func:`fastscratch.training.step.forward`); the model is not changed.
         """
+        _check_on_host(self, "forward")
         X = check.check_features(X, self.n_features, self.dtype, "X")
         outputs = [np.empty((X.shape[0], size), dtype=self.dtype) for size in self.architecture[1:]]
         with threads.blas_threads(threads.default_blas_threads(self.kernels, X.shape[0]), self.kernels):
@@ -252,21 +241,22 @@ class NeuralNetwork:
 
         X: (n_samples, n_features).  Computed ``batch_size`` rows at a time.
         """
-        X = check.check_feature_array(X, self.n_features)
+        X, checked = _inference_input(self, X)
         batch_rows = check.check_positive_int("batch_size", batch_size)
-        out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        for start, ws, logits in _forward_chunks(self, X, batch_rows):
-            rows = out[start:start + logits.shape[0]]
+        out = devices.empty(X, (X.shape[0], self.n_classes), self.dtype)
+        for start, ws, logits in _forward_chunks(self, X, batch_rows, checked):
+            rows = out[start:start + logits.shape[0], ...]
             self.kernels.softmax(logits, rows, ws.row_scratch[0, : logits.shape[0]])
         return out
 
     def predict(self, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-        """Predicted class labels ``(n_samples,)`` int: the argmax of the output layer."""
-        X = check.check_feature_array(X, self.n_features)
+        """Predicted class labels ``(n_samples,)`` int: the argmax of the output layer (off the host:
+        an int64 array on the data's device)."""
+        X, checked = _inference_input(self, X)
         batch_rows = check.check_positive_int("batch_size", batch_size)
-        out = np.empty(X.shape[0], dtype=np.intp)
-        for start, _, logits in _forward_chunks(self, X, batch_rows):
-            np.argmax(logits, axis=1, out=out[start:start + logits.shape[0]])
+        out = devices.empty(X, (X.shape[0],), "index")
+        for start, _, logits in _forward_chunks(self, X, batch_rows, checked):
+            _argmax_rows(logits, out[start:start + logits.shape[0]])
         return out
 
     def evaluate(self, X: Any, y: Any, batch_size: int = PREDICT_BATCH, *,
@@ -277,10 +267,11 @@ class NeuralNetwork:
         intp labels), so they are not scanned again (``fit`` evaluates every epoch so)."""
         if checked:
             return self._evaluate(X, y, batch_size, checked=True)
-        X = check.check_feature_array(X, self.n_features)
-        y = check.check_labels(y, X.shape[0], self.n_classes, "y")
+        X, on_device = _inference_input(self, X)  # off the host: checked where it lives
+        y = devices.check_labels(y, X, self.n_classes, "y") if on_device else check.check_labels(
+            y, X.shape[0], self.n_classes, "y")
         batch_rows = check.check_positive_int("batch_size", batch_size)
-        return self._evaluate(X, y, batch_rows)
+        return self._evaluate(X, y, batch_rows, checked=on_device)
 
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = PREDICT_BATCH,
                   checked: bool = False) -> tuple[float, float]:
@@ -312,9 +303,25 @@ class NeuralNetwork:
         save_model(self, path)
 
     @classmethod
-    def load(cls, path: str | PathLike) -> "NeuralNetwork":
-        """Read a model written by :meth:`save` (never unpickles); ``ValueError`` if it is invalid."""
-        return load_model(path, cls)
+    def load(cls, path: str | PathLike, device: Any = None) -> "NeuralNetwork":
+        """Read a model written by :meth:`save` (never unpickles); ``ValueError`` if it is invalid.
+        ``device``: where to put its weights (see :meth:`to_device`; ``None``: the host)."""
+        net = load_model(path, cls)
+        return net if device is None else net.to_device(device)
+
+    # ---------------------------------------------------------------- devices
+    @property
+    def device(self) -> Any:
+        """Where the weights live: ``"cpu"`` (NumPy, on the host) or their library's device."""
+        return devices.device_of(self.weights[0])
+
+    def to_device(self, device: Any) -> "NeuralNetwork":
+        """Move the weights, biases and optimizer state to ``device`` (``"cpu"``, ``"cuda[:N]"``, a device
+        object or an array: :func:`fastscratch.devices.to_device`); return the model.  Off the host it
+        computes with the array-API backend, on the host with its ``backend``; ``fit`` on GPU arrays
+        does this itself."""
+        _move(self, device)
+        return self
 
     # ------------------------------------------------------------------ plots
     def plot_cost(self, path: str | PathLike | None = None):
@@ -342,7 +349,10 @@ def _per_hidden_layer(value: Any, n_hidden: int, single: type | tuple[type, ...]
 
 def check_activations(activation: Any, n_hidden: int) -> list[str]:
     """The activation name of each of ``n_hidden`` layers from one name or a list (each known)."""
-    return NeuralNetwork._check_activations(activation, n_hidden)
+    names = _per_hidden_layer(activation, n_hidden, str, "activation", "a name")
+    for name in names:
+        get_activation(name)  # ValueError naming the registry's choices
+    return names
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -387,10 +397,11 @@ def _forward_chunks(net: "NeuralNetwork", X: np.ndarray, batch_size: int, checke
     """Yield ``(start, workspace, logits_view)`` for chunks of ``X`` through ``net``; memory is
     bounded by ``batch_size``.  ``checked``: X is known to be finite and of the model's dtype."""
     batch = min(batch_size, X.shape[0])
-    ws = Workspace(net.kernels, net.architecture, batch, net.dtype, training=False, gather=False)
+    ws = Workspace(net.kernels, net.architecture, batch, net.dtype, training=False, gather=False,
+                   like=net.weights[0])
     codes = net.activation_codes
     for start in range(0, X.shape[0], batch):
-        chunk = X[start:start + batch]
+        chunk = X[start:start + batch, ...]
         if not checked:
             # each chunk is converted and checked on its own, so a large float64 or
             # integer input is never copied whole
@@ -402,8 +413,53 @@ def _forward_chunks(net: "NeuralNetwork", X: np.ndarray, batch_size: int, checke
         yield start, ws, logits
 
 
+def _argmax_rows(logits: Any, out: Any) -> None:
+    """``out = argmax(logits, axis=1)``, into ``out`` (a view of predict's result)."""
+    if devices.is_host(out):
+        np.argmax(logits, axis=1, out=out)
+    else:
+        out[...] = devices.namespace(logits).argmax(logits, axis=1)
+
+
+def _move(net: NeuralNetwork, device: Any) -> None:
+    """:meth:`NeuralNetwork.to_device`: the arrays through the host, then the kernels for where they are."""
+    if devices.is_device_array(device) and devices.same_place(device, net.weights[0]):
+        return  # already there
+    move = lambda a: devices.to_device(devices.to_numpy(a), device)  # noqa: E731
+    weights, biases = [move(W) for W in net.weights], [move(b) for b in net.biases]
+    kernels = net.kernels
+    if not devices.is_host(weights[0]):
+        kernels = load_backend(ARRAY_API)  # ImportError naming the extra, before anything is changed
+    elif net.kernels.NAME == ARRAY_API and net.backend != ARRAY_API:
+        kernels = load_backend(net.backend)
+    if net.optimizer is not None:
+        net.optimizer.move_state(move)
+    net.weights, net.biases, net.kernels = weights, biases, kernels
+
+
+def _inference_input(net: "NeuralNetwork", X: Any) -> tuple[Any, bool]:
+    """``X`` for predict/evaluate and whether it is checked already: on the host, the shape
+    check (chunks are converted and scanned as they go); off it, the whole check where ``X``
+    lives, which must be where the weights are (never copied between devices)."""
+    weights = net.weights[0]
+    if not devices.is_host(weights):
+        devices.check_same_device("X", X, weights)
+        return devices.check_features(X, net.n_features, net.dtype, "X"), True
+    if devices.wants_array_api(X) or (net.kernels.NAME == ARRAY_API and devices.is_device_array(X)):
+        devices.check_same_device("X", X, weights)  # GPU data, host weights: say so
+    return check.check_feature_array(X, net.n_features), False  # NumPy converts the rest (a torch CPU tensor)
+
+
+def _check_on_host(net: "NeuralNetwork", method: str) -> None:
+    """The step by hand (forward/backward/update) works on NumPy arrays; say so off the host."""
+    if not devices.is_host(net.weights[0]):
+        raise TypeError(f"{method}() by hand works on the host; the weights are on {net.device}: "
+                        "call to_device('cpu') first (fit, predict and evaluate run where the weights are)")
+
+
 def _check_activation_list(net: "NeuralNetwork", activations: Any) -> None:
     """``ValueError`` unless ``activations`` is shaped like what ``net.forward`` returns."""
+    _check_on_host(net, "backward")
     sizes = net.architecture
     if (not isinstance(activations, (list, tuple)) or len(activations) != len(sizes)
             or any(not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[1] != size or a.dtype != net.dtype
@@ -414,6 +470,7 @@ def _check_activation_list(net: "NeuralNetwork", activations: Any) -> None:
 
 def _interleaved_gradients(net: "NeuralNetwork", gradients: Any) -> list[np.ndarray]:
     """``[dW0, db0, dW1, db1, ...]`` from the ``(grad_weights, grad_biases)`` pair ``backward`` returns."""
+    _check_on_host(net, "update")
     if not isinstance(gradients, (list, tuple)) or len(gradients) != 2:
         raise ValueError("gradients must be the pair (grad_weights, grad_biases) backward() returns")
     grads = [g for pair in zip(*gradients) for g in pair]
@@ -428,7 +485,7 @@ def _configure(net: "NeuralNetwork", architecture: Any, activation: Any, dtype: 
     """Validate and set everything on ``net`` but the parameters (a loader supplies those from a file)."""
     net.architecture = check.check_architecture(architecture)
     n_hidden = len(net.architecture) - 2
-    net.activations = NeuralNetwork._check_activations(activation, n_hidden)
+    net.activations = check_activations(activation, n_hidden)
     net.dtype = check_dtype(dtype)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")

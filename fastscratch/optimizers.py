@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ._validation import resolve_named
+from .devices import device_of, empty_like, is_host, zeros_like
 from .kernels.contract import OPT_ADAM, OPT_MOMENTUM, OPT_SGD
 
 
@@ -65,12 +66,21 @@ class Optimizer:
     def bind(self, params: list[np.ndarray]) -> None:
         """Prepare state for ``params``: kept (with the step count) when it was made for
         arrays of the same shapes and dtype, else allocated afresh (zeros, step 0)."""
-        layout = ([p.shape for p in params], params[0].dtype)
+        layout = _layout(params)
         if layout != self._layout:
-            self.state = {k: [np.zeros_like(p) for p in params] for k in self.state_names}
-            self.scratch = [np.empty_like(p) for p in params]
+            self.state = {k: [zeros_like(p) for p in params] for k in self.state_names}
+            self.scratch = [empty_like(p) for p in params]
             self.iterations = 0
             self._layout = layout
+
+    def move_state(self, move: Callable[[Any], Any]) -> None:
+        """Replace every state and scratch array by ``move(array)`` (the same values elsewhere:
+        ``NeuralNetwork.to_device``), keeping the step count, so a later ``bind`` to the moved
+        parameters keeps the state."""
+        self.state = {kind: [move(a) for a in arrays] for kind, arrays in self.state.items()}
+        self.scratch = [move(a) for a in self.scratch]
+        if self.scratch:
+            self._layout = _layout(self.scratch)
 
     def step(self, kernels: ModuleType, params: list[np.ndarray], grads: list[np.ndarray], lr: float,
              weight_decays: list[float]) -> None:
@@ -82,6 +92,14 @@ class Optimizer:
     def _update(self, kernels: ModuleType, i: int, p: np.ndarray, g: np.ndarray, lr: float,
                 weight_decay: float) -> None:
         raise NotImplementedError
+
+
+def _layout(arrays: list[Any]) -> tuple:
+    """What state made for ``arrays`` fits: their shapes and dtype, and off the host, where they live."""
+    layout: tuple = ([a.shape for a in arrays], arrays[0].dtype)
+    if not is_host(arrays[0]):
+        layout += (type(arrays[0]), str(device_of(arrays[0])))
+    return layout
 
 
 class SGD(Optimizer):

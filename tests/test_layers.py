@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     ("core", ["kernels/", "fastscratch/_validation.py", "fastscratch/_equivalents.py", "fastscratch/history.py",
               "fastscratch/activations.py", "fastscratch/optimizers.py", "fastscratch/schedules.py",
-              "fastscratch/backends.py", "fastscratch/_version.py"]),
+              "fastscratch/backends.py", "fastscratch/_version.py", "fastscratch/devices.py"]),
     ("io", ["fastscratch/io/"]),
     ("training", ["fastscratch/training/"]),
     ("model", ["fastscratch/network.py", "fastscratch/plots.py"]),

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import devices
 from .atomic import atomic_write
 
 FORMAT = "fastscratch-model"
@@ -67,12 +68,12 @@ def save_model(net, path: str | PathLike, checkpoint: dict[str, Any] | None = No
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
-        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+        arrays[f"W{i}"], arrays[f"b{i}"] = devices.to_numpy(W), devices.to_numpy(b)  # off a device: to the host
     optimizer = None
     if net.optimizer is not None:
         for kind, values in net.optimizer.state.items():
             for i, value in enumerate(values):
-                arrays[f"opt.{kind}.{i}"] = value
+                arrays[f"opt.{kind}.{i}"] = devices.to_numpy(value)
         optimizer = {"config": net.optimizer.config(), "iterations": net.optimizer.iterations}
     for j, array in enumerate(best or []):
         arrays[f"best.{j}"] = array

@@ -35,6 +35,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .. import devices
 from ..history import History
 from ..io import checkpoints as ckpt
 from ..io.atomic import ensure_writable_dir
@@ -100,19 +101,19 @@ class Snapshot:
     (for epoch starts) the epoch whose start it holds."""
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
-        self.arrays = [np.empty_like(a) for a in arrays]
+        self.arrays = [devices.empty_like(a) for a in arrays]  # where the arrays live
         self.iterations = 0
         self.epoch: int | None = None
 
     def take(self, arrays: list[np.ndarray], iterations: int, epoch: int | None = None) -> None:
         for saved, a in zip(self.arrays, arrays):
-            np.copyto(saved, a)
+            devices.copy_into(saved, a)
         self.iterations = iterations
         self.epoch = epoch
 
     def put_back(self, arrays: list[np.ndarray]) -> int:
         for a, saved in zip(arrays, self.arrays):
-            np.copyto(a, saved)
+            devices.copy_into(a, saved)
         return self.iterations
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
+from .. import devices
 from ..kernels.contract import capabilities
 from ..optimizers import Adam, Momentum, kernel_code
 from . import step
@@ -53,7 +55,7 @@ class Workspace:
 
     def __init__(self, kernels: ModuleType, sizes: list[int], batch_size: int, dtype: np.dtype,
                  keep_probs: list[float] | None = None, training: bool = True, gather: bool = True,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, like: Any = None) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
         rows = self.rows = min(batch_size, MAX_PASS_ROWS) if training else batch_size
@@ -72,13 +74,14 @@ class Workspace:
         self.thread_parts = np.zeros(8, dtype=np.int64)
         n_layers = len(sizes) - 1
         self.keep_probs = keep_probs if keep_probs is not None else [1.0] * (n_layers - 1)
-        empty = lambda *shape: np.empty(shape, dtype=dtype)  # noqa: E731
+        # on the host, or where ``like`` (the model's weights) lives: fastscratch.devices
+        empty = lambda *shape: devices.empty(like, shape, dtype)  # noqa: E731
         self.x = empty(rows, sizes[0]) if gather else None
-        self.y = np.empty(rows, dtype=np.intp) if gather and training else None
+        self.y = devices.empty(like, (rows,), "index") if gather and training else None
         # activations of every layer; the last holds the logits, then their gradient
         self.acts = [empty(rows, n) for n in sizes[1:]]
         self.row_scratch = empty(2, rows)
-        self.index_scratch = np.empty((2, rows), dtype=np.intp)
+        self.index_scratch = devices.empty(like, (2, rows), "index")
         dropping = [training and k < 1.0 for k in self.keep_probs]
         self.masks = [empty(rows, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
         self.dropped = [empty(rows, n) if d else None for d, n in zip(dropping, sizes[1:-1])]
@@ -89,7 +92,7 @@ class Workspace:
             # interleaved like the parameter list [W0, b0, W1, b1, ...]
             self.grads = [g for pair in zip(self.grad_W, self.grad_b) for g in pair]
             # a batch in several passes: each pass's gradient lands here, then is added
-            self.pass_grads = [np.empty_like(g) for g in self.grads] if rows < batch_size else None
+            self.pass_grads = [devices.empty_like(g) for g in self.grads] if rows < batch_size else None
 
     def forward(self, x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
                 codes: list[int], rng: np.random.Generator | None = None) -> np.ndarray:
@@ -125,7 +128,7 @@ class Workspace:
                       self.masks, self.dropped)
         if accumulate:
             for total, part in zip(self.grads, self.pass_grads):
-                np.add(total, part, out=total)
+                devices.add_into(total, part)
         return loss_sum, n_correct
 
 
@@ -150,6 +153,8 @@ def run_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarray | N
     which ran.
     """
     fused = _fused_epoch(ws, X, y, order, weights, biases, codes, optimizer, lr, weight_decays, max_loss)
+    if fused is None and order is not None:
+        order = devices.from_host(order, X)  # off the host: the epoch's permutation, moved once
     if fused is not None:
         ws.last_path = "fused"
         return fused
@@ -217,10 +222,10 @@ def _stepwise_epoch(ws: Workspace, X: np.ndarray, y: np.ndarray, order: np.ndarr
                 for first in range(start, stop, ws.rows):
                     last = min(first + ws.rows, stop)
                     if order is None:
-                        xb, yb = X[first:last], y[first:last]
+                        xb, yb = X[first:last, ...], y[first:last]
                     else:
                         rows = order[first:last]
-                        xb, yb = ws.x[: last - first], ws.y[: last - first]
+                        xb, yb = ws.x[: last - first, ...], ws.y[: last - first]
                         ws.kernels.gather_rows(X, rows, xb)
                         ws.kernels.gather_rows(y, rows, yb)
                     part_loss, part_correct = ws.forward_backward(xb, yb, weights, biases, codes, rng,

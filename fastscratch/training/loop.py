@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import _validation as check
+from .. import devices
+from ..backends import ARRAY_API
 from ..history import History
 from ..io import checkpoints as ckpt
 from ..io.model_files import load_checkpoint
@@ -79,7 +81,13 @@ def check_fit_data(net, X_train: Any, y_train: Any, X_test: Any = None, y_test: 
     finite (``remember``), else ``[]`` (see :func:`recheck_inputs`).  A NaN or inf written
     into X_train in place since then makes a batch's loss, or the weights after the epoch,
     non-finite (an inf times any weight or gradient is inf or NaN), and the loop checks at
-    exactly those points."""
+    exactly those points.
+
+    Arrays of another array-API library (a CuPy array, a PyTorch CUDA tensor) are checked where
+    they live (:func:`device_place`, :func:`fastscratch.devices.check_features`)."""
+    like = device_place(net, X_train)
+    if like is not None:
+        return _check_device_data(net, like, X_train, y_train, X_test, y_test)
     if remember:
         X_train, scanned = check.check_features_once(X_train, net.n_features, net.dtype, "X_train")
     else:
@@ -93,6 +101,41 @@ def check_fit_data(net, X_train: Any, y_train: Any, X_test: Any = None, y_test: 
         X_test = check.check_features(X_test, net.n_features, net.dtype, "X_test")
         y_test = check.check_labels(y_test, X_test.shape[0], net.n_classes, "y_test")
     return X_train, y_train, X_test, y_test, unscanned
+
+
+def device_place(net, X: Any) -> Any:
+    """Where ``fit`` trains ``net`` on ``X``: ``None`` on the host (NumPy arrays, and what NumPy
+    converts), else an array whose library and device to train on -- the model's weights when
+    they are off the host already, or ``X`` when the array-API backend is to place the model
+    with it (``backend="auto"`` given GPU arrays, or ``backend="array_api"`` given any array-API
+    library's arrays).  ``TypeError`` when a NumPy-only backend was asked for with such arrays;
+    ``ValueError`` (:func:`fastscratch.devices.check_same_device`) when ``X`` is not where the weights are."""
+    weights = net.weights[0]
+    if not devices.is_host(weights):
+        devices.check_same_device("X_train", X, weights)
+        return weights
+    if not devices.is_device_array(X):
+        return None
+    if net.backend == ARRAY_API or (net.backend == "auto" and devices.wants_array_api(X)):
+        return X
+    if devices.wants_array_api(X):
+        raise TypeError(f"X_train is {devices.describe(X)}, but backend={net.backend!r} computes on NumPy "
+                        "arrays on the host: use backend='array_api' (or 'auto') to train where the data is, "
+                        "or pass NumPy arrays")
+    return None  # e.g. a PyTorch CPU tensor: NumPy takes it as before
+
+
+def _check_device_data(net, like: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any) -> tuple:
+    """:func:`check_fit_data` for data off the host: every array where ``like`` is."""
+    devices.check_same_device("X_train", X_train, like)
+    X_train = devices.check_features(X_train, net.n_features, net.dtype, "X_train")
+    y_train = devices.check_labels(y_train, X_train, net.n_classes, "y_train")
+    check.check_pair(X_test, y_test)
+    if X_test is not None:
+        devices.check_same_device("X_test", X_test, like)
+        X_test = devices.check_features(X_test, net.n_features, net.dtype, "X_test")
+        y_test = devices.check_labels(y_test, X_test, net.n_classes, "y_test")
+    return X_train, y_train, X_test, y_test, []
 
 
 def adopt(net, other) -> None:
@@ -121,7 +164,7 @@ def default_max_loss(net, X: np.ndarray, y: np.ndarray) -> float:
     guess's loss and the current loss on (at most 1,024 of) the first training rows."""
     rows = min(X.shape[0], 1024)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss, _ = net.evaluate(X[:rows], y[:rows], checked=True)
+        loss, _ = net.evaluate(X[:rows, ...], y[:rows], checked=True)
     start = math.log(net.n_classes)
     return 100.0 * (max(start, loss) if math.isfinite(loss) else start)
 
@@ -152,6 +195,9 @@ class FitSettings:
     callbacks: list = field(default_factory=list)  # built from the shorthands, then the user's
     say: Callable[[str], None] | None = None  # the log when verbose, else None
     threads: int | str | None = None  # see threads.check_threads
+    #: off the host: an array whose library and device the model is moved to before training
+    #: (``None``: the model stays where it is; see device_place)
+    place_with: Any = None
 
     @property
     def n_samples(self) -> int:
@@ -172,6 +218,7 @@ class FitSettings:
         """Validate ``fit``'s arguments for ``net`` (``ValueError``/``TypeError`` naming the
         argument); changes nothing on ``net``."""
         X_train, y_train, X_test, y_test, unscanned = check_fit_data(net, X_train, y_train, X_test, y_test)
+        place_with = X_train if devices.is_host(net.weights[0]) and not devices.is_host(X_train) else None
         lr = check.check_positive_number("lr", lr)
         epochs = check.check_positive_int("epochs", epochs)
         batch_size = check.check_optional_positive_int("batch_size", batch_size)
@@ -196,6 +243,9 @@ class FitSettings:
 
         # A checkpointed run, resumed: its state replaces this network's (after checks)
         checkpoint = check_checkpoint_path(checkpoint, resume)
+        if checkpoint is not None and not devices.is_host(X_train):
+            raise ValueError(f"checkpoint= is not supported for data off the host ({devices.describe(X_train)}) "
+                             "yet: save the model after fit (NeuralNetwork.save brings it to the host)")
         saved = None
         if checkpoint is not None and resume and os.path.exists(checkpoint):
             saved = read_checkpoint(net, checkpoint)
@@ -207,8 +257,8 @@ class FitSettings:
         opt = get_optimizer(optimizer)
         n = X_train.shape[0]
         batch = n if batch_size is None or batch_size >= n else batch_size
-        if max_loss is None and saved is None:
-            max_loss = default_max_loss(net, X_train[:batch], y_train[:batch])
+        if max_loss is None and saved is None and place_with is None:  # else once the model is placed
+            max_loss = default_max_loss(net, X_train[:batch, ...], y_train[:batch])
         record = {"lr": lr, "batch_size": batch_size, "optimizer": opt.config(), "lr_schedule": schedule.config(),
                   "weight_decay": weight_decay, "shuffle": bool(shuffle), "early_stopping": early_stopping,
                   "monitor": monitor, "min_delta": min_delta, "restore_best": bool(restore_best),
@@ -237,7 +287,7 @@ class FitSettings:
             built.append(BackupAndRestore(checkpoint, checkpoint_every, stopping, guard))
         return cls(X_train, y_train, X_test, y_test, unscanned, lr, epochs, batch, bool(shuffle), schedule, opt,
                    weight_decay, max_loss, on_divergence, first_epoch, target_epoch, record, data_print, saved,
-                   [guard] + built, say if verbose else None, threads)
+                   [guard] + built, say if verbose else None, threads, place_with)
 
 
 def _check_callbacks(callbacks: Any) -> list:
@@ -317,12 +367,18 @@ class TrainingLoop:
         if s.resumed is not None:
             adopt(net, s.resumed.net)
             self.stop_reason = s.resumed.record["finished"]
+        if s.place_with is not None:  # the array-API backend, where the data is
+            net.to_device(s.place_with)
+            if s.max_loss is None:
+                s.max_loss = s.record["max_loss"] = default_max_loss(net, s.X_train[:s.batch, ...],
+                                                                     s.y_train[:s.batch])
         params = net.parameters
         self.optimizer.bind(params)
         net.optimizer = self.optimizer
         self.workspace = Workspace(net.kernels, net.architecture, s.batch, net.dtype,
                                    keep_probs=[1.0 - r for r in net.dropout], gather=s.shuffle and not s.full_batch,
-                                   threads=s.threads if isinstance(s.threads, int) else None)
+                                   threads=s.threads if isinstance(s.threads, int) else None,
+                                   like=params[0])
         self.weight_decays = [s.weight_decay, 0.0] * len(net.weights)
         self.codes = net.activation_codes
         self.tracked = params + [a for kind in self.optimizer.state_names for a in self.optimizer.state[kind]]
@@ -381,10 +437,11 @@ class TrainingLoop:
                 loss_sum, n_correct = run_epoch(ws, s.X_train, s.y_train, order, net.weights, net.biases,
                                                 self.codes, self.optimizer, self.lr, self.weight_decays, net.rng,
                                                 s.max_loss)
+                devices.synchronize(s.X_train)  # a GPU's queued work belongs to this epoch's time
                 seconds = time.perf_counter() - t0
                 net.last_epoch_path = ws.last_path
                 net.thread_parts = ws.thread_parts[:ws.parts].tolist()
-                if not all(np.isfinite(a).all() for a in self.tracked):
+                if not all(devices.all_finite(a) for a in self.tracked):
                     recheck_inputs(s.unscanned)
                     # every batch's loss was sound, so this epoch's starting weights are good
                     self.guard.stop(self, f"batch {-(-n // s.batch)} (the last): its update made the weights "
@@ -421,7 +478,7 @@ class TrainingLoop:
         with blas_threads(1 if self.workspace.parts > 1 else None, net.kernels):
             cost = loss_sum / n
             if s.weight_decay:
-                cost += 0.5 * s.weight_decay * sum(float(np.vdot(W, W)) for W in net.weights)
+                cost += 0.5 * s.weight_decay * sum(devices.sum_of_squares(W) for W in net.weights)
             test_cost, test_acc = math.nan, math.nan
             if s.X_test is not None:
                 # finite inputs can still overflow in the forward pass; that shows as a

@@ -30,6 +30,10 @@ the layer's output ``A = g(Z)``: relu ``A > 0``, sigmoid ``A (1 - A)``, tanh ``1
 With dropout, a hidden layer's output is multiplied by its mask of inverted-dropout
 factors (0 or ``1/keep_prob``) before the next layer reads it, and ``dZ`` by the same
 mask on the way back.
+
+Rows ``[:n, ...]`` of a buffer serve a batch of ``n`` rows (the trailing ``...`` is how
+the array API standard spells NumPy's ``[:n]`` on a matrix), so the same functions run on
+the array-API backend's arrays, wherever they live (:mod:`fastscratch.devices`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from types import ModuleType
 from typing import Sequence
 
 import numpy as np
+
+from .. import devices
 
 
 def forward(kernels: ModuleType, x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray],
@@ -57,15 +63,15 @@ def forward(kernels: ModuleType, x: np.ndarray, weights: Sequence[np.ndarray], b
     layer_input = x
     last = len(weights) - 1
     for layer, (W, b, code) in enumerate(zip(weights, biases, codes)):
-        out = outputs[layer][:n]
+        out = outputs[layer][:n, ...]
         kernels.matmul(layer_input, W, out)
         kernels.bias_activation(out, b, code, out)
         if layer < last and rng is not None and masks is not None and masks[layer] is not None:
-            mask = masks[layer][:n]
-            rng.random(out=mask, dtype=mask.dtype)
+            mask = masks[layer][:n, ...]
+            devices.fill_uniform(rng, mask)  # on the host, from the model's generator
             kernels.dropout_mask(mask, keep_probs[layer])
-            kernels.multiply_into(out, mask, dropped[layer][:n])
-            out = dropped[layer][:n]
+            kernels.multiply_into(out, mask, dropped[layer][:n, ...])
+            out = dropped[layer][:n, ...]
         layer_input = out
     return layer_input
 
@@ -99,17 +105,17 @@ def backward(kernels: ModuleType, delta: np.ndarray, x: np.ndarray, weights: Seq
         if layer == 0:
             layer_input = x
         elif dropped is not None and dropped[layer - 1] is not None:
-            layer_input = dropped[layer - 1][:n]
+            layer_input = dropped[layer - 1][:n, ...]
         else:
-            layer_input = outputs[layer - 1][:n]
+            layer_input = outputs[layer - 1][:n, ...]
         kernels.matmul(layer_input.T, delta, grad_W[layer])  # dW[l] = A[l-1].T @ dZ[l]
         kernels.column_sum(delta, grad_b[layer])  # db[l] = sum over rows of dZ[l]
         if layer > 0:
-            previous = deltas[layer - 1][:n]
+            previous = deltas[layer - 1][:n, ...]
             kernels.matmul(delta, weights[layer].T, previous)  # dZ[l] @ W[l].T ...
             if masks is not None and masks[layer - 1] is not None:
-                kernels.multiply_into(previous, masks[layer - 1][:n], previous)
-            kernels.activation_backward(previous, outputs[layer - 1][:n], codes[layer - 1])  # ... * g'(Z)
+                kernels.multiply_into(previous, masks[layer - 1][:n, ...], previous)
+            kernels.activation_backward(previous, outputs[layer - 1][:n, ...], codes[layer - 1])  # ... * g'(Z)
             delta = previous
 
 
