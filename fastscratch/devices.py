@@ -44,8 +44,8 @@ def is_host(x: Any) -> bool:
 def is_device_array(x: Any) -> bool:
     """Whether ``x`` is an array of another array-API library (CuPy, PyTorch, array-api-strict, ...)
     rather than a NumPy array or something NumPy converts (a list)."""
-    if isinstance(x, np.ndarray) or x is None:
-        return False
+    if isinstance(x, np.ndarray) or x is None or not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        return False  # (a device object is no array)
     module = type(x).__module__.split(".")[0]
     if module in ("torch", "cupy", "array_api_strict", "jax", "jaxlib", "dask"):
         return True

@@ -45,7 +45,7 @@ def _activation(xp, v: Any, activation: int) -> Any:
     if activation == RELU:
         return xp.maximum(v, 0.0)
     if activation == SIGMOID:
-        return 1.0 / (1.0 + xp.exp(-v))  # exp overflows to inf for large -v, and 1 / inf = 0 is the limit
+        return 0.5 * xp.tanh(0.5 * v) + 0.5  # = 1 / (1 + exp(-v)), and no exp to overflow
     if activation == TANH:
         return xp.tanh(v)
     if activation == ELU:
