@@ -8,7 +8,7 @@ two devices).  Each kernel computes what the NumPy reference of the same name co
 (:mod:`fastscratch.training.step`) and the epoch run unchanged on it.  The arrays may live
 on any device; the kernels take the namespace and device from their arguments and never
 move data off it, apart from the scalars they return (the loss and the count of correct
-predictions: one sync per batch).
+predictions, brought over together: one wait for the device per batch).
 
 The standard has no ``out=``: each result is computed into a new array and written into
 the buffer given (``out[...] = ...``), so the step's buffers and views work as on the host,
@@ -25,6 +25,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
+from ..devices import to_numpy
 from .contract import ELU, IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (re-exported: the codes these kernels take)
 
 NAME = "array_api"
@@ -90,15 +91,16 @@ def softmax_cross_entropy_grad(logits: Any, labels: Any, grad: Any, scale: float
     xp = array_namespace(logits, labels)
     n_classes = logits.shape[1]
     predicted = xp.argmax(logits, axis=1)
-    n_correct = int(xp.count_nonzero(predicted == xp.astype(labels, predicted.dtype)))
+    correct = xp.sum(xp.astype(predicted == xp.astype(labels, predicted.dtype), logits.dtype))  # exact below 2**24
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
     hot = _one_hot(xp, labels, n_classes)
     exp = xp.exp(shifted)
     sums = xp.sum(exp, axis=1, keepdims=True)
     picked = xp.sum(xp.where(hot, shifted, 0.0), axis=1)
-    loss_sum = float(xp.sum(xp.log(sums[:, 0])) - xp.sum(picked))
+    loss = xp.sum(xp.log(sums[:, 0])) - xp.sum(picked)
     grad[...] = (exp / sums - xp.astype(hot, logits.dtype)) * scale
-    return loss_sum, n_correct
+    loss_sum, n_correct = to_numpy(xp.stack([loss, correct])).tolist()  # one wait for the device per batch
+    return loss_sum, int(n_correct)
 
 
 def softmax(logits: Any, out: Any, row_scratch: Any) -> None:

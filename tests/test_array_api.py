@@ -280,3 +280,18 @@ def test_to_device_names_what_it_cannot_do():
         assert reason
         with pytest.raises(RuntimeError, match="no GPU to put the data on"):
             devices.to_device(np.ones(2), "cuda")
+
+
+def test_a_batch_taller_than_a_host_pass_is_one_pass_on_the_device(monkeypatch):
+    """The host cuts a tall batch into passes whose gradients add up; a device runs it whole: the same step."""
+    from fastscratch.training import epoch as training_epoch
+
+    monkeypatch.setattr(training_epoch, "MAX_PASS_ROWS", 16)
+    X, y = data(100)
+    reference = NeuralNetwork([6, 8, 3], seed=6, backend="numpy")
+    reference.fit(X, y, lr=0.1, epochs=2, batch_size=60, verbose=False)
+    other = NeuralNetwork([6, 8, 3], seed=6, backend="array_api")
+    other.fit(*on(DEVICE1, X, y), lr=0.1, epochs=2, batch_size=60, verbose=False)
+    assert_same_training(reference, other)
+    workspace = training_epoch.Workspace(other.kernels, [6, 8, 3], 60, np.dtype(np.float32), like=other.weights[0])
+    assert workspace.rows == 60 and workspace.pass_grads is None

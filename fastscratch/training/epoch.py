@@ -50,7 +50,9 @@ class Workspace:
     ``training=False`` allocates only what the forward pass needs, for ``batch_size``
     rows.  For training, the row buffers hold ``rows = min(batch_size, MAX_PASS_ROWS)``
     rows: a larger batch runs in passes of that many rows (see :data:`MAX_PASS_ROWS`).
-    Row ``[:n]`` views of these buffers serve a last, smaller batch or pass.
+    Row ``[:n]`` views of these buffers serve a last, smaller batch or pass.  ``like``: an
+    array whose library and device the buffers are allocated on (``None``: NumPy, on the
+    host; :mod:`fastscratch.devices`); off the host a batch runs in one pass.
     """
 
     def __init__(self, kernels: ModuleType, sizes: list[int], batch_size: int, dtype: np.dtype,
@@ -58,7 +60,10 @@ class Workspace:
                  threads: int | None = None, like: Any = None) -> None:
         self.kernels = kernels
         self.batch_size = batch_size
-        rows = self.rows = min(batch_size, MAX_PASS_ROWS) if training else batch_size
+        # a GPU's memory holds a full batch's activations easily, and each pass would cost a wait
+        # for the device: off the host a batch is one pass
+        passes = training and (like is None or devices.is_host(like))
+        rows = self.rows = min(batch_size, MAX_PASS_ROWS) if passes else batch_size
         # BLAS threads for run_epoch (None: as configured); every path that trains with
         # this workspace gets the same count, so fit and step-by-step drivers agree bit for bit.
         # The rule looks at the height of the GEMMs: the rows of one pass.
