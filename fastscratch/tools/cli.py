@@ -234,9 +234,11 @@ def build_parser() -> Parser:
     from .compare import add_arguments as add_compare_arguments
 
     compare = commands.add_parser(
-        "compare", help="train fastscratch (each backend) and tf.keras alike; write a report with plots",
-        description="Train fastscratch on each available backend and the same network in tf.keras (same initial "
-                    "weights, same batches) and write report.md, results.json and plots to --out.")
+        "compare", help="train fastscratch (each backend) and Keras (tf.keras, or Keras 3 on JAX) alike; write a "
+                        "report with plots",
+        description="Train fastscratch on each available backend and the same network in Keras (same initial "
+                    "weights, same batches) and write report.md, results.json and plots to --out. Keras is tf.keras, "
+                    "or Keras 3 on its JAX backend with --keras-backend jax; --device gpu trains both on a GPU.")
     add_compare_arguments(compare)
     return parser
 
