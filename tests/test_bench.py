@@ -108,6 +108,11 @@ def test_group_order_is_numeric():
 
 # ----------------------------------------------------- frameworks, same start, interleaving (issue 13)
 def _installed(framework):
+    if framework.startswith("keras-jax") and os.environ.get("KERAS_BACKEND") != "jax":
+        # Keras picks one backend per process: here it is TensorFlow's (tf.keras tests share the
+        # process); tests/test_keras_jax.py trains these in a process of their own
+        pytest.skip(f"{framework} needs keras on its JAX backend, in a process of its own (KERAS_BACKEND=jax): "
+                    "tests/test_keras_jax.py runs it so")
     try:
         bench._import_framework(framework)
     except bench.Skipped:

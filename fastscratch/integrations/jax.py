@@ -63,7 +63,7 @@ from ..activations import get_activation
 from ..network import NeuralNetwork
 from ..optimizers import SGD, Adam, Momentum, Optimizer, get_optimizer
 
-__all__ = ["JaxNetwork", "import_jax", "INSTALL_HINT"]
+__all__ = ["JaxNetwork", "import_jax", "precision", "INSTALL_HINT"]
 
 INSTALL_HINT = "install it with `pip install 'fastscratch[jax]'`"
 
@@ -77,8 +77,10 @@ def import_jax():
     return jax
 
 
-def _x64(jax, enabled: bool):
-    """``jax.enable_x64(enabled)`` (JAX >= 0.7), else the older ``jax.experimental`` context managers."""
+def precision(jax, enabled: bool):
+    """A context manager: JAX's 64-bit mode on (``enabled``: float64 arrays stay float64) or off,
+    inside it only.  ``jax.enable_x64(enabled)`` (JAX >= 0.7), else the older
+    ``jax.experimental`` context managers."""
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(enabled)
     from jax import experimental  # pragma: no cover - older JAX
@@ -145,7 +147,7 @@ class JaxNetwork:
 
     # ------------------------------------------------------------------ building
     def _precision(self):
-        return _x64(self.jax, self.dtype == np.float64)
+        return precision(self.jax, self.dtype == np.float64)
 
     def _initial_state(self) -> dict[str, Any]:
         jnp = self.jax.numpy

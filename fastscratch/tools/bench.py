@@ -2,7 +2,9 @@
 
 A :class:`Workload` is dataset x architecture x framework x batch size x dtype x
 optimizer.  :func:`make_trainer` builds a trainer for one (fastscratch on each of
-its backends, JAX with the whole epoch jitted, tf.keras, PyTorch eager and
+its backends, JAX with the whole epoch jitted, tf.keras, Keras 3 on its JAX backend on
+the CPU or a GPU (``keras-jax``, ``keras-jax-gpu``: Keras picks one backend per process,
+so these run in a ``fastscratch bench`` call without ``tf.keras``), PyTorch eager and
 ``torch.compile``), whose ``epoch()`` trains one epoch and returns the seconds that
 epoch took *as the framework measures its own epoch*: the training loop only, no
 input validation, no evaluation.  :func:`run_group` builds the trainers of one
@@ -37,6 +39,7 @@ end runs with whatever is installed.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -56,7 +59,8 @@ from ..activations import get_activation
 from ..io import datasets
 
 #: The frameworks, the one registry the CLI, asv and pytest-benchmark read (see :func:`make_trainer`).
-FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax")
+FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax", "keras-jax",
+              "keras-jax-gpu")
 #: Short names the command line accepts for them.
 FRAMEWORK_ALIASES = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras",
                      "pytorch": "torch", "torch.compile": "torch-compile", "inductor": "torch-compile"}
@@ -262,6 +266,10 @@ class Trainer:
     def parameters(self) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def device_info(self) -> dict[str, str]:
+        """Where this trainer runs: at least ``{"device": ...}``."""
+        return {"device": self.device}
+
 
 class FastscratchTrainer(Trainer):
     """fastscratch through its public ``fit``, one epoch per call (``fastscratch-numba``, ``-numpy``)."""
@@ -312,24 +320,44 @@ def _quiet_tensorflow():
         raise Skipped("not installed (`pip install 'fastscratch[keras]'`)") from None
 
 
+def _keras(keras_backend: str, framework: str):
+    """The keras module on ``keras_backend``; :class:`Skipped` when it is missing or when keras is
+    already loaded in this process with the other backend (one backend per process)."""
+    from ..integrations.keras import KerasBackendError, import_keras
+
+    if keras_backend == "tensorflow":
+        _quiet_tensorflow()
+    try:
+        return import_keras(keras_backend)
+    except ImportError as exc:
+        raise Skipped(f"not installed ({exc})") from None
+    except KerasBackendError:
+        raise Skipped(f"keras is already loaded in this process with another backend (Keras picks one per "
+                      f"process, from KERAS_BACKEND, when it is first imported); run it in its own "
+                      f"`fastscratch bench --frameworks {framework}` call") from None
+
+
 class KerasTrainer(Trainer):
-    """tf.keras ``model.fit``, one epoch per call, Keras' own shuffling; the model is
-    ``reference.keras.build_model`` of the initial network (its weights copied in)."""
+    """Keras ``model.fit``, one epoch per call, Keras' own shuffling; the model is
+    ``reference.keras.build_model`` of the initial network (its weights copied in).  This class
+    is tf.keras; :class:`KerasJaxTrainer` the same on Keras 3's JAX backend."""
 
     frameworks = ("tf.keras",)
+    keras_backend = "tensorflow"
 
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
-        tf = _quiet_tensorflow()
+        keras = _keras(self.keras_backend, workload.framework)
         from ..integrations.keras import build_model, keras_optimizer
 
-        keras = tf.keras
-        self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-        tf.keras.utils.set_random_seed(workload.seed)
-        self.model = build_model(initial_network(workload, self.sizes))
-        loss = keras.losses.SparseCategoricalCrossentropy(dtype=workload.dtype)  # in the model's dtype
-        self.model.compile(optimizer=keras_optimizer(workload_optimizer(workload), workload.lr), loss=loss,
-                           metrics=["accuracy"])
+        self._choose_device(workload.framework)
+        with self._inside():
+            self._seed(keras, workload.seed)
+            self.model = build_model(initial_network(workload, self.sizes), keras_backend=self.keras_backend)
+            loss = keras.losses.SparseCategoricalCrossentropy(dtype=workload.dtype)  # in the model's dtype
+            self.model.compile(optimizer=keras_optimizer(workload_optimizer(workload), workload.lr,
+                                                         keras_backend=self.keras_backend),
+                               loss=loss, metrics=["accuracy"])
         times: list[float] = []
         self._times = times
 
@@ -338,33 +366,104 @@ class KerasTrainer(Trainer):
                 self.t0 = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
+                for value in (logs or {}).values():  # on JAX, reading them waits for the last step
+                    float(value)
                 times.append(time.perf_counter() - self.t0)
 
         self._timer = EpochTimer()
 
+    def _choose_device(self, framework: str) -> None:
+        tf = _quiet_tensorflow()
+        self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+    def _inside(self):
+        """A context around every Keras call: where it runs (nothing to enter for tf.keras)."""
+        return contextlib.nullcontext()
+
+    def _seed(self, keras, seed: int) -> None:
+        """Seed what Keras' own shuffling draws from."""
+        keras.utils.set_random_seed(seed)
+
     @classmethod
     def require(cls, framework: str) -> None:
-        _quiet_tensorflow()
+        _keras(cls.keras_backend, framework)
 
     def epoch(self) -> float:
-        order = self.shared_order()
-        if order is not None:  # the shared batches: the rows in that order (copied before the timed epoch)
-            self.model.fit(self.X_train[order], self.y_train[order], batch_size=self.batch_size, epochs=1,
-                           shuffle=False, verbose=0, callbacks=[self._timer])
+        with self._inside():
+            order = self.shared_order()
+            if order is not None:  # the shared batches: the rows in that order (copied before the timed epoch)
+                self.model.fit(self.X_train[order], self.y_train[order], batch_size=self.batch_size, epochs=1,
+                               shuffle=False, verbose=0, callbacks=[self._timer])
+                return self._times[-1]
+            # full batch: the rows as they are, as fastscratch and JAX take them (no shuffle, no gather)
+            self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1,
+                           shuffle=self.batch_size < len(self.X_train), verbose=0, callbacks=[self._timer])
             return self._times[-1]
-        # full batch: the rows as they are, as fastscratch and JAX take them (no shuffle, no gather)
-        self.model.fit(self.X_train, self.y_train, batch_size=self.batch_size, epochs=1,
-                       shuffle=self.batch_size < len(self.X_train), verbose=0, callbacks=[self._timer])
-        return self._times[-1]
 
     def accuracy(self) -> float:
         # one direct call, not model.predict: predict traces a tf.function per model, and TensorFlow
         # warns about "retracing" once several models (a group per batch size) have predicted
-        proba = np.asarray(self.model(self.X_test, training=False))
+        with self._inside():
+            proba = np.asarray(self.model(self.X_test, training=False))
         return float((proba.argmax(axis=1) == self.y_test).mean())
 
     def parameters(self) -> list[np.ndarray]:
         return [np.array(p) for p in self.model.get_weights()]
+
+
+class KerasJaxTrainer(KerasTrainer):
+    """Keras 3 on its JAX backend (``keras-jax``: JAX's CPU; ``keras-jax-gpu``: the first GPU JAX
+    sees), otherwise :class:`KerasTrainer`: the same model, start, optimizer mapping and epoch
+    timing (Keras' epoch callbacks).  Keras compiles its step with ``jax.jit`` in the first
+    (warm-up) epoch.  Keras picks its backend once per process, so this is :class:`Skipped` in
+    a process where keras is already loaded with TensorFlow (as after ``tf.keras``), and, for
+    ``-gpu``, where JAX sees no GPU."""
+
+    frameworks = ("keras-jax", "keras-jax-gpu")
+    keras_backend = "jax"
+
+    @staticmethod
+    def _jax_device(framework: str):
+        from ..integrations.keras import resolve_device
+
+        try:
+            return resolve_device("gpu" if framework.endswith("-gpu") else "cpu", keras_backend="jax")[0]
+        except ValueError as exc:
+            raise Skipped(str(exc)) from None
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        super().require(framework)
+        cls._jax_device(framework)
+
+    def _choose_device(self, framework: str) -> None:
+        import jax
+
+        self._device = self._jax_device(framework)
+        self.device = "cpu" if self._device.platform == "cpu" else "gpu"
+        self.threads_note = (f"keras {self.device_info()['keras']} on jax {jax.__version__} "
+                             f"{self._device.platform} ({self._device.device_kind}; XLA's own thread pool)")
+
+    def _seed(self, keras, seed: int) -> None:
+        # Keras' JAX backend shuffles arrays with NumPy's global generator; keras.utils.set_random_seed
+        # would also import TensorFlow (to seed it) where it is installed, into a process that needs none
+        np.random.seed(seed)
+
+    def _inside(self):
+        import jax
+
+        from ..integrations.jax import precision
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.default_device(self._device))
+        stack.enter_context(precision(jax, self.workload.dtype == "float64"))
+        return stack
+
+    def device_info(self) -> dict[str, str]:
+        """``{"device": JAX's device kind (e.g. "cpu", "NVIDIA H200"), "jax", "jaxlib", "keras": versions}``."""
+        from ..integrations.keras import keras_versions
+
+        return {"device": str(self._device.device_kind), **keras_versions("jax")}
 
 
 def _import_torch():
@@ -573,7 +672,8 @@ class JaxTrainer(Trainer):
 
 
 _TRAINERS: dict[str, type[Trainer]] = {
-    name: cls for cls in (FastscratchTrainer, KerasTrainer, TorchTrainer, TorchCompileTrainer, JaxTrainer)
+    name: cls for cls in (FastscratchTrainer, KerasTrainer, TorchTrainer, TorchCompileTrainer, JaxTrainer,
+                          KerasJaxTrainer)
     for name in cls.frameworks}
 assert set(_TRAINERS) == set(FRAMEWORKS), "every framework has one trainer class"
 

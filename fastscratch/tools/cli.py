@@ -44,7 +44,8 @@ def _framework_list(text: str) -> list[str]:
     names = [FRAMEWORK_ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in FRAMEWORKS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown framework(s) {', '.join(unknown) or text!r}; "
+        hint = check.did_you_mean(unknown[0], [*FRAMEWORKS, *FRAMEWORK_ALIASES]) if unknown else ""
+        raise argparse.ArgumentTypeError(f"unknown framework(s) {', '.join(unknown) or text!r}{hint}; "
                                          f"expected from {', '.join(FRAMEWORKS)} "
                                          f"(short: {', '.join(FRAMEWORK_ALIASES)})")
     return names
@@ -170,12 +171,15 @@ def build_parser() -> Parser:
                         help="never invert: take the images as they are")
 
     bench = commands.add_parser(
-        "bench", help="time training epochs of fastscratch, JAX, tf.keras and PyTorch side by side",
+        "bench", help="time training epochs of fastscratch, JAX, tf.keras, Keras 3 on JAX and PyTorch side by side",
         description="Train the same network from the same initial weights with each framework on the same data "
                     "and print seconds per epoch (median [min-max] after warm-up; the frameworks' epochs timed "
                     "in interleaved rounds), samples/s, GFLOP/s, the share of this machine's SGEMM rate and the "
                     "ratios to tf.keras, PyTorch and JAX measured in the same run. Frameworks that are not "
-                    "installed are listed as skipped. --sweep: the scaling benchmark over hidden widths instead.")
+                    "installed are listed as skipped; so is keras-jax (Keras 3 on its JAX backend; "
+                    "keras-jax-gpu on JAX's GPU) after tf.keras in one call, since Keras takes one backend per "
+                    "process: give it a bench call of its own. --sweep: the scaling benchmark over hidden widths "
+                    "instead.")
     bench.add_argument("--dataset", default="auto", metavar="NAME|DIR",
                        type=lambda text: text if text == "auto" else args_.dataset(text),
                        help="default: fashion-mnist when found, else mnist-sample")
@@ -230,9 +234,11 @@ def build_parser() -> Parser:
     from .compare import add_arguments as add_compare_arguments
 
     compare = commands.add_parser(
-        "compare", help="train fastscratch (each backend) and tf.keras alike; write a report with plots",
-        description="Train fastscratch on each available backend and the same network in tf.keras (same initial "
-                    "weights, same batches) and write report.md, results.json and plots to --out.")
+        "compare", help="train fastscratch (each backend) and Keras (tf.keras, or Keras 3 on JAX) alike; write a "
+                        "report with plots",
+        description="Train fastscratch on each available backend and the same network in Keras (same initial "
+                    "weights, same batches) and write report.md, results.json and plots to --out. Keras is tf.keras, "
+                    "or Keras 3 on its JAX backend with --keras-backend jax; --device gpu trains both on a GPU.")
     add_compare_arguments(compare)
     return parser
 

@@ -1,9 +1,16 @@
-"""fastscratch against tf.keras, side by side: the same network, start, batches and settings.
+"""fastscratch against Keras, side by side: the same network, start, batches and settings.
 
 :func:`compare` trains one fastscratch network per available backend and the
-tf.keras equivalent (:mod:`fastscratch.integrations.keras`: same initial weights,
+Keras equivalent (:mod:`fastscratch.integrations.keras`: same initial weights,
 same optimizer, same per-epoch batch order) for each batch size asked for, and
-writes a report directory:
+writes a report directory.  Keras is tf.keras (``keras_backend="tensorflow"``, the
+CPU reference) or Keras 3 on its JAX backend (``keras_backend="jax"``).  Keras takes
+its backend once per process: compare sets ``KERAS_BACKEND`` itself before keras is
+first imported in its process (a ``fastscratch compare`` call imports it nowhere
+else), and stops with a clear error where keras is already loaded with the other
+backend.  ``device="gpu"`` trains both sides on a GPU: Keras 3 on JAX's GPU and
+fastscratch's ``array_api`` backend on CUDA arrays (``fastscratch.devices``); what is
+missing for that is named in one line before anything is trained.  The report:
 
 - ``report.md``: a table per run (framework/backend, device, seconds per epoch
   median and min-max, samples/s, final train/test accuracy, final loss), the
@@ -91,8 +98,9 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
             lr: float = 0.1, epochs: int = 5, warmup: int = 1, batch_sizes: Sequence[int | None] | int | None = (128,),
             seed: int = 0, dtype: str = "float32", backends: Sequence[str] | None = None,
             keras: bool | str = "auto", device: str = "auto", data_dir: str | PathLike | None = None,
-            download: bool = False, plots: bool = True, log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Train fastscratch (each backend) and tf.keras alike; write the report; return the results.
+            download: bool = False, plots: bool = True, log: Callable[[str], None] | None = print,
+            keras_backend: str | None = None) -> dict[str, Any]:
+    """Train fastscratch (each backend) and Keras alike; write the report; return the results.
 
     - ``dataset``: see :func:`resolve_dataset`.  The network is
       ``[n_features, *hidden, n_classes]`` with ``activation`` on the hidden layers.
@@ -102,9 +110,14 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
       epochs (all in its history); ``seconds_per_epoch`` covers the timed ones only, and the
       warm-up epochs' seconds are kept apart in ``warmup_seconds``.
     - ``backends``: fastscratch backends to run (default: every one available here).
-    - ``keras``: ``True`` (required), ``False`` (skip) or ``"auto"`` (run it when TensorFlow is
-      installed, else note in the report how to get it).  ``device``: Keras' device, ``"auto"``
-      (a GPU when TensorFlow sees one), ``"cpu"`` or ``"gpu"``; fastscratch always runs on the CPU.
+    - ``keras``: ``True`` (required), ``False`` (skip) or ``"auto"`` (run it when it is
+      installed, else note in the report how to get it).
+    - ``keras_backend``: ``"tensorflow"`` (tf.keras) or ``"jax"`` (Keras 3 on JAX); default
+      ``"tensorflow"``, and ``"jax"`` with ``device="gpu"`` (tf.keras is the CPU reference).
+      ``KerasBackendError`` when keras is already loaded in this process with the other one.
+    - ``device``: ``"auto"`` (fastscratch on the CPU, Keras on a GPU when its backend sees
+      one), ``"cpu"`` (both on the CPU) or ``"gpu"`` (Keras 3 on JAX's GPU, fastscratch's
+      ``array_api`` backend on CUDA arrays; ``ValueError`` naming what is missing for it).
     - ``plots``: write the PNGs (needs matplotlib; without it they are skipped with a note).
     - ``log``: progress lines (``None``: silent).
 
@@ -115,7 +128,7 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
     if log is not None and not callable(log):
         raise TypeError("log must be callable with one string, or None")
     settings = _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_sizes, seed, dtype, backends,
-                               keras, device)
+                               keras, device, keras_backend)
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
@@ -128,7 +141,9 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
     X_train = check.check_features(X_train, np.shape(X_train)[1], np.dtype(settings["dtype"]), "X_train")
     n_classes = int(max(np.max(y_train), np.max(y_test))) + 1
     architecture = [X_train.shape[1], *settings["hidden"], n_classes]
-    use_keras, keras_note = _keras_wanted(settings["keras"])
+    use_keras, keras_note = _keras_wanted(settings["keras"], settings["keras_backend"])
+    if settings["device"] == "gpu":
+        _require_gpu(use_keras)
     notes = [] if keras_note is None else [keras_note]
     if keras_note is not None and settings["keras"] == "auto":
         say(keras_note)
@@ -141,29 +156,38 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
         return NeuralNetwork(architecture, activation=settings["activation"], dtype=settings["dtype"],
                              seed=settings["seed"], backend=backend)
 
+    on_gpu = settings["device"] == "gpu"
+    fs_data, fs_device = (X_train, y_train, X_test, y_test), f"cpu ({os.cpu_count()} cores)"
+    if on_gpu and settings["backends"]:
+        fs_data, fs_device = _on_cuda(fs_data), "gpu (cuda)"
     total_epochs = settings["warmup"] + settings["epochs"]
     runs = []
     for batch in settings["batch_sizes"]:
         for backend in settings["backends"]:
             nn = network(backend)
             started = time.perf_counter()
-            history = nn.fit(X_train, y_train, X_test, y_test, lr=settings["lr"], epochs=total_epochs,
+            history = nn.fit(*fs_data, lr=settings["lr"], epochs=total_epochs,
                              batch_size=batch, optimizer=get_optimizer(settings["optimizer"].config()),
                              verbose=False)
             runs.append(_run_record(f"fastscratch ({nn.kernels.NAME})", "fastscratch", nn.kernels.NAME,
-                                    f"cpu ({os.cpu_count()} cores)", batch, len(X_train), history,
-                                    settings["warmup"]))
+                                    fs_device, batch, len(X_train), history, settings["warmup"]))
             say(_run_line(runs[-1], time.perf_counter() - started))
         if use_keras:
             from ..integrations.keras import train_keras
 
             started = time.perf_counter()
+            # the start is a NumPy-backend network's: the initial weights do not depend on the backend
             run = train_keras(network("numpy"), X_train, y_train, X_test, y_test, lr=settings["lr"],
                               epochs=total_epochs, batch_size=batch,
-                              optimizer=get_optimizer(settings["optimizer"].config()), device=settings["device"])
-            label = "tf.keras" + (" (XLA)" if run.jit_compile else "")
-            runs.append(_run_record(label, "tf.keras", "xla" if run.jit_compile else "tensorflow", run.device, batch,
-                                    len(X_train), run.history, settings["warmup"]))
+                              optimizer=get_optimizer(settings["optimizer"].config()), device=settings["device"],
+                              keras_backend=settings["keras_backend"])
+            if run.keras_backend == "jax":
+                run_name, framework, engine = run.label, "keras-jax", "jax"
+            else:
+                run_name = "tf.keras" + (" (XLA)" if run.jit_compile else "")
+                framework, engine = "tf.keras", "xla" if run.jit_compile else "tensorflow"
+            runs.append(_run_record(run_name, framework, engine, run.device, batch, len(X_train), run.history,
+                                    settings["warmup"]))
             say(_run_line(runs[-1], time.perf_counter() - started))
 
     results = {
@@ -175,8 +199,9 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
                      "optimizer": settings["optimizer"].config(), "lr": settings["lr"], "epochs": settings["epochs"],
                      "warmup_epochs": settings["warmup"], "batch_sizes": settings["batch_sizes"],
                      "seed": settings["seed"], "dtype": settings["dtype"],
-                     "same_initial_weights": True, "same_batch_order": True},
-        "environment": _environment(use_keras),
+                     "same_initial_weights": True, "same_batch_order": True,
+                     "device": settings["device"], "keras_backend": settings["keras_backend"]},
+        "environment": _environment(use_keras, settings["keras_backend"]),
         "runs": runs,
         "notes": notes,
         "files": [],
@@ -191,7 +216,7 @@ def _batch_label(batch: int | None) -> str:
 
 
 def _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_sizes, seed, dtype, backends, keras,
-                    device) -> dict[str, Any]:
+                    device, keras_backend=None) -> dict[str, Any]:
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
         raise TypeError(f"hidden must be a list of layer sizes such as [128, 64], got {hidden!r}")
     hidden = [check.check_positive_int("hidden layer size", h) for h in hidden]
@@ -215,43 +240,99 @@ def _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_siz
         raise ValueError(f"warmup must be a non-negative integer (untimed epochs first), got {warmup!r}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+    if keras_backend is None:
+        keras_backend = "jax" if device == "gpu" else "tensorflow"
+    from ..integrations.keras import check_keras_backend
+
+    check_keras_backend(keras_backend)
+    if device == "gpu" and keras_backend != "jax":
+        raise ValueError("device='gpu' runs Keras 3 on JAX's GPU (tf.keras is the CPU reference); use "
+                         "keras_backend='jax' (--keras-backend jax) or leave it unset")
     found = available_backends()
-    if backends is None:
-        backends = found
-    elif isinstance(backends, str):
+    if isinstance(backends, str):
         backends = [backends]
+    if device == "gpu":  # fastscratch on the GPU is its array_api backend
+        if backends not in (None, [GPU_BACKEND]):
+            raise ValueError(f"with device='gpu' fastscratch runs its {GPU_BACKEND!r} backend; backends "
+                             f"{backends!r} cannot be chosen there (leave backends unset)")
+        backends = found = [GPU_BACKEND]
+    elif backends is None:
+        backends = found
     for b in backends:
+        if b == GPU_BACKEND and device == "gpu":
+            continue
         if b not in BACKENDS:
             raise ValueError(f"unknown backend {b!r}; expected some of {BACKENDS}")
         if b not in found:
             raise ValueError(f"backend {b!r} is not available here (available: {', '.join(found)})")
     if keras not in (True, False, "auto"):
         raise ValueError(f"keras must be True, False or 'auto', got {keras!r}")
-    if device not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
     if not backends and keras is False:
         raise ValueError("nothing to compare: no backends and keras=False")
     return {"hidden": hidden, "activation": activation, "optimizer": opt, "optimizer_label": label,
             "lr": check.check_positive_number("lr", lr), "epochs": check.check_positive_int("epochs", epochs),
             "warmup": int(warmup), "batch_sizes": batch_sizes, "seed": int(seed), "dtype": dtype,
             "backends": list(dict.fromkeys(backends)),
-            "keras": keras, "device": device}
+            "keras": keras, "device": device, "keras_backend": keras_backend}
 
 
-def _keras_wanted(keras: bool | str) -> tuple[bool, str | None]:
-    """Whether to run Keras, and a note for the report when it is skipped."""
+#: the fastscratch backend that trains on the GPU (fastscratch.devices places its arrays)
+GPU_BACKEND = "array_api"
+
+
+def _keras_wanted(keras: bool | str, keras_backend: str = "tensorflow") -> tuple[bool, str | None]:
+    """Whether to run Keras, and a note for the report when it is skipped.  Keras loaded with the
+    other backend is an error (``KerasBackendError``), not a note: that run was asked for."""
+    from ..integrations.keras import KERAS_BACKENDS, import_keras
+
+    label = KERAS_BACKENDS[keras_backend]
     if keras is False:
-        return False, "tf.keras was not run (keras=False / --no-keras)."
+        return False, f"{label} was not run (keras=False / --no-keras)."
     try:
-        from ..integrations.keras import import_tensorflow
-
-        import_tensorflow()
-    except ImportError:
+        import_keras(keras_backend)
+    except ImportError as exc:
         if keras is True:
             raise
-        return False, ("tf.keras was not run: TensorFlow is not installed "
-                       "(`pip install 'fastscratch[keras]'` adds it).")
+        if keras_backend == "tensorflow":
+            return False, (f"{label} was not run: TensorFlow is not installed "
+                           "(`pip install 'fastscratch[keras]'` adds it).")
+        return False, f"{label} was not run: {exc}"
     return True, None
+
+
+def _require_gpu(with_keras: bool) -> None:
+    """``ValueError`` naming, in one line, everything ``device='gpu'`` lacks here: a GPU JAX sees
+    (for Keras 3 on JAX), and fastscratch's GPU backend (``fastscratch.devices``) with a CUDA device."""
+    missing = []
+    if with_keras:
+        from ..integrations.keras import resolve_device
+
+        try:
+            resolve_device("gpu", keras_backend="jax")
+        except (ValueError, ImportError) as exc:
+            missing.append(f"Keras 3 (JAX backend) needs a GPU JAX sees ({exc})")
+    try:
+        from ..devices import to_device, to_numpy  # the GPU backend's module: imported here only
+
+        probe = np.arange(3, dtype=np.float32)
+        if not np.array_equal(to_numpy(to_device(probe, "cuda")), probe):
+            missing.append("fastscratch's arrays do not come back from CUDA unchanged (to_device/to_numpy)")
+    except ImportError as exc:
+        missing.append(f"fastscratch's GPU backend (backend={GPU_BACKEND!r}, fastscratch.devices) is not in this "
+                       f"installation ({exc})")
+    except Exception as exc:  # whatever placing an array on CUDA raises where there is none
+        missing.append(f"fastscratch cannot place arrays on CUDA ({type(exc).__name__}: {exc})")
+    if missing:
+        raise ValueError("device='gpu' cannot run here: " + "; ".join(" ".join(m.split()) for m in missing))
+
+
+def _on_cuda(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
+    """The arrays placed on the CUDA device for fastscratch's GPU backend (``fastscratch.devices``)."""
+    from ..devices import to_device  # imported on the GPU path only
+
+    return tuple(to_device(np.asarray(a), "cuda") for a in arrays)
 
 
 def _run_record(name: str, framework: str, backend: str, device: str, batch: int | None, n_train: int,
@@ -276,7 +357,7 @@ def _run_line(run: dict[str, Any], wall: float) -> str:
             f"loss {f['loss']:.4f}, test accuracy {test} ({wall:.1f} s in all)")
 
 
-def _environment(with_keras: bool) -> dict[str, Any]:
+def _environment(with_keras: bool, keras_backend: str = "tensorflow") -> dict[str, Any]:
     from .system import blas_info, versions
 
     env: dict[str, Any] = {"versions": versions(), "cpu_count": os.cpu_count()}
@@ -284,7 +365,11 @@ def _environment(with_keras: bool) -> dict[str, Any]:
         env["blas"] = blas_info()
     except ImportError:
         env["blas"] = []
-    if with_keras:
+    if with_keras and keras_backend == "jax":
+        from ..integrations.keras import keras_versions
+
+        env["versions"].update(keras_versions("jax"))
+    elif with_keras:
         from ..integrations.keras import import_tensorflow
 
         tf = import_tensorflow()
@@ -323,7 +408,7 @@ def _markdown(results: dict[str, Any]) -> str:
     s, d, env = results["settings"], results["dataset"], results["environment"]
     opt = ", ".join(f"{k}={v}" for k, v in s["optimizer"].items() if k != "name")
     lines = [
-        "# fastscratch vs tf.keras",
+        f"# fastscratch vs {_keras_label(s)}",
         "",
         f"Dataset **{d['name']}**: {d['n_train']:,} training / {d['n_test']:,} test samples, {d['n_features']} "
         f"features, {d['n_classes']} classes.  Network {'-'.join(map(str, s['architecture']))} ({s['activation']}, "
@@ -343,7 +428,7 @@ def _markdown(results: dict[str, Any]) -> str:
                      f"{_fmt(f['loss'], '.4f')} |")
     ratios = _ratios(results["runs"])
     if ratios:
-        lines += ["", "Against tf.keras at the same batch size (median s/epoch, measured in this run):", ""]
+        lines += ["", f"Against {_keras_label(s)} at the same batch size (median s/epoch, measured in this run):", ""]
         lines += [f"- {r}" for r in ratios]
     lines += [
         "",
@@ -376,22 +461,30 @@ def _markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _keras_label(settings: dict[str, Any]) -> str:
+    from ..integrations.keras import KERAS_BACKENDS
+
+    return KERAS_BACKENDS.get(settings.get("keras_backend", "tensorflow"), "Keras")
+
+
 def _ratios(runs: list[dict[str, Any]]) -> list[str]:
-    """For each fastscratch run: its speed against tf.keras at the same batch size, and how far
-    its per-epoch training loss is from Keras' (they start alike and see the same batches)."""
+    """For each fastscratch run: its speed against Keras (tf.keras or Keras 3 on JAX) at the same
+    batch size, and how far its per-epoch training loss is from Keras' (they start alike and see
+    the same batches)."""
     out = []
     for run in runs:
         if run["framework"] != "fastscratch":
             continue
         for ref in runs:
-            if ref["framework"] == "tf.keras" and ref["batch_size"] == run["batch_size"]:
+            if ref["framework"] in ("tf.keras", "keras-jax") and ref["batch_size"] == run["batch_size"]:
                 ratio = ref["seconds_per_epoch"]["median"] / run["seconds_per_epoch"]["median"]
-                speed = (f"{ratio:.2f}x as fast as tf.keras" if ratio >= 1
-                         else f"tf.keras is {1 / ratio:.2f}x as fast")
+                keras = "tf.keras" if ref["framework"] == "tf.keras" else ref["name"]
+                speed = (f"{ratio:.2f}x as fast as {keras}" if ratio >= 1
+                         else f"{keras} is {1 / ratio:.2f}x as fast")
                 ours, theirs = np.array(run["history"]["cost"]), np.array(ref["history"]["cost"])
                 gap = float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
                 out.append(f"{run['name']} at batch {run['batch_size']}: {speed}; per-epoch training loss "
-                           f"within {gap:.1e} (relative) of tf.keras'")
+                           f"within {gap:.1e} (relative) of {keras}" + ("'" if keras == "tf.keras" else "'s"))
     return out
 
 
@@ -474,11 +567,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fastscratch backends to run, of {', '.join(BACKENDS)} (default: all available)")
     keras = parser.add_mutually_exclusive_group()
     keras.add_argument("--no-keras", dest="keras", action="store_const", const=False, default="auto",
-                       help="leave tf.keras out")
+                       help="leave Keras out")
     keras.add_argument("--require-keras", dest="keras", action="store_const", const=True,
                        help="fail if TensorFlow is not installed (default: note it in the report and go on)")
+    parser.add_argument("--keras-backend", choices=("tensorflow", "jax"), default=None,
+                        help="the Keras reference: tensorflow (tf.keras) or jax (Keras 3 on its JAX backend; keras "
+                             "must not be loaded with TensorFlow in the same process, and a `fastscratch compare` "
+                             "call loads it nowhere else). Default: tensorflow; jax with --device gpu")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                        help="where Keras runs (default: a GPU when TensorFlow sees one)")
+                        help="cpu: both sides on the CPU; gpu: Keras 3 on JAX's GPU and fastscratch's array_api "
+                             "backend on CUDA (fails naming what is missing); auto (default): fastscratch on the CPU, "
+                             "Keras on a GPU when its backend sees one")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNGs")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only where the report went")
 
@@ -494,7 +593,8 @@ def run_from_args(args: argparse.Namespace) -> int:
                       optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, warmup=args.warmup,
                       batch_sizes=args.batch_size,
                       seed=args.seed, dtype=args.dtype, backends=args.backends, keras=args.keras,
-                      device=args.device, data_dir=args.data_dir, download=args.download, plots=args.plots, log=log)
+                      device=args.device, data_dir=args.data_dir, download=args.download, plots=args.plots, log=log,
+                      keras_backend=args.keras_backend)
     if args.quiet:
         print(os.path.join(args.out, "report.md"))
     return 0 if results["runs"] else 1

@@ -39,6 +39,9 @@ def data(dataset):
 
 
 def _trainer(workload, data):
+    if workload.framework.startswith("keras-jax") and os.environ.get("KERAS_BACKEND") != "jax":
+        pytest.skip(f"{workload.framework}: Keras picks one backend per process; run this suite with "
+                    "KERAS_BACKEND=jax to time Keras 3 on JAX (tf.keras is then skipped)")
     try:
         return bench.make_trainer(workload, data)
     except bench.Skipped as exc:
