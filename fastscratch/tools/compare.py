@@ -51,8 +51,9 @@ import numpy as np
 
 from .._version import __version__
 from .. import _validation as check
+from .. import devices
 from ..activations import ACTIVATION_NAMES, get_activation
-from ..backends import BACKENDS, available_backends
+from ..backends import BACKENDS, available_backends, load_backend
 from ..io.atomic import ensure_writable_dir, write_text
 from ..network import NeuralNetwork
 from ..optimizers import Adam, Momentum, Optimizer, get_optimizer
@@ -314,25 +315,19 @@ def _require_gpu(with_keras: bool) -> None:
         except (ValueError, ImportError) as exc:
             missing.append(f"Keras 3 (JAX backend) needs a GPU JAX sees ({exc})")
     try:
-        from ..devices import to_device, to_numpy  # the GPU backend's module: imported here only
-
-        probe = np.arange(3, dtype=np.float32)
-        if not np.array_equal(to_numpy(to_device(probe, "cuda")), probe):
-            missing.append("fastscratch's arrays do not come back from CUDA unchanged (to_device/to_numpy)")
+        load_backend(GPU_BACKEND)
+        library, reason = devices.gpu_library()
+        if library is None:
+            missing.append(f"fastscratch's {GPU_BACKEND!r} backend needs CuPy or PyTorch with a CUDA device ({reason})")
     except ImportError as exc:
-        missing.append(f"fastscratch's GPU backend (backend={GPU_BACKEND!r}, fastscratch.devices) is not in this "
-                       f"installation ({exc})")
-    except Exception as exc:  # whatever placing an array on CUDA raises where there is none
-        missing.append(f"fastscratch cannot place arrays on CUDA ({type(exc).__name__}: {exc})")
+        missing.append(str(exc))
     if missing:
         raise ValueError("device='gpu' cannot run here: " + "; ".join(" ".join(m.split()) for m in missing))
 
 
 def _on_cuda(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
     """The arrays placed on the CUDA device for fastscratch's GPU backend (``fastscratch.devices``)."""
-    from ..devices import to_device  # imported on the GPU path only
-
-    return tuple(to_device(np.asarray(a), "cuda") for a in arrays)
+    return tuple(devices.to_device(np.asarray(a), "cuda") for a in arrays)
 
 
 def _run_record(name: str, framework: str, backend: str, device: str, batch: int | None, n_train: int,
