@@ -217,3 +217,35 @@ def test_bench_rejects_an_unknown_device():
     child = subprocess.run([sys.executable, "-m", "fastscratch", "bench", "--device", "tpu"],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 2 and "invalid choice" in child.stderr and "tpu" in child.stderr
+
+
+# ------------------------------------------------- on a GPU (skipped elsewhere; gpu_check.sh runs them)
+@pytest.fixture(scope="module")
+def sample():
+    _, data = bench.load_data("mnist-sample")
+    return tuple(a[:1000] for a in data)
+
+
+@pytest.mark.parametrize("framework", GPU)
+def test_a_gpu_framework_starts_alike_trains_alike_and_names_its_gpu(sample, framework):
+    """Where the framework can run: its parameters before training are the initial network's
+    exactly (to the GPU and back), two epochs on fastscratch's batches end where fastscratch-numpy's
+    do (to float32 round-off, TF32 matmuls allowed for: 2e-3 of the largest weight), and its
+    device_info names the GPU, the driver and the library versions."""
+    if not _installed(framework):
+        pytest.skip(f"{framework} cannot run here")
+    make = lambda f: bench.make_trainer(bench.Workload(  # noqa: E731
+        framework=f, batch_size=100, dataset="mnist-sample", hidden=(16,), seed=4, batches="shared"), sample)
+    reference, gpu = make("fastscratch-numpy"), make(framework)
+    for a, b in zip(gpu.parameters(), reference.parameters()):
+        np.testing.assert_array_equal(a, b)
+    for _ in range(2):
+        reference.epoch()
+        assert gpu.epoch() > 0
+    expected = reference.parameters()
+    scale = max(float(np.abs(p).max()) for p in expected)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(gpu.parameters(), expected)) < 2e-3 * scale
+    assert abs(gpu.accuracy() - reference.accuracy()) < 0.02
+    info = gpu.device_info()
+    assert info["device"] == "gpu" and info["gpu"] != "unknown" and info["cuda_runtime"] != "unknown", info
+    assert info["library"] in info and "float32_matmul" in info, info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import sys
@@ -136,11 +137,14 @@ def _cuda_dists() -> dict[str, str]:
 
 
 def _library_gpu(library: str) -> dict[str, str]:
-    """What ``library`` itself says about its first GPU: name and CUDA runtime (raises when it cannot)."""
+    """What ``library`` itself says about its first GPU: name, CUDA runtime and the float32 matmul
+    precision it is set to (TF32 or full float32: a speed and accuracy difference of its own; raises
+    when it cannot)."""
     if library == "torch":
         import torch
 
-        return {"gpu": torch.cuda.get_device_name(0), "cuda_runtime": str(torch.version.cuda)}
+        return {"gpu": torch.cuda.get_device_name(0), "cuda_runtime": str(torch.version.cuda), "torch": torch.__version__,
+                "float32_matmul": "tf32 allowed" if torch.backends.cuda.matmul.allow_tf32 else "float32"}
     if library == "cupy":
         import cupy
 
@@ -149,14 +153,18 @@ def _library_gpu(library: str) -> dict[str, str]:
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         version = runtime.runtimeGetVersion()
         driver_api = runtime.driverGetVersion()
-        return {"gpu": name, "cuda_runtime": f"{version // 1000}.{version % 1000 // 10}",
-                "cuda_driver_api": f"{driver_api // 1000}.{driver_api % 1000 // 10}"}
+        return {"gpu": name, "cuda_runtime": f"{version // 1000}.{version % 1000 // 10}", "cupy": cupy.__version__,
+                "cuda_driver_api": f"{driver_api // 1000}.{driver_api % 1000 // 10}",
+                "float32_matmul": "tf32 allowed" if os.environ.get("CUPY_TF32", "0") != "0" else "float32"}
     import jax
 
     device = jax.devices("gpu")[0]
     platform = " ".join(str(getattr(device.client, "platform_version", "")).split())
     cuda = ", ".join(f"{k} {v}" for k, v in _cuda_dists().items())
-    return {"gpu": device.device_kind, "cuda_runtime": cuda or platform or "unknown", "jax_platform": platform}
+    precision = jax.config.jax_default_matmul_precision
+    return {"gpu": device.device_kind, "cuda_runtime": cuda or platform or "unknown", "jax_platform": platform,
+            "jax": jax.__version__,
+            "float32_matmul": f"jax_default_matmul_precision={precision or 'default (XLA may use TF32)'}"}
 
 
 def gpu_info(library: str) -> dict[str, str]:
