@@ -13,12 +13,13 @@
 #   nvidia-smi.txt       nvidia-smi and nvidia-smi -q
 #   pip-list.txt         every installed distribution's version (the image's and the carried)
 #   gpu-libraries.txt    torch / cupy / jax versions and the GPUs each sees
-#   pytest.log           python -m pytest tests/test_array_api_gpu.py (or why it did not run)
+#   pytest.log           python -m pytest tests/test_array_api_gpu.py tests/test_bench_gpu.py
 #   bench.txt, bench.err, bench.json, bench.md   the bench table, its progress, its records
 #
 # What it uses: the Python on PATH ($PYTHON to choose another) with the image's PyTorch, JAX,
-# CuPy, NumPy, Numba, pytest; the carried wheels (array-api-compat, keras with namex, optree,
-# absl-py, rich) installed with `pip --no-index` into a temporary folder on PYTHONPATH; the
+# CuPy, NumPy, Numba, pytest, hypothesis, threadpoolctl; the carried wheels (array-api-compat, keras
+# with namex, optree, absl-py, rich; platformdirs, tqdm) installed with `pip --no-index` into a
+# temporary folder on PYTHONPATH; the
 # repository's source through PYTHONPATH, with a sitecustomize in that folder mapping
 # fastscratch.kernels to kernels/ (pyproject installs kernels/ as fastscratch.kernels, so the
 # source tree alone has no fastscratch.kernels); the carried Fashion-MNIST through
@@ -101,7 +102,8 @@ packages=()
     echo "carry: $carry"
     # distribution name : the wheel's file-name prefix (optree compiled: this Python's tag)
     for pair in array-api-compat:array_api_compat- keras:keras- namex:namex- absl-py:absl_py- rich:rich- \
-                markdown-it-py:markdown_it_py- mdurl:mdurl- pygments:pygments- "optree:optree-*-$tag-"; do
+                markdown-it-py:markdown_it_py- mdurl:mdurl- pygments:pygments- platformdirs:platformdirs- \
+                tqdm:tqdm- "optree:optree-*-$tag-"; do
         dist="${pair%%:*}" prefix="${pair#*:}"
         found="$(ls "$wheels"/$prefix*.whl 2>/dev/null | head -n 1)"
         if [ -n "$found" ]; then
@@ -229,14 +231,21 @@ fi
 say "pip versions: pip-list.txt"
 
 # --------------------------------------------------------------- the GPU tests
-if [ "$dry_run" = 1 ]; then
-    say "pytest tests/test_array_api_gpu.py: not run (dry run)"
-elif [ -f "$repo/tests/test_array_api_gpu.py" ]; then
-    (cd "$repo" && step "pytest tests/test_array_api_gpu.py (log: pytest.log)" 180 "$out/pytest.log" \
-        "$python" -m pytest -p no:cacheprovider -ra tests/test_array_api_gpu.py) || failed=1
+# the array-API backend's GPU equivalence tests, and the GPU trainers' own (same start, same path as
+# fastscratch-numpy on shared batches, device_info naming the GPU: skipped where no GPU)
+tests=()
+if [ -f "$repo/tests/test_array_api_gpu.py" ]; then
+    tests+=(tests/test_array_api_gpu.py)
 else
-    say "pytest: tests/test_array_api_gpu.py is absent from this tree; going on with the bench"
+    say "pytest: tests/test_array_api_gpu.py is absent from this tree; going on without it"
     echo "tests/test_array_api_gpu.py is absent from this tree" > "$out/pytest.log"
+fi
+tests+=(tests/test_bench_gpu.py)
+if [ "$dry_run" = 1 ]; then
+    say "pytest ${tests[*]}: not run (dry run)"
+else
+    (cd "$repo" && step "pytest ${tests[*]} (log: pytest.log)" 180 "$out/pytest.log" \
+        "$python" -m pytest -p no:cacheprovider -ra "${tests[@]}") || failed=1
 fi
 
 # ------------------------------------------------------------------- the bench

@@ -8,8 +8,10 @@
 # /usr/share/datasets/fashion-mnist; `fastscratch train --download` fetches it).  It writes
 #
 #   CARRY_DIR/wheels/                   array-api-compat, keras and the dependencies of Keras the GPU
-#                                       image lacks (namex, optree, absl-py, rich and rich's), binary
-#                                       wheels only; optree (compiled) for each Python in
+#                                       image lacks (namex, optree, absl-py, rich and rich's), and
+#                                       fastscratch's own small ones it may lack (platformdirs: the
+#                                       dataset lookup; tqdm: progress bars), binary wheels only;
+#                                       optree (compiled) for each Python in
 #                                       $GPU_PYTHONS (default "3.10 3.11 3.12 3.13"), manylinux x86_64
 #   CARRY_DIR/data/fashion-mnist/       the four .gz files, as the loader reads them ($FASTSCRATCH_DATA)
 #   CARRY_DIR/MANIFEST                  what was prepared, when, and each file's SHA-256
@@ -23,7 +25,7 @@ carry="${1:-$here/gpu-carry}"
 python="${PYTHON:-python3}"
 pythons="${GPU_PYTHONS:-3.10 3.11 3.12 3.13}"
 # pure-Python wheels: one each fits every Python
-pure=(array-api-compat keras namex absl-py rich markdown-it-py mdurl pygments)
+pure=(array-api-compat keras namex absl-py rich markdown-it-py mdurl pygments platformdirs tqdm)
 
 mkdir -p "$carry/wheels" "$carry/data/fashion-mnist"
 echo "gpu_prepare: wheels into $carry/wheels"

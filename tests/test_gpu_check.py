@@ -89,7 +89,8 @@ def test_the_dry_run_checks_the_carry_and_runs_the_pipeline_without_a_gpu(tmp_pa
     (carry / "data" / "fashion-mnist").mkdir(parents=True)
     for stem in FASHION:
         (carry / "data" / "fashion-mnist" / f"{stem}.gz").symlink_to(Path(source) / f"{stem}.gz")
-    for dist in ("array-api-compat", "keras", "namex", "absl-py", "rich", "markdown-it-py", "mdurl", "pygments"):
+    for dist in ("array-api-compat", "keras", "namex", "absl-py", "rich", "markdown-it-py", "mdurl", "pygments",
+                 "platformdirs", "tqdm"):
         _wheel(carry / "wheels", dist)
     _wheel(carry / "wheels", "optree", f"{TAG}-none-any")
     out = tmp_path / "results"
@@ -97,10 +98,10 @@ def test_the_dry_run_checks_the_carry_and_runs_the_pipeline_without_a_gpu(tmp_pa
     child = _run(str(out), "--dry-run", "--carry", str(carry), env=env, cwd=tmp_path)
     assert child.returncode == 0, child.stdout + child.stderr
     steps = (out / "steps.txt").read_text()
-    assert "carried files: all present (9 wheels, 4 Fashion-MNIST files)" in steps
+    assert "carried files: all present (11 wheels, 4 Fashion-MNIST files)" in steps
     assert "install carried wheels (pip --no-index --target; log: pip-install.log): exit status 0" in steps
     assert "imports from the source tree (imports.txt): exit status 0" in steps
-    assert "pytest tests/test_array_api_gpu.py: not run (dry run)" in steps
+    assert "tests/test_bench_gpu.py: not run (dry run)" in steps
     assert "every step passed" in steps
     imports = (out / "imports.txt").read_text()
     assert f"fastscratch.kernels from {ROOT / 'kernels' / '__init__.py'}" in imports
