@@ -95,18 +95,25 @@ class JaxNetwork:
     and converted as ``fit`` does).  ``optimizer``: a fastscratch optimizer or its name;
     ``lr`` is constant.  ``seed``: the epoch keys' seed (default ``nn.seed``, else 0).
     ``nn`` itself is not changed.  The epoch is compiled here (``compile_seconds``), so
-    :meth:`fit_epoch` times training only.
+    :meth:`fit_epoch` times training only.  ``device``: the ``jax.Device`` the parameters, the
+    optimizer state and the training data are put on (once, here), so every jitted call runs
+    there, e.g. ``jax.devices("gpu")[0]``; default JAX's default device.
     """
 
     def __init__(self, nn: NeuralNetwork, X_train: Any, y_train: Any, *, lr: float = 0.1,
                  batch_size: int | None = None, optimizer: str | Optimizer = "sgd", seed: int | None = None,
-                 given_orders: bool = False) -> None:
+                 given_orders: bool = False, device: Any = None) -> None:
         if not isinstance(nn, NeuralNetwork):
             raise TypeError(f"nn must be a fastscratch NeuralNetwork, got {type(nn).__name__}")
         if any(nn.dropout):
             raise ValueError("a network with dropout cannot be mirrored exactly in JAX (its masks come from "
                              "fastscratch's generator); use dropout=0 for a reference run")
         self.jax = jax = import_jax()
+        if device is not None and not isinstance(device, jax.Device):
+            raise TypeError(f"device must be a jax.Device (e.g. jax.devices('gpu')[0]) or None, "
+                            f"got {type(device).__name__}")
+        #: where the arrays live (None: JAX's default device)
+        self.device = device
         self.dtype = nn.dtype
         self.lr = check.check_positive_number("lr", lr)
         batch_size = check.check_optional_positive_int("batch_size", batch_size)
@@ -131,8 +138,8 @@ class JaxNetwork:
             jnp = jax.numpy
             self._params = [jnp.asarray(p) for pair in zip(nn.weights, nn.biases) for p in pair]
             self._state = self._initial_state()
-            self._X = jax.device_put(X)
-            self._y = jax.device_put(np.asarray(y, dtype=np.int32))
+            self._params, self._state, self._X, self._y = jax.device_put(
+                (self._params, self._state, X, np.asarray(y, dtype=np.int32)), device)
             self._build()
             started = time.perf_counter()
             epoch_number = np.asarray(0, dtype=np.int32)

@@ -32,9 +32,17 @@ constant learning rate) and ``Adam`` (which adds ``eps`` to ``sqrt(v / (1 - b2^t
 rather than to ``sqrt(v)``: a difference below ``eps``, 1e-7).  Each framework draws
 its own batch order.
 
-Frameworks that are not installed, or ``torch.compile`` where it cannot compile,
-give a Result with ``status="skipped: ..."``, never an exception, so every front
-end runs with whatever is installed.
+**Devices.**  :data:`DEVICE_FRAMEWORKS` names the frameworks of each device: the CPU ones
+above, and on a GPU ``fastscratch-gpu`` (the array-API backend on CuPy or torch CUDA arrays,
+through ``fastscratch.devices``; the data moved there once, before the timed epochs),
+``torch-cuda`` (:class:`TorchTrainer` on a CUDA device, each epoch timed to
+``torch.cuda.synchronize()``) and ``jax-gpu`` (the jitted epoch on ``jax.devices("gpu")[0]``).
+Every Result records what it ran on, ``device_info`` (:meth:`Trainer.device_info`: the CPU's
+model; a GPU's name, driver, CUDA runtime and library versions).
+
+Frameworks that are not installed, or ``torch.compile`` where it cannot compile, or a GPU
+framework without a GPU, give a Result with ``status="skipped: ..."``, never an exception,
+so every front end runs with whatever is installed.
 """
 
 from __future__ import annotations
@@ -60,7 +68,16 @@ from ..io import datasets
 
 #: The frameworks, the one registry the CLI, asv and pytest-benchmark read (see :func:`make_trainer`).
 FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax", "keras-jax",
-              "keras-jax-gpu")
+              "fastscratch-gpu", "torch-cuda", "jax-gpu", "keras-jax-gpu")
+#: The frameworks ``fastscratch bench --device cpu|gpu`` runs when ``--frameworks`` is not given.
+#: The GPU ones: fastscratch's array-API backend on CuPy or torch CUDA arrays
+#: (``fastscratch.devices``), PyTorch eager on a CUDA device, the jitted JAX epoch on the first GPU,
+#: and Keras 3 on JAX's GPU (the GPU machine has no TensorFlow).  ``keras-jax`` (Keras 3 on JAX's
+#: CPU) is not a CPU default: Keras takes one backend per process, and tf.keras is the CPU reference.
+DEVICE_FRAMEWORKS: dict[str, tuple[str, ...]] = {
+    "cpu": ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax"),
+    "gpu": ("fastscratch-gpu", "torch-cuda", "jax-gpu", "keras-jax-gpu"),
+}
 #: Short names the command line accepts for them.
 FRAMEWORK_ALIASES = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras",
                      "pytorch": "torch", "torch.compile": "torch-compile", "inductor": "torch-compile"}
@@ -156,6 +173,9 @@ class Result:
     epochs_to_target: int | None = None
     accuracy_curve: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (training s, test acc)
     device: str = "cpu"
+    # what it ran on, from Trainer.device_info(): {"device": "cpu", "cpu": model} on the CPU; on a GPU
+    # its name, NVIDIA driver, CUDA runtime and the library versions (fastscratch.tools.system.gpu_info)
+    device_info: dict[str, str] = dataclasses.field(default_factory=dict)
     threads: str = ""
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     # where it was measured: the machine's host name, CPU model, usable cores and BLAS (library,
@@ -257,6 +277,14 @@ class Trainer:
     def require(cls, framework: str) -> None:
         """Import what ``framework`` trains with; :class:`Skipped` (with the install hint) when missing."""
 
+    def device_info(self) -> dict[str, str]:
+        """What this trainer computes on, for its :class:`Result`: here the CPU,
+        ``{"device": "cpu", "cpu": model name}``; GPU trainers give the GPU's name, driver, CUDA
+        runtime and library versions (:func:`fastscratch.tools.system.gpu_info`)."""
+        from .system import cpu_model
+
+        return {"device": self.device, "cpu": cpu_model()}
+
     def epoch(self) -> float:
         raise NotImplementedError
 
@@ -281,10 +309,26 @@ class FastscratchTrainer(Trainer):
         from ..network import NeuralNetwork
 
         self.require(workload.framework)
-        backend = workload.framework.split("-", 1)[1]
         self.net = NeuralNetwork(self.sizes, activation=workload.activation, dtype=workload.dtype,
-                                 seed=workload.seed, backend=backend)  # initial_network's weights, by construction
+                                 seed=workload.seed, backend=self.backend_of(workload.framework))
+        # (initial_network's weights, by construction)
         self.optimizer = workload_optimizer(workload)  # one object: fit continues its state every epoch
+        # the arrays fit and accuracy take, placed where the backend computes, once, before any timed epoch
+        self.X_fit, self.y_fit, self.X_eval, self.y_eval = (
+            self.to_device(a) for a in (self.X_train, self.y_train, self.X_test, self.y_test))
+
+    @classmethod
+    def backend_of(cls, framework: str) -> str:
+        """The ``NeuralNetwork(backend=...)`` that ``framework`` trains with (``fastscratch-numba``: numba)."""
+        return framework.split("-", 1)[1]
+
+    def to_device(self, array: np.ndarray) -> Any:
+        """``array`` where the backend computes: the NumPy array itself on the CPU."""
+        return array
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """A NumPy copy of one of the network's arrays."""
+        return np.array(array)
 
     @classmethod
     def require(cls, framework: str) -> None:
@@ -297,18 +341,73 @@ class FastscratchTrainer(Trainer):
 
     def epoch(self) -> float:
         w = self.workload
-        self.net.fit(self.X_train, self.y_train, lr=w.lr, epochs=1, batch_size=w.batch_size,
+        self.net.fit(self.X_fit, self.y_fit, lr=w.lr, epochs=1, batch_size=w.batch_size,
                      optimizer=self.optimizer, verbose=False)
         if math.isnan(self.compile_seconds):  # the first fit compiles (or loads the cache); later ones do not
-            self.compile_seconds = self.net.compile_seconds
-        self.threads_note = f"fastscratch epochs on {self.net.epoch_threads}"
+            self.compile_seconds = getattr(self.net, "compile_seconds", math.nan)
+        self.threads_note = self.note()
         return self.net.history.seconds[-1]  # run_epoch only: not fit's input checks or set-up
 
+    def note(self) -> str:
+        """What the last epoch ran on, for ``Result.threads``."""
+        return f"fastscratch epochs on {self.net.epoch_threads}"
+
     def accuracy(self) -> float:
-        return self.net.accuracy(self.X_test, self.y_test)
+        return float(self.net.accuracy(self.X_eval, self.y_eval))
 
     def parameters(self) -> list[np.ndarray]:
-        return [np.array(p) for pair in zip(self.net.weights, self.net.biases) for p in pair]
+        return [self.to_host(p) for pair in zip(self.net.weights, self.net.biases) for p in pair]
+
+
+def _gpu_devices() -> tuple[str, Callable[..., Any], Callable[[Any], np.ndarray]]:
+    """``(library, to_device, to_numpy)`` from ``fastscratch.devices`` (the array-API backend's
+    device helpers) when a GPU array library can allocate; :class:`Skipped` saying why not (the
+    module absent from this build, or no GPU)."""
+    try:
+        from ..devices import gpu_library, to_device, to_numpy
+    except ImportError as exc:
+        raise Skipped(f"fastscratch.devices is not in this build ({exc}); it comes with the array-API "
+                      "backend") from None
+    library, reason = gpu_library()
+    if library is None:
+        raise Skipped(f"no GPU array library: {reason}")
+    return library, to_device, to_numpy
+
+
+class FastscratchGpuTrainer(FastscratchTrainer):
+    """fastscratch's array-API backend (``backend="array_api"``) on CuPy or torch CUDA arrays
+    (``fastscratch-gpu``): the data moved to the GPU once by ``fastscratch.devices.to_device``,
+    before any timed epoch (the weights follow on the first fit); an epoch's seconds are the
+    network's own ``history.seconds[-1]``."""
+
+    frameworks = ("fastscratch-gpu",)
+    device = "gpu"
+
+    def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
+        self.library, self._to_device, self._to_numpy = _gpu_devices()
+        super().__init__(workload, data)
+
+    @classmethod
+    def require(cls, framework: str) -> None:
+        _gpu_devices()
+
+    @classmethod
+    def backend_of(cls, framework: str) -> str:
+        return "array_api"
+
+    def to_device(self, array: np.ndarray) -> Any:
+        return self._to_device(array, device="cuda")
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.array(self._to_numpy(array))
+
+    def note(self) -> str:
+        return f"fastscratch array-API backend on {self.library} CUDA arrays"
+
+    def device_info(self) -> dict[str, str]:
+        from .system import gpu_info
+
+        return {**gpu_info(self.library), "backend": "array_api"}
 
 
 def _quiet_tensorflow():
@@ -478,17 +577,20 @@ class TorchTrainer(Trainer):
     """PyTorch eager: ``nn.Sequential`` of ``Linear`` layers holding the initial network's
     weights (transposed: ``Linear.weight`` is ``(n_out, n_in)``), ``CrossEntropyLoss`` on the
     logits, ``torch.randperm`` batches, the last batch smaller (its own mean), full batch
-    without a permutation."""
+    without a permutation.  The model, the data and the batch permutations live on
+    ``torch_device`` (the CPU here, CUDA in :class:`TorchCudaTrainer`)."""
 
     frameworks = ("torch",)
+    torch_device = "cpu"
 
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
-        self.torch = torch = _import_torch()
+        self.torch = torch = self._import()
         torch.manual_seed(workload.seed)
         dtype = getattr(torch, workload.dtype)
+        on = torch.device(self.torch_device)
         activation = framework_object(torch, get_activation(workload.activation).torch)  # the registry's module
-        self.linears = [torch.nn.Linear(a, b, dtype=dtype) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        self.linears = [torch.nn.Linear(a, b, dtype=dtype, device=on) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
         layers: list[Any] = []
         for linear in self.linears[:-1]:
             layers += [linear, activation()]
@@ -501,14 +603,21 @@ class TorchTrainer(Trainer):
                 linear.bias.copy_(torch.from_numpy(b))
         self.optimizer = self._torch_optimizer(workload_optimizer(workload), workload.lr)
         self.loss = torch.nn.CrossEntropyLoss()  # softmax + cross-entropy on the logits, as fastscratch
-        self.X = torch.from_numpy(self.X_train)
-        self.y = torch.from_numpy(self.y_train)
-        self.generator = torch.Generator().manual_seed(workload.seed)
+        self.X = torch.from_numpy(self.X_train).to(on)  # on the device once, before any timed epoch
+        self.y = torch.from_numpy(self.y_train).to(on)
+        self.generator = torch.Generator(device=on).manual_seed(workload.seed)
         self.threads_note = f"torch {torch.get_num_threads()} intra-op threads"
 
     @classmethod
+    def _import(cls):
+        return _import_torch()
+
+    @classmethod
     def require(cls, framework: str) -> None:
-        _import_torch()
+        cls._import()
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (nothing to wait for on the CPU)."""
 
     def _torch_optimizer(self, opt, lr: float):
         path, kwargs = opt.equivalents()["torch"]  # the optimizer registry's mapping
@@ -525,25 +634,58 @@ class TorchTrainer(Trainer):
     def epoch(self) -> float:
         torch = self.torch
         shared = self.shared_order()
+        on = self.X.device
+        self.synchronize()  # nothing earlier still running into this epoch's time
         started = time.perf_counter()
         n = len(self.X)
         if self.batch_size >= n:
             self._step(self.X, self.y)
         else:
-            order = torch.randperm(n, generator=self.generator) if shared is None else torch.from_numpy(shared)
+            order = (torch.randperm(n, generator=self.generator, device=on) if shared is None
+                     else torch.from_numpy(shared).to(on))
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
                 self._step(self.X[idx], self.y[idx])
+        self.synchronize()  # the epoch's queued kernels finished
         return time.perf_counter() - started
 
     def accuracy(self) -> float:
         with self.torch.no_grad():
-            logits = self.model(self.torch.from_numpy(self.X_test))
-        return float((logits.argmax(dim=1).numpy() == self.y_test).mean())
+            logits = self.model(self.torch.from_numpy(self.X_test).to(self.X.device))
+        return float((logits.argmax(dim=1).cpu().numpy() == self.y_test).mean())
 
     def parameters(self) -> list[np.ndarray]:
-        return [np.array(p.detach().numpy().T if p.ndim == 2 else p.detach().numpy())
+        return [np.array(p.detach().cpu().numpy().T if p.ndim == 2 else p.detach().cpu().numpy())
                 for linear in self.linears for p in (linear.weight, linear.bias)]
+
+
+class TorchCudaTrainer(TorchTrainer):
+    """PyTorch eager on the first CUDA device (``torch-cuda``): :class:`TorchTrainer` with the
+    model, the data and the permutations on the GPU, each epoch timed to
+    ``torch.cuda.synchronize()`` at its end."""
+
+    frameworks = ("torch-cuda",)
+    device = "gpu"
+    torch_device = "cuda"
+
+    @classmethod
+    def _import(cls):
+        try:
+            import torch
+        except ImportError:
+            raise Skipped("not installed (PyTorch with CUDA: `pip install torch` on Linux)") from None
+        if not torch.cuda.is_available():
+            raise Skipped(f"no CUDA device: torch {torch.__version__} (CUDA build {torch.version.cuda or 'none'}) "
+                          "says torch.cuda.is_available() is False")
+        return torch
+
+    def synchronize(self) -> None:
+        self.torch.cuda.synchronize()
+
+    def device_info(self) -> dict[str, str]:
+        from .system import gpu_info
+
+        return gpu_info("torch")
 
 
 class _DropMessages(logging.Filter):
@@ -633,23 +775,27 @@ class JaxTrainer(Trainer):
     (``compile_seconds``).  float64 runs under ``jax.enable_x64(True)``, around this trainer's calls only."""
 
     frameworks = ("jax",)
+    #: the platform of the JAX device the arrays are put on (``jax.devices(platform)[0]``): the CPU
+    #: even where JAX also has a GPU, so ``jax`` stays the CPU peer (``jax-gpu``: :class:`JaxGpuTrainer`)
+    platform = "cpu"
 
     def __init__(self, workload: Workload, data: tuple[np.ndarray, ...]) -> None:
         super().__init__(workload, data)
         jax = self._import()
         from ..integrations.jax import JaxNetwork
 
+        on = self.jax_device(jax)
         self.net = JaxNetwork(initial_network(workload, self.sizes), self.X_train, self.y_train, lr=workload.lr,
                               batch_size=workload.batch_size, optimizer=workload_optimizer(workload),
-                              seed=workload.seed, given_orders=workload.batches == "shared")
+                              seed=workload.seed, given_orders=workload.batches == "shared", device=on)
         self.compile_seconds = self.net.compile_seconds
-        self.device = jax.default_backend()
+        self.device = "gpu" if on.platform in ("gpu", "cuda", "rocm") else on.platform
         flags = os.environ.get("XLA_FLAGS", "")
-        self.threads_note = (f"jax {jax.__version__} {jax.default_backend()} ({jax.device_count()} device, XLA's "
-                             f"own thread pool{', XLA_FLAGS=' + flags if flags else ''})")
+        self.threads_note = (f"jax {jax.__version__} on {on.platform} device {on.id} ({jax.device_count(on.platform)} "
+                             f"device, XLA's own thread pool{', XLA_FLAGS=' + flags if flags else ''})")
 
-    @staticmethod
-    def _import():
+    @classmethod
+    def _import(cls):
         from ..integrations.jax import INSTALL_HINT, import_jax
 
         try:
@@ -658,8 +804,17 @@ class JaxTrainer(Trainer):
             raise Skipped(f"not installed ({INSTALL_HINT})") from None
 
     @classmethod
+    def jax_device(cls, jax) -> Any:
+        """The first JAX device of :attr:`platform`; :class:`Skipped` when JAX has none."""
+        try:
+            return jax.devices(cls.platform)[0]
+        except RuntimeError as exc:  # "Unknown backend: 'gpu' requested, but no platforms ..."
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise Skipped(f"JAX {jax.__version__} has no {cls.platform.upper()} device ({first})") from None
+
+    @classmethod
     def require(cls, framework: str) -> None:
-        cls._import()
+        cls.jax_device(cls._import())
 
     def epoch(self) -> float:
         return self.net.fit_epoch(self.shared_order())
@@ -671,9 +826,23 @@ class JaxTrainer(Trainer):
         return self.net.params()
 
 
+class JaxGpuTrainer(JaxTrainer):
+    """The jitted JAX epoch (:class:`JaxTrainer`) on ``jax.devices("gpu")[0]`` (``jax-gpu``):
+    parameters, optimizer state and data put there once, when the trainer is built."""
+
+    frameworks = ("jax-gpu",)
+    device = "gpu"
+    platform = "gpu"
+
+    def device_info(self) -> dict[str, str]:
+        from .system import gpu_info
+
+        return gpu_info("jax")
+
+
 _TRAINERS: dict[str, type[Trainer]] = {
-    name: cls for cls in (FastscratchTrainer, KerasTrainer, TorchTrainer, TorchCompileTrainer, JaxTrainer,
-                          KerasJaxTrainer)
+    name: cls for cls in (FastscratchTrainer, FastscratchGpuTrainer, KerasTrainer, TorchTrainer, TorchCudaTrainer,
+                          TorchCompileTrainer, JaxTrainer, JaxGpuTrainer, KerasJaxTrainer)
     for name in cls.frameworks}
 assert set(_TRAINERS) == set(FRAMEWORKS), "every framework has one trainer class"
 
@@ -711,8 +880,10 @@ def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Res
         trainer = make_trainer(workload, loaded)
     except Skipped as exc:
         result.status = f"skipped: {exc}"
+        result.device = _TRAINERS[workload.framework].device  # where it would have run
         return result, None
     result.device = trainer.device
+    result.device_info = trainer.device_info()
     result.compile_seconds = trainer.compile_seconds
     result.sizes = list(trainer.sizes)
     return result, trainer
@@ -1385,6 +1556,26 @@ def format_table(results: Sequence[Result], sgemm: tuple[float, float, float] | 
     """:func:`table_rows` as aligned text lines, or as a Markdown table."""
     return _render(_COLUMNS, table_rows(results, sgemm), [6, 18, 26, 10, 8, 7, 8, 9, 9, 9],
                    [">", "<", "<", ">", ">", ">", ">", ">", ">", ">"], markdown)
+
+
+def device_lines(results: Sequence[Result]) -> list[str]:
+    """One line per device the results ran on (:func:`fastscratch.tools.system.device_summary` of
+    their ``device_info``), naming its frameworks, e.g. ``Device gpu: NVIDIA H200 (driver ...,
+    CUDA runtime ...): torch-cuda, jax-gpu``; skipped results, which ran nowhere, on one line of
+    their own by the device they were meant for: ``Device gpu: none used (skipped: ...)``."""
+    from .system import device_summary
+
+    ran: dict[str, list[str]] = {}
+    skipped: dict[str, list[str]] = {}
+    for r in results:
+        if r.ok and r.device_info:
+            names = ran.setdefault(device_summary(r.device_info), [])
+        else:
+            names = skipped.setdefault(r.device, [])
+        if r.workload.framework not in names:
+            names.append(r.workload.framework)
+    lines = [f"Device {summary}: {', '.join(names)}" for summary, names in ran.items()]
+    return lines + [f"Device {device}: none used (skipped: {', '.join(names)})" for device, names in skipped.items()]
 
 
 def workers(results: Sequence[Result]) -> list[str]:

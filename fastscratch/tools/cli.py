@@ -30,7 +30,7 @@ from ..io.atomic import ensure_writable_dir, write_text
 from ..network import NeuralNetwork
 from ..optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
 from . import argtypes as args_
-from .bench import FRAMEWORK_ALIASES, FRAMEWORKS, OPTIMIZERS, SWEEP_WIDTHS
+from .bench import DEVICE_FRAMEWORKS, FRAMEWORK_ALIASES, FRAMEWORKS, OPTIMIZERS, SWEEP_WIDTHS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -176,16 +176,20 @@ def build_parser() -> Parser:
                     "and print seconds per epoch (median [min-max] after warm-up; the frameworks' epochs timed "
                     "in interleaved rounds), samples/s, GFLOP/s, the share of this machine's SGEMM rate and the "
                     "ratios to tf.keras, PyTorch and JAX measured in the same run. Frameworks that are not "
-                    "installed are listed as skipped; so is keras-jax (Keras 3 on its JAX backend; "
-                    "keras-jax-gpu on JAX's GPU) after tf.keras in one call, since Keras takes one backend per "
-                    "process: give it a bench call of its own. --sweep: the scaling benchmark over hidden widths "
-                    "instead.")
+                    "installed (or GPU frameworks without a GPU) are listed as skipped; so is keras-jax (Keras 3 on "
+                    "its JAX backend; keras-jax-gpu on JAX's GPU) after tf.keras in one call, since Keras takes "
+                    "one backend per process: give it a bench call of its own. --device gpu: the GPU frameworks. "
+                    "--sweep: the scaling benchmark over hidden widths instead.")
     bench.add_argument("--dataset", default="auto", metavar="NAME|DIR",
                        type=lambda text: text if text == "auto" else args_.dataset(text),
                        help="default: fashion-mnist when found, else mnist-sample")
     bench.add_argument("--frameworks", "--backends", default=None, metavar="LIST", type=_framework_list,
                        help=f"comma-separated, from {','.join(FRAMEWORKS)} or {','.join(FRAMEWORK_ALIASES)} "
-                            "(default: all; with --sweep: numba,jax,torch)")
+                            "(default: the --device's frameworks; with --sweep on the CPU: numba,jax,torch)")
+    bench.add_argument("--device", choices=tuple(DEVICE_FRAMEWORKS), default=None,
+                       help="the frameworks to run when --frameworks is not given: "
+                            + "; ".join(f"{d}: {','.join(names)}" for d, names in DEVICE_FRAMEWORKS.items())
+                            + " (default: cpu)")
     bench.add_argument("--batch-sizes", default=None, type=args_.batch_list, metavar="LIST",
                        help="comma-separated; 'full' for full batch (default: 32,128,512,full; with --sweep: "
                             "32,128,512)")
@@ -584,10 +588,11 @@ def bench_usage_error(args: argparse.Namespace) -> str | None:
         if args.batch_sizes is not None and None in args.batch_sizes:
             return ("--sweep times mini-batches: 'full' is not a batch size there (its epochs train a fixed "
                     "number of rows)")
-        args.frameworks = args.frameworks or list(bench.SWEEP_FRAMEWORKS)
+        args.frameworks = args.frameworks or list(
+            bench.SWEEP_FRAMEWORKS if args.device in (None, "cpu") else bench.DEVICE_FRAMEWORKS[args.device])
         args.batch_sizes = args.batch_sizes or list(bench.SWEEP_BATCH_SIZES)
     else:
-        args.frameworks = args.frameworks or list(bench.FRAMEWORKS)
+        args.frameworks = args.frameworks or list(bench.DEVICE_FRAMEWORKS[args.device or "cpu"])
         args.batch_sizes = args.batch_sizes or [32, 128, 512, None]
         args.hidden = [128, 64] if args.hidden is None else args.hidden
     return None
@@ -630,6 +635,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results += bench.run_group(group(batch), epochs=args.epochs, warmup=args.warmup, data=data, sgemm=True)
     print()
     print("\n".join(bench.format_table(results, sgemm)))
+    devices = bench.device_lines(results)
+    print("\n".join(devices))
     references = bench.sgemm_lines(results)
     if references:
         print("%SGEMM: of NumPy's BLAS on all its threads at each batch's first-layer product, timed after "
@@ -662,6 +669,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores; SGEMM (128x784)x(784x128) "
                 f"{sgemm[0]:.1f} GFLOP/s [{sgemm[1]:.1f}-{sgemm[2]:.1f}].", ""]
         text += bench.format_table(results, sgemm, markdown=True)
+        text += [""] + [f"- {line}" for line in devices]
         if references:
             text += ["", "%SGEMM: of NumPy's BLAS on all its threads at each batch's first-layer product, "
                      "timed after every round: " + "; ".join(references) + "."]
