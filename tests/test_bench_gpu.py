@@ -21,7 +21,7 @@ import pytest
 from fastscratch.tools import bench, cli, system
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU = ("fastscratch-gpu", "torch-cuda", "jax-gpu")
+GPU = ("fastscratch-gpu", "torch-cuda", "jax-gpu", "keras-jax-gpu")
 
 
 def _installed(framework):
@@ -51,20 +51,22 @@ def test_the_registry_maps_each_device_to_its_frameworks():
     assert bench.DEVICE_FRAMEWORKS["cpu"] == ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch",
                                               "torch-compile", "jax")
     every = [f for names in bench.DEVICE_FRAMEWORKS.values() for f in names]
-    assert sorted(every) == sorted(bench.FRAMEWORKS)  # each framework on one device, none left out
+    # each framework a default on one device; keras-jax (Keras 3 on JAX's CPU) on none, since Keras
+    # takes one backend per process and tf.keras, the CPU reference, is a CPU default
+    assert sorted(every + ["keras-jax"]) == sorted(bench.FRAMEWORKS)
     for device, names in bench.DEVICE_FRAMEWORKS.items():
-        assert all(bench._TRAINERS[f].device == device for f in names), device
+        assert all(bench._TRAINERS[f].device_of(f) == device for f in names), device
 
 
 def test_gpu_frameworks_without_their_library_are_skipped_with_the_reason():
-    """torch, JAX and fastscratch.devices hidden from the import system: skipped, on the GPU."""
-    hide = "import sys; sys.modules['torch'] = None; sys.modules['jax'] = None; sys.modules['fastscratch.devices'] = None"
+    """torch, JAX and array-api-compat hidden from the import system: skipped, on the GPU."""
+    hide = "import sys; sys.modules['torch'] = None; sys.modules['jax'] = None; sys.modules['array_api_compat'] = None"
     got = _statuses(hide, GPU)
     assert got["torch-cuda"] == ("gpu", "skipped: not installed (PyTorch with CUDA: `pip install torch` on Linux)")
     assert got["jax-gpu"] == ("gpu", "skipped: not installed (install it with `pip install 'fastscratch[jax]'`)")
     device, status = got["fastscratch-gpu"]
-    assert device == "gpu" and status.startswith("skipped: fastscratch.devices is not in this build ("), status
-    assert status.endswith("it comes with the array-API backend")
+    assert device == "gpu" and status.startswith("skipped: not installed (backend 'array_api' is not available ("), status
+    assert "pip install 'fastscratch[array-api]'" in status
 
 
 def test_torch_without_cuda_is_skipped_saying_so(tmp_path):
@@ -83,13 +85,12 @@ def test_torch_without_cuda_is_skipped_saying_so(tmp_path):
 
 
 def test_fastscratch_gpu_without_a_gpu_library_gives_devices_reason():
-    """fastscratch.devices present but ``gpu_library()`` finding none: its reason is the status."""
-    stand_in = ("import sys, types; m = types.ModuleType('fastscratch.devices')\n"
-                "m.gpu_library = lambda: (None, 'cupy: cupy.cuda.is_available() is False; torch: not installed')\n"
-                "m.to_device = m.to_numpy = None; sys.modules['fastscratch.devices'] = m")
-    got = _statuses(stand_in, ["fastscratch-gpu"])
-    assert got["fastscratch-gpu"] == ("gpu", "skipped: no GPU array library: cupy: cupy.cuda.is_available() is "
-                                             "False; torch: not installed")
+    """The array-API backend installed but neither CuPy nor PyTorch importable: ``gpu_library()``'s
+    reason is the status."""
+    hide = "import sys; sys.modules['cupy'] = None; sys.modules['torch'] = None"
+    got = _statuses(hide, ["fastscratch-gpu"])
+    assert got["fastscratch-gpu"] == ("gpu", "skipped: no GPU array library: CuPy is not installed; "
+                                             "PyTorch is not installed")
 
 
 def test_jax_without_a_gpu_is_skipped_saying_so():
@@ -208,9 +209,9 @@ def test_bench_device_gpu_lists_every_gpu_framework_as_skipped_here(tmp_path):
     rows = [line.split() for line in child.stdout.splitlines() if line.split()[1:2] and line.split()[1] in GPU]
     assert [(r[0], r[1], r[2]) for r in rows] == [(b, f, "skipped:") for b in ("32", "128", "512", "full")
                                                   for f in GPU], child.stdout
-    assert "Device gpu: none used (skipped: fastscratch-gpu, torch-cuda, jax-gpu)" in child.stdout
+    assert f"Device gpu: none used (skipped: {', '.join(GPU)})" in child.stdout
     results = json.loads(out.read_text())["results"]
-    assert len(results) == 12 and all(r["status"].startswith("skipped: ") and r["device"] == "gpu" for r in results)
+    assert len(results) == 4 * len(GPU) and all(r["status"].startswith("skipped: ") and r["device"] == "gpu" for r in results)
 
 
 def test_bench_rejects_an_unknown_device():

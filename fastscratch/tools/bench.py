@@ -277,6 +277,11 @@ class Trainer:
     def require(cls, framework: str) -> None:
         """Import what ``framework`` trains with; :class:`Skipped` (with the install hint) when missing."""
 
+    @classmethod
+    def device_of(cls, framework: str) -> str:
+        """Where ``framework`` runs (``"cpu"`` or ``"gpu"``), known before a trainer is built."""
+        return "gpu" if framework.endswith(("-gpu", "-cuda")) else cls.device
+
     def device_info(self) -> dict[str, str]:
         """What this trainer computes on, for its :class:`Result`: here the CPU,
         ``{"device": "cpu", "cpu": model name}``; GPU trainers give the GPU's name, driver, CUDA
@@ -293,10 +298,6 @@ class Trainer:
 
     def parameters(self) -> list[np.ndarray]:
         raise NotImplementedError
-
-    def device_info(self) -> dict[str, str]:
-        """Where this trainer runs: at least ``{"device": ...}``."""
-        return {"device": self.device}
 
 
 class FastscratchTrainer(Trainer):
@@ -360,18 +361,19 @@ class FastscratchTrainer(Trainer):
 
 
 def _gpu_devices() -> tuple[str, Callable[..., Any], Callable[[Any], np.ndarray]]:
-    """``(library, to_device, to_numpy)`` from ``fastscratch.devices`` (the array-API backend's
-    device helpers) when a GPU array library can allocate; :class:`Skipped` saying why not (the
-    module absent from this build, or no GPU)."""
+    """``(library, to_device, to_numpy)`` (:mod:`fastscratch.devices`) when the array-API backend
+    is installed and a GPU array library can allocate; :class:`Skipped` saying why not."""
+    from .. import devices
+    from ..backends import ARRAY_API, load_backend
+
     try:
-        from ..devices import gpu_library, to_device, to_numpy
+        load_backend(ARRAY_API)
     except ImportError as exc:
-        raise Skipped(f"fastscratch.devices is not in this build ({exc}); it comes with the array-API "
-                      "backend") from None
-    library, reason = gpu_library()
+        raise Skipped(f"not installed ({exc})") from None
+    library, reason = devices.gpu_library()
     if library is None:
         raise Skipped(f"no GPU array library: {reason}")
-    return library, to_device, to_numpy
+    return library, devices.to_device, devices.to_numpy
 
 
 class FastscratchGpuTrainer(FastscratchTrainer):
@@ -880,7 +882,7 @@ def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Res
         trainer = make_trainer(workload, loaded)
     except Skipped as exc:
         result.status = f"skipped: {exc}"
-        result.device = _TRAINERS[workload.framework].device  # where it would have run
+        result.device = _TRAINERS[workload.framework].device_of(workload.framework)  # where it would have run
         return result, None
     result.device = trainer.device
     result.device_info = trainer.device_info()
