@@ -544,13 +544,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("  Numba is not installed: training runs on the NumPy backend "
               "(`pip install 'fastscratch[numba]'` for the jitted one).")
     print(f"BLAS: {blas_summary()}")
-    print(f"CPU cores: {os.cpu_count()} (fastscratch trains on the CPU only, for now)")
-    print(f"GPU: {tensorflow_gpus()}")
+    print(f"CPU cores: {os.cpu_count()}")
+    print(f"GPU: {_gpu_line()}; tf.keras: {tensorflow_gpus()}")
     print("Datasets:")
     for name in datasets.DATASETS:
         print(f"  {name:<14} {_where(name)}")
     print(f"  download cache: {datasets.cache_dir()}")
     return 0
+
+
+def _gpu_line() -> str:
+    """Whether fastscratch can train on a GPU here (the array-API backend with CuPy or PyTorch CUDA)."""
+    from .. import devices
+    from ..backends import ARRAY_API
+
+    try:
+        load_backend(ARRAY_API)
+    except ImportError:
+        return "fastscratch trains on the CPU here (the array-API backend needs `pip install 'fastscratch[array-api]'`)"
+    library, reason = devices.gpu_library()
+    if library is None:
+        return f"fastscratch trains on the CPU here ({reason})"
+    return f"fastscratch can train on {library} CUDA arrays (the array-API backend)"
 
 
 def _where(name: str) -> str:
