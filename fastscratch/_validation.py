@@ -143,14 +143,20 @@ def check_feature_array(X: Any, n_features: int, name: str = "X") -> np.ndarray:
             raise TypeError(f"{name} must be a numeric array, could not convert it: {exc}") from exc
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {array.shape}")
-    if array.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has 0 samples")
-    if array.shape[1] != n_features:
-        raise ValueError(f"{name} has {array.shape[1]} features per sample but the network's input layer "
-                         f"(architecture[0]) expects {n_features}; shape {array.shape}")
+    check_feature_shape(array.shape, n_features, name)
     return array
+
+
+def check_feature_shape(shape: tuple[int, ...], n_features: int, name: str = "X") -> None:
+    """``ValueError`` unless ``shape`` is ``(n_samples >= 1, n_features)`` (any array library's)."""
+    shape = tuple(shape)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples")
+    if shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features per sample but the network's input layer "
+                         f"(architecture[0]) expects {n_features}; shape {shape}")
 
 
 def check_finite(array: np.ndarray, name: str, row_offset: int = 0, source: np.ndarray | None = None) -> None:

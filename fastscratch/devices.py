@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_feature_shape
+
 INSTALL_HINT = "install it with `pip install 'fastscratch[array-api]'` (it brings array-api-compat)"
 HOST = "cpu"  #: how the host is named in messages and by :func:`to_device`
 
@@ -285,13 +287,7 @@ def check_features(X: Any, n_features: int, dtype: np.dtype, name: str = "X") ->
     on its device when it is another real dtype) and finite; ``ValueError``/``TypeError`` naming
     ``name`` otherwise."""
     xp = namespace(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {tuple(X.shape)}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has 0 samples")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features per sample but the network's input layer "
-                         f"takes {n_features}")
+    check_feature_shape(X.shape, n_features, name)
     if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral")):
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     target = _xp_dtype(xp, dtype)
