@@ -107,7 +107,7 @@ def test_group_order_is_numeric():
 
 
 # ----------------------------------------------------- frameworks, same start, interleaving (issue 13)
-def _installed(framework):
+def _usable(framework):
     if framework.startswith("keras-jax") and os.environ.get("KERAS_BACKEND") != "jax":
         # Keras picks one backend per process: here it is TensorFlow's (tf.keras tests share the
         # process); tests/test_keras_jax.py trains these in a process of their own
@@ -115,9 +115,16 @@ def _installed(framework):
                     "tests/test_keras_jax.py runs it so")
     try:
         bench._import_framework(framework)
-    except bench.Skipped:
-        return False
+    except bench.Skipped as exc:
+        return str(exc)  # why not (a library missing, or no GPU)
     return True
+
+
+def _require(framework):
+    """Skip the test with the framework's own reason where it cannot run here."""
+    usable = _usable(framework)
+    if usable is not True:
+        pytest.skip(f"{framework}: {usable}")
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +137,7 @@ def digits():
 def test_every_framework_starts_from_the_fastscratch_initial_weights(digits, framework):
     """Same start: each trainer's parameters before training are NeuralNetwork(sizes, seed)'s, exactly
     (torch-compile's after its compiling warm-up steps have been undone)."""
-    if not _installed(framework):
-        pytest.skip(f"{framework} is not installed")
+    _require(framework)
     workload = bench.Workload(framework=framework, batch_size=100, dataset="digits", hidden=(16, 8), seed=3)
     trainer = bench.make_trainer(workload, digits)
     start = bench.initial_network(workload, trainer.sizes)
@@ -147,8 +153,7 @@ def test_every_framework_starts_from_the_fastscratch_initial_weights(digits, fra
 def test_torch_compile_trains_as_eager_torch_does(digits):
     """Same start and the same randperm batches: torch.compile's epoch is eager PyTorch's to round-off,
     so its compiling warm-up left no trace (weights and momentum buffers put back)."""
-    if not _installed("torch-compile"):
-        pytest.skip("torch is not installed")
+    _require("torch-compile")
     workloads = [bench.Workload(framework=f, batch_size=100, dataset="digits", hidden=(16,), optimizer="momentum")
                  for f in ("torch", "torch-compile")]
     eager, compiled = (bench.make_trainer(w, digits) for w in workloads)
@@ -330,8 +335,7 @@ def test_a_group_times_its_sgemm_reference_after_every_round(digits):
 def test_every_framework_maps_every_activation(digits, framework, activation):
     """Each framework builds the registry's equivalent of each activation: on shared batches an
     epoch ends where fastscratch's does, to float32 round-off."""
-    if not _installed(framework):
-        pytest.skip(f"{framework} is not installed")
+    _require(framework)
     make = lambda f: bench.make_trainer(bench.Workload(  # noqa: E731
         framework=f, batch_size=100, dataset="digits", hidden=(16,), seed=4, batches="shared",
         activation=activation), digits)
@@ -353,8 +357,7 @@ def test_shared_batches_make_every_framework_train_alike(digits, framework):
     """batches="shared": every framework replays the permutations fastscratch's generator draws,
     so after two epochs from the same start its weights are fastscratch's to float32 round-off;
     with its own shuffling they are not (so the check can fail)."""
-    if not _installed(framework):
-        pytest.skip(f"{framework} is not installed")
+    _require(framework)
     make = lambda f, batches: bench.make_trainer(  # noqa: E731
         bench.Workload(framework=f, batch_size=100, dataset="digits", hidden=(16,), seed=4, batches=batches), digits)
     reference, shared, own = make("fastscratch-numpy", "shared"), make(framework, "shared"), make(framework, "own")
