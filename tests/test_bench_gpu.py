@@ -250,3 +250,26 @@ def test_a_gpu_framework_starts_alike_trains_alike_and_names_its_gpu(sample, fra
     info = gpu.device_info()
     assert info["device"] == "gpu" and info["gpu"] != "unknown" and info["cuda_runtime"] != "unknown", info
     assert info["library"] in info and "float32_matmul" in info, info
+
+
+def test_the_fastscratch_gpu_trainer_on_a_simulated_device(sample, monkeypatch):
+    """fastscratch-gpu's own code path on the CPU: the GPU placement swapped for array-api-strict's
+    simulated ``device1`` (which refuses any silent host copy), the rest as on a GPU -- data placed once,
+    fit and accuracy on the device, parameters brought back -- ends where fastscratch-numpy does."""
+    xps = pytest.importorskip("array_api_strict", reason="array-api-strict is in the dev extra")
+    from fastscratch import devices
+
+    device1 = xps.Device("device1")
+    monkeypatch.setattr(bench, "_gpu_devices", lambda: (
+        "array_api_strict", lambda array, device: xps.asarray(array, device=device1), devices.to_numpy))
+    make = lambda f: bench.make_trainer(bench.Workload(  # noqa: E731
+        framework=f, batch_size=100, dataset="mnist-sample", hidden=(16,), seed=4, batches="shared"), sample)
+    reference, simulated = make("fastscratch-numpy"), make("fastscratch-gpu")
+    assert simulated.X_fit.device == device1 and simulated.y_eval.device == device1
+    for _ in range(2):
+        reference.epoch()
+        assert simulated.epoch() > 0
+    assert simulated.net.kernels.NAME == "array_api" and simulated.net.device == device1
+    for a, b in zip(simulated.parameters(), reference.parameters()):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert simulated.accuracy() == reference.accuracy()
