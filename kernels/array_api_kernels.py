@@ -46,7 +46,8 @@ def _activation(xp, v: Any, activation: int) -> Any:
     if activation == RELU:
         return xp.maximum(v, 0.0)
     if activation == SIGMOID:
-        return 0.5 * xp.tanh(0.5 * v) + 0.5  # = 1 / (1 + exp(-v)), and no exp to overflow
+        e = xp.exp(-xp.abs(v))  # at most 1: no overflow, and no cancellation for negative v
+        return xp.where(v >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
     if activation == TANH:
         return xp.tanh(v)
     if activation == ELU:
