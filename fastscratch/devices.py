@@ -202,8 +202,9 @@ def gpu_library() -> tuple[str | None, str]:
         if torch.cuda.is_available():
             return "torch", ""
         reasons.append(f"PyTorch {torch.__version__} sees no CUDA device")
-    except ImportError:
-        reasons.append("PyTorch is not installed")
+    except Exception as exc:  # ImportError, or a broken CUDA build failing at import (OSError)
+        reasons.append("PyTorch is not installed" if isinstance(exc, ImportError)
+                       else f"PyTorch is not usable ({type(exc).__name__}: {exc})")
     return None, "; ".join(reasons)
 
 
@@ -282,11 +283,25 @@ def synchronize(like: Any) -> None:
 
 
 # ------------------------------------------------------------------ input checks off the host
+def check_current_device(name: str, x: Any) -> None:
+    """``ValueError`` for a CuPy array on another GPU than the current one: CuPy allocates (the
+    training buffers, every temporary) on the current device, whatever array they serve."""
+    if type(x).__module__.split(".")[0] != "cupy":
+        return
+    import cupy
+
+    if x.device.id != cupy.cuda.Device().id:
+        raise ValueError(f"{name} is on GPU {x.device.id} but CuPy's current device is GPU "
+                         f"{cupy.cuda.Device().id}: train inside `with cupy.cuda.Device({x.device.id}):`")
+
+
+
 def check_features(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> Any:
     """``X: (n_samples, n_features)`` of an array-API library, in the model's ``dtype`` (converted
     on its device when it is another real dtype) and finite; ``ValueError``/``TypeError`` naming
     ``name`` otherwise."""
     xp = namespace(X)
+    check_current_device(name, X)
     check_feature_shape(X.shape, n_features, name)
     if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral")):
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -299,18 +314,34 @@ def check_features(X: Any, n_features: int, dtype: np.dtype, name: str = "X") ->
 
 
 def check_labels(y: Any, X: Any, n_classes: int, name: str = "y") -> Any:
-    """Labels for ``X`` (same library and device): ``(n,)`` integers in ``[0, n_classes)`` or one-hot
-    ``(n, n_classes)`` rows, returned as ``(n,)`` int64 on the device."""
+    """Labels for ``X`` (same library and device), checked as on the host
+    (``fastscratch._validation.check_labels``): ``(n,)`` class labels in ``[0, n_classes)`` --
+    integers, or real numbers with integer values -- or one-hot ``(n, n_classes)`` rows (exactly
+    one 1 per row); returned as ``(n,)`` int64 on the device.  A few scalar reads (one wait each)."""
     check_same_device(name, y, X)
     xp = namespace(y)
     n = X.shape[0]
-    if y.ndim == 2 and y.shape[1] == n_classes and y.shape[0] == n:
-        y = xp.argmax(y, axis=1)
+    real = xp.isdtype(y.dtype, "real floating")
+    if not (real or xp.isdtype(y.dtype, "integral") or xp.isdtype(y.dtype, "bool")):
+        raise TypeError(f"{name} must hold integer class labels or one-hot rows, got dtype {y.dtype}")
+    if y.ndim == 2 and y.shape[1] == n_classes:
+        values = xp.astype(y, xp.float32) if not real else y
+        if not bool(xp.all((values == 0.0) | (values == 1.0))) or not bool(xp.all(xp.sum(values, axis=1) == 1.0)):
+            raise ValueError(f"one-hot {name} must have exactly one 1 per row and zeros elsewhere")
+        y = xp.argmax(values, axis=1)
+    elif y.ndim == 2:
+        raise ValueError(f"{name} looks one-hot with {y.shape[1]} columns, but the network has "
+                         f"{n_classes} classes")
     elif y.ndim != 1:
         raise ValueError(f"{name} must be 1-D labels (n_samples,) or one-hot (n_samples, {n_classes}), "
                          f"got shape {tuple(y.shape)}")
-    elif not xp.isdtype(y.dtype, "integral"):
-        raise TypeError(f"{name} must hold integer class labels or one-hot rows, got dtype {y.dtype}")
+    elif xp.isdtype(y.dtype, "bool"):
+        y = xp.astype(y, xp.int64)  # False, True: classes 0 and 1, as on the host
+    elif real:
+        if not all_finite(y):
+            raise ValueError(f"{name} contains NaN or infinite labels")
+        if not bool(xp.all(y == xp.round(y))):
+            raise ValueError(f"{name} must hold integer class labels; got non-integer values")
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} labels but X has {n} samples")
     low, high = int(xp.min(y)), int(xp.max(y))

@@ -235,12 +235,25 @@ def test_bad_data_on_the_device_gets_the_hosts_kind_of_error():
         ((X[:, :5], y), ValueError, "5 features per sample"),
         ((X, y + 3), ValueError, "label 5 out of range"),
         ((X, y[:-1]), ValueError, "95 labels but X has 96"),
-        ((X, y.astype(np.float32)), TypeError, "integer class labels"),
+        ((X, y + 0.5), ValueError, "non-integer values"),
+        ((X, np.eye(3, dtype=np.float32)[y] * 0.5), ValueError, "exactly one 1 per row"),
+        ((X, np.eye(4, dtype=np.float32)[y]), ValueError, "looks one-hot with 4 columns"),
+        ((X, y.astype(np.complex64)), TypeError, "integer class labels"),
     ]
     for (features, labels), error, words in cases:
         with pytest.raises(error, match=words):
             net.fit(*on(DEVICE1, features, labels), epochs=1, verbose=False)
     assert net.epochs_trained == 0 and devices.is_host(net.weights[0])  # refused before it was placed
+
+
+def test_labels_as_whole_floats_and_bools_are_taken_as_on_the_host():
+    X, y = data()
+    for labels in (y.astype(np.float32), (y > 0)):
+        reference = NeuralNetwork([6, 8, 3], seed=1, backend="numpy")
+        reference.fit(X, labels, lr=0.1, epochs=1, batch_size=16, verbose=False)
+        other = NeuralNetwork([6, 8, 3], seed=1, backend="array_api")
+        other.fit(*on(DEVICE1, X, labels), lr=0.1, epochs=1, batch_size=16, verbose=False)
+        assert_same_training(reference, other)
 
 
 def test_one_hot_labels_and_float64_features_are_converted_on_the_device():
