@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from fastscratch import NeuralNetwork, devices
 
 pytest.importorskip("array_api_compat", reason="array-api-compat is in the array-api and dev extras")
-TOL = dict(rtol=5e-4, atol=5e-5)  # float32; cuBLAS sums in another order than OpenBLAS
+# float32; cuBLAS sums in another order than OpenBLAS, and many steps let that grow: a weight may
+# differ by a small fraction of the largest weight (as tests/test_bench_gpu.py allows)
+
+
+def assert_close_weights(reference, other, fraction=2e-4):
+    scale = max(float(np.abs(p).max()) for p in reference.parameters)
+    for p, q in zip(reference.parameters, other.parameters):
+        np.testing.assert_allclose(devices.to_numpy(q), p, rtol=0, atol=fraction * scale)
 
 
 def _library(name: str):
@@ -59,8 +66,7 @@ def test_an_epoch_on_the_gpu_matches_the_numpy_backend(library, seed, optimizer,
     other = NeuralNetwork([12, 16, 8, 4], backend="auto", **kwargs)  # GPU arrays choose the array-API backend
     other.fit(Xd, yd, Xd, yd, **fit)
     assert other.kernels.NAME == "array_api" and devices.same_place(other.weights[0], Xd)
-    for p, q in zip(reference.parameters, other.parameters):
-        np.testing.assert_allclose(devices.to_numpy(q), p, **TOL)
+    assert_close_weights(reference, other)
     np.testing.assert_allclose(other.history.cost, reference.history.cost, rtol=1e-4)
     np.testing.assert_allclose(other.history.test_cost, reference.history.test_cost, rtol=1e-4)
 
@@ -73,8 +79,7 @@ def test_fashion_sized_epoch_predict_and_save_on_the_gpu(library, tmp_path):
     Xd, yd = _on_gpu(library, X, y)
     other = NeuralNetwork([784, 128, 64, 10], seed=0, backend="array_api")
     other.fit(Xd, yd, lr=0.1, epochs=1, batch_size=512, verbose=False)
-    for p, q in zip(reference.parameters, other.parameters):
-        np.testing.assert_allclose(devices.to_numpy(q), p, **TOL)
+    assert_close_weights(reference, other, fraction=1e-3)
     agree = np.mean(devices.to_numpy(other.predict(Xd)) == reference.predict(X))
     assert agree > 0.99
     other.save(tmp_path / "gpu.npz")
