@@ -370,3 +370,26 @@ def test_shared_batches_make_every_framework_train_alike(digits, framework):
     assert gap < 1e-4 * scale, gap
     if not framework.startswith("fastscratch-"):  # fastscratch's own shuffling (any backend's) is the shared one
         assert max(float(np.abs(a - b).max()) for a, b in zip(own.parameters(), expected)) > 1e-3 * scale
+
+
+def test_a_framework_that_fails_is_a_failed_row_and_the_others_keep_their_results(monkeypatch):
+    """A first run on new hardware may break one framework (a CUDA library clash, out of memory):
+    its error becomes that row's status, and every other framework of the group is still timed."""
+    _require("fastscratch-numba")
+
+    class Breaks(bench.FastscratchTrainer):
+        epochs = 0
+
+        def epoch(self):
+            Breaks.epochs += 1
+            if Breaks.epochs == 3:  # after the warm-up and one timed round
+                raise RuntimeError("CUDA error: out of memory\n(planted)")
+            return super().epoch()
+
+    monkeypatch.setitem(bench._TRAINERS, "fastscratch-numpy", Breaks)
+    workloads = [bench.Workload(framework=f, batch_size=500, dataset="mnist-sample", hidden=(8,))
+                 for f in ("fastscratch-numpy", "fastscratch-numba")]
+    broken, fine = bench.run_group(workloads, epochs=3, warmup=1)
+    assert broken.status == "failed: RuntimeError: CUDA error: out of memory (planted)"
+    assert len(broken.epoch_seconds) == 1 and not broken.ok
+    assert fine.ok and len(fine.epoch_seconds) == 3 and fine.test_accuracy > 0.5

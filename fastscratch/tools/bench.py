@@ -561,10 +561,13 @@ class KerasJaxTrainer(KerasTrainer):
         return stack
 
     def device_info(self) -> dict[str, str]:
-        """``{"device": JAX's device kind (e.g. "cpu", "NVIDIA H200"), "jax", "jaxlib", "keras": versions}``."""
+        """As every trainer's (the CPU's model, or :func:`fastscratch.tools.system.gpu_info` for JAX's
+        GPU), with the jax, jaxlib and keras versions."""
         from ..integrations.keras import keras_versions
+        from .system import gpu_info
 
-        return {"device": str(self._device.device_kind), **keras_versions("jax")}
+        where = gpu_info("jax") if self.device == "gpu" else super().device_info()
+        return {**where, **keras_versions("jax")}
 
 
 def _import_torch():
@@ -884,11 +887,20 @@ def _start(workload: Workload, data: tuple[np.ndarray, ...] | None) -> tuple[Res
         result.status = f"skipped: {exc}"
         result.device = _TRAINERS[workload.framework].device_of(workload.framework)  # where it would have run
         return result, None
+    except Exception as exc:  # a framework that breaks here must not take the others' results with it
+        _failed(result, exc)
+        result.device = _TRAINERS[workload.framework].device_of(workload.framework)
+        return result, None
     result.device = trainer.device
     result.device_info = trainer.device_info()
     result.compile_seconds = trainer.compile_seconds
     result.sizes = list(trainer.sizes)
     return result, trainer
+
+
+def _failed(result: Result, exc: Exception) -> None:
+    """Mark ``result`` failed with the error, in one line (the bench exits non-zero for it)."""
+    result.status = "failed: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def check_group(workloads: Sequence[Workload]) -> None:
@@ -923,7 +935,12 @@ def _rounds(started: list[tuple[Result, Trainer]], rounds: int, clock0: float,
             if len(started) > 1:
                 time.sleep(SETTLE_SECONDS)  # the previous framework's idle threads stop spinning
             result.epoch_started.append(time.perf_counter() - clock0)
-            seconds = trainer.epoch()
+            try:
+                seconds = trainer.epoch()
+            except Exception as exc:  # this framework's failure, recorded; the others go on
+                _failed(result, exc)
+                active.remove(pair)
+                continue
             result.epoch_seconds.append(seconds)
             if after is not None and after(result, trainer, seconds):
                 active.remove(pair)
@@ -966,8 +983,13 @@ def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
         data = load_data(workloads[0].dataset, workloads[0].dtype)[1]
     started = [_start(w, data) for w in workloads]
     live = [(r, t) for r, t in started if t is not None]
-    for result, trainer in live:
-        warm = [trainer.epoch() for _ in range(warmup)]
+    for result, trainer in list(live):
+        try:
+            warm = [trainer.epoch() for _ in range(warmup)]
+        except Exception as exc:  # recorded as this framework's failure; the others go on
+            _failed(result, exc)
+            live.remove((result, trainer))
+            continue
         result.warmup_seconds = warm[0] if warm else math.nan
 
     def after(result: Result, trainer: Trainer, seconds: float) -> bool:
@@ -984,11 +1006,16 @@ def run_group(workloads: Sequence[Workload], epochs: int = 3, warmup: int = 1,
 
     _rounds(live, epochs, time.perf_counter(), after, between)
     for result, trainer in live:
+        if not result.ok:
+            continue  # failed in a round
         if rates:
             result.sgemm, result.sgemm_gemm = (statistics.median(rates), min(rates), max(rates)), gemm
         _summarise(result, trainer)
         if accuracy:
-            result.test_accuracy = trainer.accuracy()
+            try:
+                result.test_accuracy = trainer.accuracy()
+            except Exception as exc:
+                _failed(result, exc)
         _record_threads(result, trainer)
     return [r for r, _ in started]
 

@@ -643,11 +643,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return [bench.Workload(framework=framework, batch_size=batch, dataset=name, hidden=tuple(args.hidden),
                                dtype=args.dtype, optimizer=args.optimizer, lr=args.lr) for framework in args.frameworks]
 
-    results = []
+    results: list = []
+    accuracy_runs: list = []
+
+    def write_json(partial: bool) -> None:
+        record = {"dataset": name, "sgemm_gflops": sgemm, "threads": bench.thread_summary(),
+                  "results": [r.to_dict() for r in results], "time_to_accuracy": [r.to_dict() for r in accuracy_runs]}
+        if partial:  # a run stopped later (a time limit, a crash) still leaves what it measured
+            record["partial"] = f"written after batch size {results[-1].workload.batch_size or 'full'}"
+        write_text(args.json, json.dumps(record, indent=2, default=str))
+
     for batch in args.batch_sizes:
         print(f"  batch {batch or 'full'}: building and warming up {', '.join(args.frameworks)}, then "
               f"{args.epochs} interleaved rounds ...", file=sys.stderr, flush=True)
         results += bench.run_group(group(batch), epochs=args.epochs, warmup=args.warmup, data=data, sgemm=True)
+        if args.json:
+            write_json(partial=True)
     print()
     print("\n".join(bench.format_table(results, sgemm)))
     devices = bench.device_lines(results)
@@ -660,7 +671,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if compiled:
         print("Compile seconds, apart from the epochs (the most over the batch sizes): " + ", ".join(compiled))
     target = args.target if args.target is not None else (bench.DEFAULT_TARGETS.get(name, 0.9) if args.plot else None)
-    accuracy_runs = []
     if target is not None:
         batch = args.batch_sizes[0]
         print(f"\nTime to {target:.0%} test accuracy (batch {batch or 'full'}, {args.optimizer} lr {args.lr:g}, "
@@ -696,9 +706,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_text(args.markdown, "\n".join(text) + "\n")
         print(f"Markdown written to {args.markdown}")
     if args.json:
-        record = {"dataset": name, "sgemm_gflops": sgemm, "threads": bench.thread_summary(),
-                  "results": [r.to_dict() for r in results], "time_to_accuracy": [r.to_dict() for r in accuracy_runs]}
-        write_text(args.json, json.dumps(record, indent=2, default=str))
+        write_json(partial=False)
         print(f"\nResults written to {args.json}")
     if args.plot:
         from .. import plots
