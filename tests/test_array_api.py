@@ -308,3 +308,16 @@ def test_a_batch_taller_than_a_host_pass_is_one_pass_on_the_device(monkeypatch):
     assert_same_training(reference, other)
     workspace = training_epoch.Workspace(other.kernels, [6, 8, 3], 60, np.dtype(np.float32), like=other.weights[0])
     assert workspace.rows == 60 and workspace.pass_grads is None
+
+
+def test_sigmoid_keeps_its_relative_accuracy_far_into_the_negative_side():
+    from fastscratch.backends import load_backend
+    from fastscratch.kernels.contract import SIGMOID
+
+    K = load_backend("array_api")
+    z = np.linspace(-80, 80, 321, dtype=np.float32).reshape(1, -1)
+    out = xps.empty(z.shape, dtype=xps.float32, device=DEVICE1)
+    K.bias_activation(xps.asarray(z, device=DEVICE1), xps.zeros(z.shape[1], dtype=xps.float32, device=DEVICE1),
+                      SIGMOID, out)
+    exact = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    np.testing.assert_allclose(devices.to_numpy(out), exact, rtol=1e-6)
