@@ -38,6 +38,11 @@ def _compat() -> ModuleType:
     return array_api_compat
 
 
+def library_of(x: Any) -> str:
+    """The top-level module of ``x``'s type: ``"numpy"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``, ..."""
+    return type(x).__module__.split(".")[0]
+
+
 def is_host(x: Any) -> bool:
     """Whether ``x`` is a NumPy array (what the NumPy and Numba backends compute on)."""
     return isinstance(x, np.ndarray)
@@ -48,7 +53,7 @@ def is_device_array(x: Any) -> bool:
     rather than a NumPy array or something NumPy converts (a list)."""
     if isinstance(x, np.ndarray) or x is None or not (hasattr(x, "shape") and hasattr(x, "dtype")):
         return False  # (a device object is no array)
-    module = type(x).__module__.split(".")[0]
+    module = library_of(x)
     if module in ("torch", "cupy", "array_api_strict", "jax", "jaxlib", "dask"):
         return True
     return hasattr(x, "__array_namespace__")
@@ -60,7 +65,7 @@ def wants_array_api(x: Any) -> bool:
     tensor is converted to NumPy as before (NumPy shares its memory)."""
     if not is_device_array(x):
         return False
-    module = type(x).__module__.split(".")[0]
+    module = library_of(x)
     if module == "torch":
         return x.device.type != "cpu"
     return module in ("cupy", "array_api_strict")
@@ -82,21 +87,20 @@ def describe(x: Any) -> str:
         return "a NumPy array on the host"
     if not is_device_array(x):
         return f"a {type(x).__name__} on the host"
-    return f"a {type(x).__module__.split('.')[0]} array on {device_of(x)}"
+    return f"a {library_of(x)} array on {device_of(x)}"
 
 
 def _where(x: Any) -> str:
     if not is_device_array(x):
         return "on the host (NumPy)"
-    return f"on {device_of(x)} ({type(x).__module__.split('.')[0]})"
+    return f"on {device_of(x)} ({library_of(x)})"
 
 
 def same_place(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` are arrays of the same library on the same device."""
     if not (is_device_array(a) and is_device_array(b)):
         return not is_device_array(a) and not is_device_array(b)
-    return type(a).__module__.split(".")[0] == type(b).__module__.split(".")[0] and \
-        str(device_of(a)) == str(device_of(b))
+    return library_of(a) == library_of(b) and str(device_of(a)) == str(device_of(b))
 
 
 def check_same_device(name: str, x: Any, like: Any) -> None:
@@ -233,7 +237,7 @@ def to_device(x: Any, device: Any = "cuda") -> Any:
         import torch
 
         return torch.asarray(to_numpy(values), device=f"cuda:{index}")
-    module = type(device).__module__.split(".")[0]
+    module = library_of(device)
     if is_device_array(device) or is_host(device):  # an array: its library and device
         return from_host(to_numpy(values), device)
     if module == "torch":
@@ -256,7 +260,7 @@ def to_numpy(x: Any) -> np.ndarray:
     """``x`` as a NumPy array on the host: a stated device-to-host copy for arrays elsewhere."""
     if is_host(x):
         return x
-    module = type(x).__module__.split(".")[0]
+    module = library_of(x)
     if module == "torch":
         return x.detach().cpu().numpy()
     if module == "cupy":
@@ -273,7 +277,7 @@ def synchronize(like: Any) -> None:
     clock read after it times the work itself.  Nothing to wait for on the host."""
     if like is None or is_host(like):
         return
-    module = type(like).__module__.split(".")[0]
+    module = library_of(like)
     if module == "torch" and like.device.type == "cuda":
         import torch
 
@@ -286,7 +290,7 @@ def synchronize(like: Any) -> None:
 def check_current_device(name: str, x: Any) -> None:
     """``ValueError`` for a CuPy array on another GPU than the current one: CuPy allocates (the
     training buffers, every temporary) on the current device, whatever array they serve."""
-    if type(x).__module__.split(".")[0] != "cupy":
+    if library_of(x) != "cupy":
         return
     import cupy
 
