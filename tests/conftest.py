@@ -71,8 +71,9 @@ BENCHMARK_COLUMNS = ["median", "min", "max"]
 def pytest_configure(config):
     """Benchmarks measure only when asked (--benchmark-only / --benchmark-enable); in a plain
     run, as in CI, each runs once as a test.  The table gets :data:`BENCHMARK_COLUMNS` and
-    short names unless ``--benchmark-columns`` / ``--benchmark-name`` are given.  Must run
-    before pytest-benchmark reads the options."""
+    short names unless ``--benchmark-columns`` / ``--benchmark-name`` are given, and
+    ``--benchmark-json``'s folder is created.  Must run before pytest-benchmark reads the
+    options (its own pytest_configure is trylast)."""
     options = config.option
     if not hasattr(options, "benchmark_disable"):  # pytest-benchmark is not installed
         return
@@ -83,26 +84,42 @@ def pytest_configure(config):
         options.benchmark_columns = list(BENCHMARK_COLUMNS)
     if "--benchmark-name" not in given:
         options.benchmark_name = "short"
+    if options.benchmark_json is not None:
+        _prepare_benchmark_json(options)
+
+
+def _prepare_benchmark_json(options) -> None:
+    """pytest-benchmark opens ``--benchmark-json PATH`` only when the session finishes, after
+    every benchmark has run, and does not create its folder: ``out/bench.json`` on a clone
+    without ``out/`` ended in a FileNotFoundError and lost the run.  Create the folder now and
+    make the path absolute (as pytest does for ``--junitxml``), so a test that changes the
+    working directory cannot move it; a folder that cannot be created stops the run before it
+    measures anything."""
+    path = Path(options.benchmark_json).absolute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"--benchmark-json {options.benchmark_json}: cannot create its folder: {exc}") from None
+    options.benchmark_json = path
 
 
 REPO = Path(__file__).resolve().parents[1]
-#: what running Python and pytest leaves in a checkout anyway (caches), never test output
-_CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", ".venv", ".egg-info")
 _untracked_at_start: set[str] | None = None
 
 
 def _untracked() -> set[str] | None:
-    """Paths in the checkout that git does not track, ignored ones included (an ignored folder
-    as one entry), caches left out; None outside a git checkout."""
+    """Files in the checkout that git neither tracks nor ignores (what ``git status`` would list
+    as new); None outside a git checkout.  What .gitignore lists (caches, a virtualenv,
+    pytest-benchmark's ``.benchmarks/``, ``out/``) is left out, so only files a user could
+    commit by mistake count."""
     try:
-        status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True,
-                                text=True, timeout=120)
+        listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if status.returncode != 0:
+    if listed.returncode != 0:
         return None
-    paths = {line[3:] for line in status.stdout.splitlines() if line[:2] in ("??", "!!")}
-    return {p for p in paths if not any(cache in p for cache in _CACHES)}
+    return {path for path in listed.stdout.split("\0") if path}
 
 
 def pytest_sessionstart(session):
@@ -111,14 +128,19 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run if the tests wrote files into the checkout (they must use tmp_path)."""
+    """Fail the run if the tests wrote files into the checkout that git would offer to commit
+    (they must use tmp_path); files git ignores do not count."""
     if _untracked_at_start is None:
         return
     now = _untracked()
     new = sorted((now or set()) - _untracked_at_start)
     if new:
-        session.config.get_terminal_writer().line(
-            "error: the tests left files in the checkout (write to tmp_path instead): " + ", ".join(new), red=True)
+        message = "error: the tests left files in the checkout (write to tmp_path instead): " + ", ".join(new)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(message, red=True)  # on a line of its own, after the progress dots
+        else:
+            session.config.get_terminal_writer().line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
