@@ -1,92 +1,268 @@
-"""asv: training throughput, accuracy and memory, fastscratch beside JAX, tf.keras and PyTorch.
+"""asv: training time, ratios measured in one process, accuracy and memory of fastscratch.
 
-Every class is parameterised by dataset (Fashion-MNIST when Debian's package is
-installed, else the embedded MNIST sample: the parameter says which), framework
-and batch size (``bench.FRAMEWORKS``: both fastscratch backends, ``jax`` with the whole
-epoch jitted, ``tf.keras``, ``torch`` and ``torch-compile``, all from the same initial
-weights).  asv runs each framework in its own process, so these are not interleaved
-rounds: ratios between frameworks come from ``fastscratch bench``.  Workloads come from
-:mod:`fastscratch.tools.bench`, the same definitions ``fastscratch bench`` and the
-pytest-benchmark suite use.  A framework that is not installed is skipped (``setup``
-raises ``NotImplementedError``, which asv reports as skipped, not failed).
+What a history over commits should show is how *fastscratch* changes, on a machine whose speed
+drifts 20-40% from hour to hour.  So every benchmark times fastscratch (both backends; the
+peers only when asked, see below), and beside the absolute seconds the ``Ratios`` classes track
+quotients measured inside one benchmark process, rounds interleaved: the fastscratch epoch over
+the GEMM floor of its step's shapes (NumPy's BLAS timed in the same process) and over JAX's
+jitted epoch.  Machine drift mostly cancels in a quotient; a slower commit does not.
 
-``track_*`` values are rounded to what the measurement can tell (samples/s to three
-significant figures, GFLOP/s to 0.1, accuracy to 0.01%, seconds to 1 ms, MB to 0.1), and
-each carries its unit.
+asv runs each parameter combination in a process of its own (``rounds`` of them for ``time_``
+benchmarks).  Each process here loads the images once (``setup_cache``, shared by every class),
+builds its trainer once and trains one untimed warm-up epoch (JIT compilation and graph tracing
+stay out of the samples), then times samples of one epoch each: asv re-runs ``setup`` before
+every sample, so the trainer is kept per process (:func:`_trainer`) and ``setup`` after the
+first is free.  Every benchmark has a ``timeout`` so one hung framework cannot hold the run.
+
+The matrix, by ``$FASTSCRATCH_ASV_MATRIX``:
+
+- ``default`` (unset): fastscratch-numba and fastscratch-numpy at batch 32, 128, 512 and full
+  batch; the ratios for fastscratch-numba; accuracy and memory for fastscratch-numba.  About
+  4 minutes for one commit on 2 cores (Fashion-MNIST).
+- ``full``: every CPU framework of ``bench.DEVICE_FRAMEWORKS["cpu"]`` (JAX, tf.keras, PyTorch,
+  torch.compile where installed; skipped with the reason where not) in every class, and both
+  fastscratch backends in the ratios.
+
+``asv run -b REGEX`` picks benchmarks, and parameter combinations too: the regex is matched
+against ``name(param, ...)``, e.g. ``-b "time_epoch\\(.*numba.*128"``.
+
+Only public API of long standing is used (``fastscratch.tools.bench``'s ``Workload``,
+``make_trainer``, ``time_to_accuracy``, ``peak_rss``; ``fastscratch.datasets``), so older commits
+can be measured by today's suite; the GEMM floor is timed here, with NumPy alone, so it is the
+same instrument for every commit.  Rounding: the values are stored as measured; asv reports
+each with its spread.
 """
 
-import math
-import statistics
+from __future__ import annotations
 
-from fastscratch.tools import bench
+import os
+import statistics
+import time
+
+import numpy as np
+
 from fastscratch import datasets
+from fastscratch.tools import bench
+
+MATRIX_VARIABLE = "FASTSCRATCH_ASV_MATRIX"
+MATRIX = os.environ.get(MATRIX_VARIABLE, "default") or "default"
+if MATRIX not in ("default", "full"):
+    raise ValueError(f"{MATRIX_VARIABLE} must be 'default' or 'full', got {MATRIX!r}")
+FULL = MATRIX == "full"
 
 DATASET = bench.resolve_dataset("auto")
-FRAMEWORKS = list(bench.FRAMEWORKS)
-# The embedded sample (4,000 training digits) is the quick-history dataset: batch 512 is 8
-# steps an epoch there and full batch a single pass of under 4,096 rows, so those cases
-# add processes (a tf.keras one costs TensorFlow's 4 s import) without telling more.
-_SAMPLE = DATASET == "mnist-sample"
-EPOCH_BATCHES = [32, 128, "full"] if _SAMPLE else [32, 128, 512, "full"]
-MEMORY_BATCHES = [128] if _SAMPLE else [128, "full"]
+_CPU_FRAMEWORKS = getattr(bench, "DEVICE_FRAMEWORKS", {}).get(
+    "cpu", ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax"))
+FASTSCRATCH = ["fastscratch-numba", "fastscratch-numpy"]
+EPOCH_FRAMEWORKS = list(_CPU_FRAMEWORKS) if FULL else FASTSCRATCH
+RATIO_FRAMEWORKS = FASTSCRATCH if FULL else ["fastscratch-numba"]
+ONE_FRAMEWORK = list(_CPU_FRAMEWORKS) if FULL else ["fastscratch-numba"]
+BATCHES = [32, 128, 512, "full"]
+MEMORY_BATCHES = [128, "full"] if FULL else [128]
+#: interleaved (fastscratch, reference) pairs each ratio process measures: its samples
+RATIO_ROUNDS = 7
 
 
-def _significant(value, digits=3):
-    """``value`` rounded to ``digits`` significant figures (NaN as it is)."""
-    if value != value or value == 0:
-        return value
-    places = digits - 1 - math.floor(math.log10(abs(value)))
-    return round(value, places) if places > 0 else int(round(value, places))
+def load_images(benchmark=None) -> tuple[np.ndarray, ...]:
+    """``setup_cache`` of every class: the dataset's uint8 images and labels, loaded once per
+    ``asv run`` (one function, so one cache: asv keys it by the function).  uint8 pickles four
+    times smaller than the float features."""
+    return tuple(datasets.load_dataset(DATASET))
 
 
-def _features(cache, dtype="float32"):
+def _features(cache, dtype: str = "float32") -> tuple[np.ndarray, ...]:
     X_train, y_train, X_test, y_test = cache
-    return (datasets.to_features(X_train, dtype), y_train, datasets.to_features(X_test, dtype), y_test)
+    return datasets.to_features(X_train, dtype), y_train, datasets.to_features(X_test, dtype), y_test
 
 
-def _trainer(cache, framework, batch_size, **options):
-    workload = bench.Workload(framework=framework, batch_size=None if batch_size == "full" else batch_size,
-                              dataset=DATASET, **options)
-    try:
-        return bench.make_trainer(workload, _features(cache))
-    except bench.Skipped as exc:
-        raise NotImplementedError(f"{framework}: {exc}") from None
+def _workload(framework: str, batch_size) -> bench.Workload:
+    return bench.Workload(framework=framework, batch_size=None if batch_size == "full" else batch_size,
+                          dataset=DATASET)
 
 
+_BUILT: dict = {}  # (framework, batch size) -> trainer, per benchmark process
+
+
+def _trainer(cache, framework: str, batch_size, warm: bool = True):
+    """This process's trainer for ``framework`` at ``batch_size``, built once (and warmed up by one
+    untimed epoch) however often asv calls ``setup``; ``NotImplementedError`` (asv: skipped)
+    when the framework cannot run here."""
+    key = (framework, batch_size)
+    if key not in _BUILT:
+        try:
+            trainer = bench.make_trainer(_workload(framework, batch_size), _features(cache))
+        except bench.Skipped as exc:
+            raise NotImplementedError(f"{framework}: {exc}") from None
+        if warm:
+            trainer.epoch()
+        _BUILT[key] = trainer
+    return _BUILT[key]
+
+
+def _samples(values: list[float], digits: int = 4) -> dict:
+    """A ``track_`` value with its spread: asv stores the median of ``values`` and their
+    quartiles (the record a ``time_`` benchmark's samples make: ``{"samples": [...], "number":
+    1}``), so graphs show error bars and ``asv compare`` / ``asv continuous`` test a change for
+    significance.  Each value to ``digits`` significant figures, all a ratio can tell."""
+    return {"samples": [float(f"{v:.{digits}g}") for v in values], "number": 1}
+
+
+# ------------------------------------------------------------------ the GEMM floor
+def step_products(sizes, batch: int) -> list[tuple[int, int, int, bool]]:
+    """The matrix products of one training step of a dense network ``sizes`` on ``batch`` rows,
+    as ``(m, k, n, transposed_a)``: the forward product of every layer ``(batch x n_in) x (n_in x
+    n_out)``, its weight gradient ``(n_in x batch) x (batch x n_out)`` (``a_prev.T @ d``), and the
+    input gradient ``(batch x n_out) x (n_out x n_in)`` of every layer but the first -- eight for
+    784-128-64-10."""
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    forward = [(batch, n_in, n_out, False) for n_in, n_out in layers]
+    weights = [(n_in, batch, n_out, True) for n_in, n_out in layers]
+    inputs = [(batch, n_out, n_in, False) for n_in, n_out in layers[1:]]
+    return forward + weights + inputs
+
+
+class GemmFloor:
+    """The epoch's matrix products alone: every product of :func:`step_products` for each batch
+    of an epoch of ``n_rows`` rows (the ragged last batch included), NumPy ``matmul(out=)`` on
+    BLAS's configured threads, operands allocated once.  What an epoch cannot beat on this
+    machine; everything else (gather, activations, softmax, updates, Python) is on top."""
+
+    def __init__(self, sizes, batch: int, n_rows: int, dtype: str = "float32") -> None:
+        rng = np.random.default_rng(0)
+        full, ragged = divmod(n_rows, batch)
+        self.passes = [(batch, full)] + ([(ragged, 1)] if ragged else [])
+        self.calls = []  # per pass shape: (a, b, out) triples and how many times to run them
+        for rows, count in self.passes:
+            triples = []
+            for m, k, n, transposed in step_products(sizes, rows):
+                a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
+                triples.append((a.T if transposed else a, rng.standard_normal((k, n)).astype(dtype),
+                                np.empty((m, n), dtype=dtype)))
+            self.calls.append((triples, count))
+        self.seconds()  # BLAS's first call (thread start-up, buffers) stays out of the samples
+
+    def seconds(self) -> float:
+        """Wall seconds of one epoch's worth of the products."""
+        start = time.perf_counter()
+        for triples, count in self.calls:
+            for _ in range(count):
+                for a, b, out in triples:
+                    np.matmul(a, b, out=out)
+        return time.perf_counter() - start
+
+
+def interleaved_ratios(measure, reference, rounds: int = RATIO_ROUNDS) -> list[float]:
+    """``rounds`` quotients ``measure() / reference()``, the order swapped every other round (A B,
+    B A, ...) so that a change in the machine's speed hits both alike."""
+    ratios = []
+    for k in range(rounds):
+        if k % 2 == 0:
+            a = measure()
+            b = reference()
+        else:
+            b = reference()
+            a = measure()
+        ratios.append(a / b)
+    return ratios
+
+
+# ------------------------------------------------------------------------ benchmarks
 class Epoch:
-    """One training epoch, 784-128-64-10, float32, SGD lr 0.1, after a warm-up epoch
-    (JIT compilation and graph tracing stay out of the timings; JAX and torch.compile
-    compile when their trainer is built, in ``setup``)."""
+    """One training epoch, 784-128-64-10, float32, SGD lr 0.1: the wall time of the trainer's
+    ``epoch()`` call (for fastscratch, ``fit(epochs=1)``: its input checks included)."""
 
-    params = ([DATASET], FRAMEWORKS, EPOCH_BATCHES)
+    params = ([DATASET], EPOCH_FRAMEWORKS, BATCHES)
     param_names = ["dataset", "framework", "batch_size"]
-    timeout = 900
+    setup_cache = load_images
+    timeout = 300
     number = 1
-    repeat = (1, 5, 120.0)
-    warmup_time = 0
-
-    def setup_cache(self):
-        # uint8 images: four times smaller to pickle than the float features
-        return tuple(datasets.load_dataset(DATASET))
+    repeat = (3, 5, 8.0)  # per process: at least 3 samples, at most 5, or what fits in 8 s
+    rounds = 2
+    warmup_time = 0  # the warm-up epoch is in setup
 
     def setup(self, cache, dataset, framework, batch_size):
         self.trainer = _trainer(cache, framework, batch_size)
-        self.trainer.epoch()
 
     def time_epoch(self, cache, dataset, framework, batch_size):
-        """Wall time of one epoch call, the framework's per-call overhead included."""
         self.trainer.epoch()
 
-    def track_samples_per_second(self, cache, dataset, framework, batch_size):
-        """Training samples per second, median of three epochs as each framework times its own loop.
 
-        Times the FLOP formula's 454,400 per sample (784-128-64-10) this is GFLOP/s: the same
-        graph on another scale, so it is not tracked a second time (each asv benchmark costs a
-        process, and a tf.keras process pays TensorFlow's 4 s import)."""
-        seconds = statistics.median(self.trainer.epoch() for _ in range(3))
-        return _significant(len(self.trainer.X_train) / seconds)
+class Ratios:
+    """The fastscratch epoch over the GEMM floor of its step's shapes (:class:`GemmFloor`), timed
+    in the same process, rounds interleaved: 1.0 would be an epoch that is nothing but its
+    matrix products.  The epoch is fastscratch's own figure (``history.seconds``: the epoch
+    loop, not ``fit``'s checks).  Unit: a quotient, lower is faster."""
 
-    track_samples_per_second.unit = "samples/s"
+    params = ([DATASET], RATIO_FRAMEWORKS, BATCHES)
+    param_names = ["dataset", "framework", "batch_size"]
+    setup_cache = load_images
+    timeout = 300
+
+    def setup(self, cache, dataset, framework, batch_size):
+        self.trainer = _trainer(cache, framework, batch_size)
+        self.floor = GemmFloor(self.trainer.sizes, self.trainer.batch_size, len(self.trainer.X_train))
+
+    def track_epoch_over_gemm_floor(self, cache, dataset, framework, batch_size):
+        return _samples(interleaved_ratios(self.trainer.epoch, self.floor.seconds))
+
+    track_epoch_over_gemm_floor.unit = "epoch / GEMM floor"
+
+
+class RatiosToJax:
+    """The fastscratch epoch over JAX's jitted epoch (``jax.jit`` of the whole epoch, compiled in
+    ``setup``), the same workload and start, timed in the same process, rounds interleaved; each
+    framework's epoch as it times its own loop.  Below 1: fastscratch is faster.  Skipped where
+    JAX is not installed."""
+
+    params = ([DATASET], RATIO_FRAMEWORKS, BATCHES)
+    param_names = ["dataset", "framework", "batch_size"]
+    setup_cache = load_images
+    timeout = 300
+
+    def setup(self, cache, dataset, framework, batch_size):
+        self.jax = _trainer(cache, "jax", batch_size)  # first: skip before building anything else
+        self.trainer = _trainer(cache, framework, batch_size)
+
+    def track_epoch_over_jax(self, cache, dataset, framework, batch_size):
+        return _samples(interleaved_ratios(self.trainer.epoch, self.jax.epoch))
+
+    track_epoch_over_jax.unit = "fastscratch / JAX"
+
+
+class Accuracy:
+    """Test accuracy after a fixed number of epochs (deterministic: same seed, same threads, same
+    bits), and training seconds to a target accuracy (88% on Fashion-MNIST, 92% on the MNIST
+    sample), SGD lr 0.1, batch 128, from the same start for every framework."""
+
+    params = ([DATASET], ONE_FRAMEWORK)
+    param_names = ["dataset", "framework"]
+    setup_cache = load_images
+    timeout = 600
+    EPOCHS = 3 if DATASET == "fashion-mnist" else 10
+
+    def setup(self, cache, dataset, framework):
+        _trainer(cache, framework, 128, warm=False)  # skip early if the framework is missing
+
+    def track_test_accuracy(self, cache, dataset, framework):
+        trainer = bench.make_trainer(_workload(framework, 128), _features(cache))
+        for _ in range(self.EPOCHS):
+            trainer.epoch()
+        return round(100.0 * trainer.accuracy(), 2)
+
+    track_test_accuracy.unit = "%"
+
+    def track_seconds_to_target(self, cache, dataset, framework):
+        """Training seconds until the target test accuracy (compilation apart); NaN when not
+        reached in 30 epochs.  The number of epochs it takes is fixed by the seed, so the samples
+        are that number times each of the run's epoch times: their median is the time to target
+        with one slow epoch's luck taken out, their quartiles its spread."""
+        result = bench.time_to_accuracy(_workload(framework, 128), max_epochs=30, data=_features(cache))
+        if result.seconds_to_target is None:
+            return float("nan")
+        epochs = result.epoch_seconds[:result.epochs_to_target]
+        return _samples([result.epochs_to_target * seconds for seconds in epochs])
+
+    track_seconds_to_target.unit = "seconds"
 
 
 class Memory:
@@ -95,20 +271,16 @@ class Memory:
     (:func:`fastscratch.tools.bench.peak_rss`).
 
     Not asv's ``peakmem_``: that is the high-water mark of asv's own benchmark process, which
-    holds asv, this module and whatever ``setup`` loaded, and on Linux inherits its parent's
-    mark across ``exec`` into ``ru_maxrss``; a fresh child read from ``VmHWM`` counts the job
-    and nothing else.  Issue 8's bound is the float32 features (X_train + X_test: 219.5 MB on
-    Fashion-MNIST) + 150 MB (``bench.MemoryResult.bound_mb``).
+    holds asv, this module and whatever ``setup`` loaded; a fresh child read from ``VmHWM``
+    counts the job and nothing else.
     """
 
-    params = ([DATASET], FRAMEWORKS, MEMORY_BATCHES)
+    params = ([DATASET], ONE_FRAMEWORK, MEMORY_BATCHES)
     param_names = ["dataset", "framework", "batch_size"]
-    timeout = 900
+    timeout = 600
 
     def setup(self, dataset, framework, batch_size):
-        workload = bench.Workload(framework=framework, batch_size=None if batch_size == "full" else batch_size,
-                                  dataset=DATASET)
-        self.result = bench.peak_rss(workload, epochs=1)
+        self.result = bench.peak_rss(_workload(framework, batch_size), epochs=1)
         if self.result.status.startswith("skipped"):
             raise NotImplementedError(f"{framework}: {self.result.status}")
         if not self.result.ok:
@@ -118,36 +290,3 @@ class Memory:
         return round(self.result.peak_rss_mb, 1)
 
     track_peak_rss_mb.unit = "MB"
-
-
-class Accuracy:
-    """Test accuracy after a fixed number of epochs, and training time to a target accuracy
-    (88% on Fashion-MNIST, 92% on the MNIST sample), SGD lr 0.1, batch 128."""
-
-    params = ([DATASET], FRAMEWORKS)
-    param_names = ["dataset", "framework"]
-    timeout = 1200
-    EPOCHS = 3 if DATASET == "fashion-mnist" else 10
-
-    def setup_cache(self):
-        return tuple(datasets.load_dataset(DATASET))
-
-    def setup(self, cache, dataset, framework):
-        self.cache = cache
-        _trainer(cache, framework, 128)  # skip early if the framework is missing
-
-    def track_test_accuracy(self, cache, dataset, framework):
-        trainer = _trainer(cache, framework, 128)
-        for _ in range(self.EPOCHS):
-            trainer.epoch()
-        return round(100.0 * trainer.accuracy(), 2)
-
-    track_test_accuracy.unit = "%"
-
-    def track_seconds_to_target(self, cache, dataset, framework):
-        """Training seconds until the target test accuracy; NaN when not reached in 30 epochs."""
-        workload = bench.Workload(framework=framework, batch_size=128, dataset=DATASET)
-        result = bench.time_to_accuracy(workload, max_epochs=30, data=_features(cache))
-        return float("nan") if result.seconds_to_target is None else round(result.seconds_to_target, 3)
-
-    track_seconds_to_target.unit = "seconds"

@@ -1,6 +1,6 @@
-"""The asv suite: its configuration is valid, and the README's quick history works.
+"""The asv suite: its configuration is valid, a history works, and the regression gate fires.
 
-The README's flow -- ``asv machine --yes``, ``asv run --python=same --quick --set-commit-hash
+The quick flow -- ``asv machine --yes``, ``asv run --python=same --quick --set-commit-hash
 HEAD`` on the embedded MNIST sample, ``asv publish`` -- runs here with the repository's
 ``asv.conf.json``, except that results, environments and the site go to a temporary folder
 (a copy of the configuration with those three paths changed), so the test leaves nothing in
@@ -8,11 +8,16 @@ the checkout.  It must end with a graph per benchmark holding this commit's numb
 ``--python=same`` asv saves results only when told the commit (``--set-commit-hash``), and
 publishes only commits of the configured branches, and either mistake gives an empty site.
 Benchmarks of frameworks that are not installed must be reported as skipped, never failed.
+
+The regression gate (README: ``asv continuous --factor 1.25 main HEAD``) runs on a throwaway
+clone with two more commits -- one that changes nothing, one that makes the epoch 1.5x slower --
+each installed by asv in a virtualenv of its own: it must pass on the first and fail on the second.
 """
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +29,22 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def asv(*args, env):
-    return subprocess.run([sys.executable, "-m", "asv", *args], cwd=REPO, env=env, capture_output=True,
+def asv(*args, env, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "asv", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=1800)
 
 
-def _config_in(tmp_path: Path) -> Path:
-    """The repository's asv.conf.json with results, environments and HTML under ``tmp_path``."""
-    text = (REPO / "asv.conf.json").read_text()
-    config = json.loads("\n".join(line for line in text.splitlines() if not line.strip().startswith("//")))
-    config.update(repo=str(REPO), benchmark_dir=str(REPO / config["benchmark_dir"]),
+def _read_config(repo: Path = REPO) -> dict:
+    text = (repo / "asv.conf.json").read_text()
+    return json.loads("\n".join(line for line in text.splitlines() if not line.strip().startswith("//")))
+
+
+def _config_in(tmp_path: Path, repo: Path = REPO, **changes) -> Path:
+    """``repo``'s asv.conf.json with results, environments and HTML under ``tmp_path``."""
+    config = _read_config(repo)
+    config.update(repo=str(repo), benchmark_dir=str(repo / config["benchmark_dir"]),
                   results_dir=str(tmp_path / "results"), env_dir=str(tmp_path / "env"),
-                  html_dir=str(tmp_path / "html"))
+                  html_dir=str(tmp_path / "html"), **changes)
     path = tmp_path / "asv.conf.json"
     path.write_text(json.dumps(config))
     return path
@@ -61,7 +70,7 @@ def test_asv_quick_history_and_publish(tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     statuses = re.findall(r"^\[\s*[\d.]+%\] ··· (\S+)\s+(ok|failed)$", run.stdout, re.M)
-    assert len(statuses) >= 9, output  # every benchmark reported (9 today)
+    assert len(statuses) >= 10, output  # every benchmark reported (10 today)
     failed = [name for name, status in statuses if status == "failed"]
     assert not failed, output
     assert "mnist-sample" in output  # the dataset is in the parameters
@@ -73,10 +82,12 @@ def test_asv_quick_history_and_publish(tmp_path):
     record = json.loads(saved[0].read_text())
     assert record["commit_hash"] == head
     results = {name: dict(zip(record["result_columns"], row)) for name, row in record["results"].items()}
-    rates = [v for v in results["bench_training.Epoch.track_samples_per_second"]["result"] if v == v]
-    assert rates and all(v == round(v, -int(f"{v:e}".split("e")[1]) + 2) for v in rates), rates  # 3 figures
     accuracies = [v for v in results["bench_training.Accuracy.track_test_accuracy"]["result"] if v == v]
     assert accuracies and all(v == round(v, 2) for v in accuracies), accuracies
+    # the in-process ratios are stored with their spread, as time_ benchmarks are
+    floor = results["bench_training.Ratios.track_epoch_over_gemm_floor"]
+    assert all(v > 0 for v in floor["result"]), floor
+    assert all(a <= v <= b for a, v, b in zip(floor["stats_q_25"], floor["result"], floor["stats_q_75"])), floor
 
     publish = asv("publish", "--config", config, env=env)
     assert publish.returncode == 0, publish.stdout + publish.stderr
@@ -90,6 +101,78 @@ def test_asv_quick_history_and_publish(tmp_path):
 
     after = sorted(p.relative_to(REPO) for p in (REPO / ".asv").rglob("*")) if (REPO / ".asv").exists() else []
     assert after == before  # nothing written into the checkout
+
+
+#: what the gate test's second commit appends to fastscratch/training/epoch.py: every epoch
+#: sleeps half as long again as it trained, so it takes 1.5 times as long
+SLOWDOWN = """
+
+# (a test's injected regression) every epoch takes 1.5 times as long
+import time as _time
+
+_run_epoch_at_full_speed = run_epoch
+
+
+def run_epoch(*args, **kwargs):
+    start = _time.perf_counter()
+    answer = _run_epoch_at_full_speed(*args, **kwargs)
+    _time.sleep(0.5 * (_time.perf_counter() - start))
+    return answer
+"""
+#: the README's gate: asv's significance test on the samples, and at least this factor
+GATE_FACTOR = "1.25"
+#: the gate's benchmarks here: the Numba epoch's time and its ratio to the GEMM floor, batch 128
+GATE_BENCHMARKS = r"(Epoch\.time_epoch|Ratios\.track_epoch_over_gemm_floor)\(.*numba'?, 128\)"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_regression_gate_fails_on_a_slower_epoch_and_passes_on_no_change(tmp_path):
+    """``asv continuous --factor 1.25 BASE HEAD`` on a throwaway clone: BASE, SAME (an empty
+    commit: the same code) and SLOWER (the epoch 1.5x slower), each installed by asv in its own
+    virtualenv (numba, scipy, threadpoolctl: JAX is not needed for these two benchmarks).  The
+    gate must exit 0 for BASE -> SAME and 1 for BASE -> SLOWER, naming both benchmarks."""
+    repo = tmp_path / "repo"
+    _git(tmp_path, "clone", "--quiet", str(REPO), str(repo))
+    # the suite as it is in this checkout (asv reads benchmarks from the working tree, not commits)
+    shutil.rmtree(repo / "benchmarks")
+    shutil.copytree(REPO / "benchmarks", repo / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+    for who in (("user.name", "gate test"), ("user.email", "gate@test.invalid")):
+        _git(repo, "config", *who)
+    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "commit", "--quiet", "--allow-empty", "-m", "no change")
+    same = _git(repo, "rev-parse", "HEAD")
+    epoch = repo / "fastscratch" / "training" / "epoch.py"
+    epoch.write_text(epoch.read_text() + SLOWDOWN)
+    _git(repo, "commit", "--quiet", "-am", "a 1.5x slower epoch")
+    slower = _git(repo, "rev-parse", "HEAD")
+
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop("FASTSCRATCH_ASV_MATRIX", None)
+    config = _config_in(tmp_path, repo, matrix={"req": {"numba": [""], "scipy": [""], "threadpoolctl": [""]}})
+    assert asv("machine", "--yes", "--machine", "gate", env=env, cwd=repo).returncode == 0
+
+    def gate(head: str) -> subprocess.CompletedProcess:
+        return asv("continuous", "--config", config, "--machine", "gate", "--factor", GATE_FACTOR,
+                   "-b", GATE_BENCHMARKS, "--show-stderr", base, head, env=env, cwd=repo)
+
+    unchanged = gate(same)
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    assert "BENCHMARKS NOT SIGNIFICANTLY CHANGED" in unchanged.stdout, unchanged.stdout
+
+    regressed = gate(slower)
+    output = regressed.stdout + regressed.stderr
+    assert regressed.returncode == 1, output
+    assert "PERFORMANCE DECREASED" in regressed.stdout, output
+    # asv's table: | Change | Before | After | Ratio | Benchmark (Parameter) |, "+" for worse
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in regressed.stdout.splitlines()
+            if re.match(r"\|\s*\+\s*\|", line)]
+    worse = {row[4].split("(")[0]: float(row[3]) for row in rows}
+    assert set(worse) == {"bench_training.Epoch.time_epoch", "bench_training.Ratios.track_epoch_over_gemm_floor"}, \
+        output
+    assert all(1.3 < ratio < 1.8 for ratio in worse.values()), worse  # the 1.5x, as measured
 
 
 def test_kernel_benchmarks_warm_every_kernel_before_timing(monkeypatch):
