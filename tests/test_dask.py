@@ -6,6 +6,7 @@ settings, load fastscratch and its Numba cache from disk, and can be killed.  No
 asserted.
 """
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -257,7 +258,9 @@ def test_bench_on_a_scheduler_runs_each_group_whole_on_one_worker(client, tmp_pa
     assert "**Worker tcp://" in (tmp_path / "bench.md").read_text()
 
 
-def test_bench_sweep_on_a_scheduler(client, tmp_path):
+@pytest.mark.parametrize("cluster", ["client", "plain_client"])
+def test_bench_sweep_on_a_scheduler(cluster, request, tmp_path):
+    client = request.getfixturevalue(cluster)
     out = tmp_path / "sweep.json"
     run = _bench("--scheduler", client.scheduler.address, "--sweep", "--dataset", "mnist-sample", "--widths", "8,16",
                  "--batch-sizes", 32, "--frameworks", "numpy", "--epochs", 1, "--warmup", 0, "--sweep-seconds", 0.02,
@@ -360,12 +363,153 @@ def plain_client():
         yield c
 
 
-def test_bench_without_a_bench_worker_says_how_to_start_one(plain_client):
-    run = _bench("--scheduler", plain_client.scheduler.address, "--dataset", "mnist-sample", timeout=120)
+# ---------------------------------------------------------------- workers without the 'bench' resource
+def test_bench_on_a_plain_cluster_runs_each_group_whole_on_one_worker(plain_client, tmp_path):
+    """A cluster whose workers offer no 'bench' (a plain LocalCluster) runs the matrix too: every
+    group, each whole on one worker, and both workers get groups."""
+    out = tmp_path / "bench.json"
+    run = _bench("--scheduler", plain_client.scheduler.address, "--dataset", "mnist-sample", "--frameworks",
+                 _fastscratch_frameworks(), "--batch-sizes", "32,64,128", "--epochs", 1, "--warmup", 0, "--json", out)
+    assert run.returncode == 0, run.stderr
+    assert "3 ratio groups on 2 workers of" in run.stdout and "offering" not in run.stdout.splitlines()[0]
+    results = json.loads(out.read_text())["results"]
+    workers = set(plain_client.scheduler_info(n_workers=-1)["workers"])
+    assert len(results) == 3 * len(_fastscratch_frameworks().split(","))
+    by_batch = {}
+    for r in results:
+        assert r["status"] == "ok" and r["worker"] in workers and r["sgemm_gflops"] > 0
+        by_batch.setdefault(r["workload"]["batch_size"], set()).add(r["worker"])
+    assert sorted(by_batch) == [32, 64, 128]
+    assert all(len(w) == 1 for w in by_batch.values()), by_batch  # a ratio group never spans workers
+    assert set().union(*by_batch.values()) == workers  # the first two groups went out at once, one to each
+    assert sorted(s.split(": host ", 1)[0] for s in run.stdout.split("\nWorker ")[1:]) == sorted(workers)
+
+
+def _span(group, seconds=0.4, marks=None):
+    """A stand-in for a ratio group that says where and when it ran: the worker, its process and
+    the wall-clock span of the task (time.time(), one clock for every process on this machine).
+    With ``marks`` (a folder), its first attempt at each batch size raises instead."""
+    from distributed import get_worker
+
+    started = time.time()
+    batch = group[0].batch_size
+    if marks is not None:
+        mark = os.path.join(marks, str(batch))
+        if not os.path.exists(mark):
+            open(mark, "w").close()
+            raise RuntimeError(f"first attempt at batch {batch}")
+    time.sleep(seconds)
+    return {"batch": batch, "worker": get_worker().address, "pid": os.getpid(), "start": started, "stop": time.time()}
+
+
+def _groups(count):
+    return [[bench.Workload(framework="fastscratch-numpy", batch_size=16 * (i + 1), dataset="mnist-sample")]
+            for i in range(count)]
+
+
+def _overlaps(spans):
+    """The pairs of spans that ran at the same time on one worker."""
+    spans = sorted(spans, key=lambda s: (s["worker"], s["start"]))
+    return [(a, b) for a, b in zip(spans, spans[1:]) if a["worker"] == b["worker"] and b["start"] < a["stop"]]
+
+
+def test_one_group_at_a_time_on_a_plain_worker_of_two_threads():
+    """Workers of two threads each and no 'bench' resource: Dask itself would run two tasks at once on
+    one worker (the control), the benchmark's groups never do; both workers work, and the answers
+    come back in the groups' order."""
+    with _cluster(2, threads_per_worker=2) as cluster, distributed.Client(cluster) as c:
+        c.wait_for_workers(2)
+        groups = _groups(6)
+        control = c.gather([c.submit(_span, g, 1.0, pure=False) for g in groups[:4]])
+        assert _overlaps(control), f"the control ran one task at a time per worker, so shows nothing: {control}"
+
+        assert on_dask.bench_workers(c) == (sorted(c.scheduler_info(n_workers=-1)["workers"]), False)
+        arrived = []
+        spans = on_dask._submit_all(c, _span, groups, {"seconds": 0.4}, retries=0, on_done=arrived.append)
+    assert [s["batch"] for s in spans] == [g[0].batch_size for g in groups]
+    assert sorted(a["batch"] for a in arrived) == [s["batch"] for s in spans]
+    assert not _overlaps(spans), f"two groups ran at once on one worker: {spans}"
+    assert len({s["worker"] for s in spans}) == 2
+
+
+def test_a_plain_worker_killed_mid_group_has_its_group_run_on_another():
+    with _cluster(2) as cluster, distributed.Client(cluster) as c:
+        c.wait_for_workers(2)
+        killed, done = {}, threading.Event()
+
+        def kill_a_worker_mid_group():
+            while not done.is_set():
+                busy = {w: keys for w, keys in c.processing().items() if any("_span" in k for k in keys)}
+                if busy:
+                    worker = sorted(busy)[0]
+                    pid = c.run(os.getpid, workers=[worker])[worker]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(worker=worker, pid=pid)
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_a_worker_mid_group, daemon=True)
+        killer.start()
+        pool = concurrent.futures.ThreadPoolExecutor(1)  # bounded: a group pinned to a dead worker waits forever
+        try:
+            spans = pool.submit(on_dask._submit_all, c, _span, _groups(3), {"seconds": 2.0}, retries=0,
+                                on_done=None).result(timeout=120)
+        except concurrent.futures.TimeoutError:
+            pytest.fail(f"the groups did not all come back within 120 s; killed: {killed}")
+        finally:
+            done.set()
+            killer.join(30)
+            pool.shutdown(wait=False)
+    assert killed, "no group was seen running, so nothing was killed"
+    assert [s["batch"] for s in spans] == [16, 32, 48]
+    # every answer came from a worker that lived: the killed one's group ran again elsewhere
+    assert all(s["worker"] != killed["worker"] and s["pid"] != killed["pid"] for s in spans), (killed, spans)
+    assert not _overlaps(spans), spans
+
+
+def test_exceptions_in_a_pinned_group_are_retried(plain_client, tmp_path):
+    (tmp_path / "retried").mkdir()
+    (tmp_path / "failed").mkdir()
+    spans = on_dask._submit_all(plain_client, _span, _groups(3), {"seconds": 0.0, "marks": str(tmp_path / "retried")},
+                                retries=1, on_done=None)
+    assert [s["batch"] for s in spans] == [16, 32, 48]
+    assert sorted(os.listdir(tmp_path / "retried")) == ["16", "32", "48"]  # each failed once, then ran again
+    with pytest.raises(RuntimeError, match="first attempt at batch"):
+        on_dask._submit_all(plain_client, _span, _groups(3), {"seconds": 0.0, "marks": str(tmp_path / "failed")},
+                            retries=0, on_done=None)
+
+
+def test_on_a_mixed_cluster_only_the_bench_workers_get_groups(tmp_path):
+    """One plain worker and one started as the README says (``--resources bench=1``): the groups
+    go to the bench worker alone, through the resource."""
+    with _cluster(1) as cluster, distributed.Client(cluster) as c:
+        c.wait_for_workers(1)
+        (plain,) = c.scheduler_info(n_workers=-1)["workers"]
+        worker = subprocess.Popen([sys.executable, "-m", "dask", "worker", c.scheduler.address, "--nthreads", "1",
+                                   "--resources", f"{on_dask.RESOURCE}=1", "--no-dashboard"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, "PYTHONPATH": os.pathsep.join(  # _span's module, by reference
+                                      filter(None, [os.path.dirname(__file__), os.environ.get("PYTHONPATH")]))})
+        try:
+            c.wait_for_workers(2, timeout=120)
+            (offering,) = set(c.scheduler_info(n_workers=-1)["workers"]) - {plain}
+            assert on_dask.bench_workers(c) == ([offering], True)
+            spans = on_dask._submit_all(c, _span, _groups(3), {"seconds": 0.2}, retries=0, on_done=None)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    assert [s["batch"] for s in spans] == [16, 32, 48]
+    assert {s["worker"] for s in spans} == {offering}
+
+
+def test_a_scheduler_without_workers_says_how_to_start_one():
+    with _cluster(0) as cluster:
+        address = cluster.scheduler_address
+        run = _bench("--scheduler", address, "--dataset", "mnist-sample", timeout=120)
     assert run.returncode == 1
     (line,) = run.stderr.strip().splitlines()
-    assert "offers the 'bench' resource (2 workers connected)" in line
-    assert f"dask worker {plain_client.scheduler.address} --nthreads 1 --resources bench=1" in line
+    assert f"no worker is connected to the Dask scheduler at {address}" in line
+    assert f"dask worker {address} --nthreads 1" in line and "--resources bench=1" in line
 
 
 @pytest.mark.slow

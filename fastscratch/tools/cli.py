@@ -225,8 +225,9 @@ def build_parser() -> Parser:
     bench.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786): each ratio "
                             "group (every framework at one batch size; with --sweep, one width and batch size) whole "
-                            "on one worker started with --resources bench=1, one group at a time per worker; the "
-                            "table groups rows by worker, ratios never across workers (needs the distributed extra)")
+                            "on one worker, one group at a time per worker (only on the workers started with "
+                            "--resources bench=1 when any is); the table groups rows by worker, ratios never across "
+                            "workers (needs the distributed extra)")
     bench.add_argument("--connect-timeout", type=args_.positive_float, default=5.0, metavar="S",
                        help="--scheduler: give up after S seconds without an answer from the scheduler (default: 5)")
 
@@ -783,7 +784,7 @@ def _bench_dask(args: argparse.Namespace) -> int:
 
     client = on_dask.connect(args.scheduler, args.connect_timeout)
     try:
-        offering = on_dask.bench_workers(client)
+        placement = on_dask.bench_workers(client)
         name = bench.resolve_dataset(args.dataset)
         if args.sweep:
             groups = bench.sweep_groups(args.widths, args.batch_sizes, args.frameworks, name, args.dtype,
@@ -798,8 +799,9 @@ def _bench_dask(args: argparse.Namespace) -> int:
                 str(b or "full") for b in args.batch_sizes)
         line = (f"{name}, {what}, {args.dtype}, {args.optimizer} lr {args.lr:g}, {args.warmup} warm-up + "
                 f"{args.epochs} timed epochs, frameworks in interleaved rounds; {len(groups)} ratio groups on "
-                f"{len(offering)} worker{'s' if len(offering) != 1 else ''} of {args.scheduler} offering the "
-                f"'{on_dask.RESOURCE}' resource, each group whole on one worker")
+                f"{len(placement.workers)} worker{'s' if len(placement.workers) != 1 else ''} of {args.scheduler}"
+                + (f" offering the '{on_dask.RESOURCE}' resource" if placement.by_resource else "")
+                + ", each group whole on one worker, one group at a time per worker")
         print(f"fastscratch bench --scheduler: {line}")
         print("Versions here: " + ", ".join(f"{k} {v}" for k, v in versions().items()), flush=True)
 
