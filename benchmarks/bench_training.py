@@ -123,9 +123,14 @@ def step_products(sizes, batch: int) -> list[tuple[int, int, int, bool]]:
 
 class GemmFloor:
     """The epoch's matrix products alone: every product of :func:`step_products` for each batch
-    of an epoch of ``n_rows`` rows (the ragged last batch included), NumPy ``matmul(out=)`` on
-    BLAS's configured threads, operands allocated once.  What an epoch cannot beat on this
-    machine; everything else (gather, activations, softmax, updates, Python) is on top."""
+    of an epoch of ``n_rows`` rows (the ragged last batch included), NumPy ``matmul(out=)``,
+    operands allocated once.  What an epoch cannot beat on this machine; everything else
+    (gather, activations, softmax, updates, Python) is on top.
+
+    Each reading is the faster of the products on one BLAS thread and on all of them, both timed
+    then: at 32-row products two OpenBLAS threads beat one on an idle machine and lose badly when
+    the other core is busy (0.23 s against 0.31 s an epoch, from one process to the next), and the
+    floor is the best this BLAS does at these shapes now."""
 
     def __init__(self, sizes, batch: int, n_rows: int, dtype: str = "float32") -> None:
         rng = np.random.default_rng(0)
@@ -142,7 +147,16 @@ class GemmFloor:
         self.seconds()  # BLAS's first call (thread start-up, buffers) stays out of the samples
 
     def seconds(self) -> float:
-        """Wall seconds of one epoch's worth of the products."""
+        """Wall seconds of one epoch's worth of the products: the faster of one BLAS thread and
+        all of them, timed one after the other."""
+        from threadpoolctl import threadpool_limits
+
+        everything = self._products()
+        with threadpool_limits(limits=1, user_api="blas"):
+            single = self._products()
+        return min(everything, single)
+
+    def _products(self) -> float:
         start = time.perf_counter()
         for triples, count in self.calls:
             for _ in range(count):
