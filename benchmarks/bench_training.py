@@ -36,7 +36,7 @@ each with its spread.
 from __future__ import annotations
 
 import os
-import statistics
+import threading
 import time
 
 import numpy as np
@@ -124,45 +124,74 @@ def step_products(sizes, batch: int) -> list[tuple[int, int, int, bool]]:
 class GemmFloor:
     """The epoch's matrix products alone: every product of :func:`step_products` for each batch
     of an epoch of ``n_rows`` rows (the ragged last batch included), NumPy ``matmul(out=)``,
-    operands allocated once.  What an epoch cannot beat on this machine; everything else
-    (gather, activations, softmax, updates, Python) is on top.
+    operands allocated once.  What an epoch cannot beat on this machine run the way it runs;
+    everything else (gather, activations, softmax, updates, Python) is on top.
 
-    Each reading is the faster of the products on one BLAS thread and on all of them, both timed
-    then: at 32-row products two OpenBLAS threads beat one on an idle machine and lose badly when
-    the other core is busy (0.23 s against 0.31 s an epoch, from one process to the next), and the
-    floor is the best this BLAS does at these shapes now."""
+    Run as the epoch runs (:func:`epoch_threads`): ``parts > 1``, each batch's rows cut into that
+    many shares, one Python thread per share on one BLAS thread (NumPy lets go of the GIL in
+    ``matmul``), as the Numba epoch's parts run; else on ``blas_threads`` BLAS threads (``None``:
+    as configured).  Both sides of the quotient then feel a busy core alike: OpenBLAS's own two
+    threads slow 3-4x when the other core is taken, the Numba epoch's parts about 1.5x."""
 
-    def __init__(self, sizes, batch: int, n_rows: int, dtype: str = "float32") -> None:
+    def __init__(self, sizes, batch: int, n_rows: int, dtype: str = "float32", parts: int = 1,
+                 blas_threads: int | None = None) -> None:
         rng = np.random.default_rng(0)
+        self.parts, self.blas_threads = parts, blas_threads
         full, ragged = divmod(n_rows, batch)
-        self.passes = [(batch, full)] + ([(ragged, 1)] if ragged else [])
-        self.calls = []  # per pass shape: (a, b, out) triples and how many times to run them
-        for rows, count in self.passes:
-            triples = []
-            for m, k, n, transposed in step_products(sizes, rows):
-                a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
-                triples.append((a.T if transposed else a, rng.standard_normal((k, n)).astype(dtype),
-                                np.empty((m, n), dtype=dtype)))
-            self.calls.append((triples, count))
+        passes = [(batch, full)] + ([(ragged, 1)] if ragged else [])
+        # per part: for each pass shape, its (a, b, out) triples and how many batches run them
+        self.calls: list[list] = [[] for _ in range(parts)]
+        for rows, count in passes:
+            for part, share in enumerate(len(chunk) for chunk in np.array_split(np.arange(rows), parts)):
+                triples = []
+                for m, k, n, transposed in step_products(sizes, share) if share else []:
+                    a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
+                    triples.append((a.T if transposed else a, rng.standard_normal((k, n)).astype(dtype),
+                                    np.empty((m, n), dtype=dtype)))
+                self.calls[part].append((triples, count))
         self.seconds()  # BLAS's first call (thread start-up, buffers) stays out of the samples
 
     def seconds(self) -> float:
-        """Wall seconds of one epoch's worth of the products: the faster of one BLAS thread and
-        all of them, timed one after the other."""
+        """Wall seconds of one epoch's worth of the products."""
         from threadpoolctl import threadpool_limits
 
-        everything = self._products()
+        if self.parts == 1:
+            if self.blas_threads is None:
+                return self._products(self.calls[0])
+            with threadpool_limits(limits=self.blas_threads, user_api="blas"):
+                return self._products(self.calls[0])
         with threadpool_limits(limits=1, user_api="blas"):
-            single = self._products()
-        return min(everything, single)
+            workers = [threading.Thread(target=self._products, args=(calls,)) for calls in self.calls]
+            start = time.perf_counter()
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            return time.perf_counter() - start
 
-    def _products(self) -> float:
+    @staticmethod
+    def _products(calls) -> float:
         start = time.perf_counter()
-        for triples, count in self.calls:
+        for triples, count in calls:
             for _ in range(count):
                 for a, b, out in triples:
                     np.matmul(a, b, out=out)
         return time.perf_counter() - start
+
+
+def epoch_threads(trainer) -> tuple[int, int | None]:
+    """How the trainer's last fastscratch epoch used threads, as ``(parts, blas_threads)``: the
+    Numba epoch in ``parts`` > 1 parts (one thread each, one BLAS thread each), or in one part /
+    the NumPy backend's kernel by kernel on ``blas_threads`` (``None``: as configured); from the
+    network's telemetry, ``(1, None)`` where a commit does not report it."""
+    net = getattr(trainer, "net", None)
+    path = getattr(net, "last_epoch_path", None)
+    if path == "fused":
+        parts = getattr(net, "epoch_parts", 1) or 1
+        return (parts, 1) if parts > 1 else (1, getattr(net, "epoch_blas_threads", None))
+    if path == "stepwise":
+        return 1, getattr(net, "blas_threads", None)
+    return 1, None
 
 
 def interleaved_ratios(measure, reference, rounds: int = RATIO_ROUNDS) -> list[float]:
@@ -202,9 +231,9 @@ class Epoch:
 
 
 class Ratios:
-    """The fastscratch epoch over the GEMM floor of its step's shapes (:class:`GemmFloor`), timed
-    in the same process, rounds interleaved: 1.0 would be an epoch that is nothing but its
-    matrix products.  The epoch is fastscratch's own figure (``history.seconds``: the epoch
+    """The fastscratch epoch over the GEMM floor of its step's shapes (:class:`GemmFloor`) run on
+    threads as the epoch ran (:func:`epoch_threads`), timed in the same process, rounds
+    interleaved: 1.0 would be an epoch that is nothing but its matrix products.  The epoch is fastscratch's own figure (``history.seconds``: the epoch
     loop, not ``fit``'s checks).  Unit: a quotient, lower is faster."""
 
     params = ([DATASET], RATIO_FRAMEWORKS, BATCHES)
@@ -214,7 +243,9 @@ class Ratios:
 
     def setup(self, cache, dataset, framework, batch_size):
         self.trainer = _trainer(cache, framework, batch_size)
-        self.floor = GemmFloor(self.trainer.sizes, self.trainer.batch_size, len(self.trainer.X_train))
+        parts, blas_threads = epoch_threads(self.trainer)
+        self.floor = GemmFloor(self.trainer.sizes, self.trainer.batch_size, len(self.trainer.X_train), parts=parts,
+                               blas_threads=blas_threads)
 
     def track_epoch_over_gemm_floor(self, cache, dataset, framework, batch_size):
         return _samples(interleaved_ratios(self.trainer.epoch, self.floor.seconds))
