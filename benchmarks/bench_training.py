@@ -131,7 +131,7 @@ class GemmFloor:
     many shares, one Python thread per share on one BLAS thread (NumPy lets go of the GIL in
     ``matmul``), as the Numba epoch's parts run; else on ``blas_threads`` BLAS threads (``None``:
     as configured).  Both sides of the quotient then feel a busy core alike: OpenBLAS's own two
-    threads slow 3-4x when the other core is taken, the Numba epoch's parts about 1.5x."""
+    threads slow 4-5x when the other core is taken, the Numba epoch's parts about 2x."""
 
     def __init__(self, sizes, batch: int, n_rows: int, dtype: str = "float32", parts: int = 1,
                  blas_threads: int | None = None) -> None:
