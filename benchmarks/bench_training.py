@@ -18,7 +18,7 @@ The matrix, by ``$FASTSCRATCH_ASV_MATRIX``:
 
 - ``default`` (unset): fastscratch-numba and fastscratch-numpy at batch 32, 128, 512 and full
   batch; the ratios for fastscratch-numba; accuracy and memory for fastscratch-numba.  About
-  4 minutes for one commit on 2 cores (Fashion-MNIST).
+  3 minutes for one commit on 2 cores (Fashion-MNIST; 2 min 43 s measured, README "asv").
 - ``full``: every CPU framework of ``bench.DEVICE_FRAMEWORKS["cpu"]`` (JAX, tf.keras, PyTorch,
   torch.compile where installed; skipped with the reason where not) in every class, and both
   fastscratch backends in the ratios.
@@ -29,8 +29,8 @@ against ``name(param, ...)``, e.g. ``-b "time_epoch\\(.*numba.*128"``.
 Only public API of long standing is used (``fastscratch.tools.bench``'s ``Workload``,
 ``make_trainer``, ``time_to_accuracy``, ``peak_rss``; ``fastscratch.datasets``), so older commits
 can be measured by today's suite; the GEMM floor is timed here, with NumPy alone, so it is the
-same instrument for every commit.  Rounding: the values are stored as measured; asv reports
-each with its spread.
+same instrument for every commit.  Times are stored as measured, ratios to 4 significant
+figures; asv reports each with its spread.
 """
 
 from __future__ import annotations
@@ -233,8 +233,9 @@ class Epoch:
 class Ratios:
     """The fastscratch epoch over the GEMM floor of its step's shapes (:class:`GemmFloor`) run on
     threads as the epoch ran (:func:`epoch_threads`), timed in the same process, rounds
-    interleaved: 1.0 would be an epoch that is nothing but its matrix products.  The epoch is fastscratch's own figure (``history.seconds``: the epoch
-    loop, not ``fit``'s checks).  Unit: a quotient, lower is faster."""
+    interleaved: 1.0 would be an epoch that is nothing but its matrix products.  The epoch is
+    fastscratch's own figure (``history.seconds``: the epoch loop, not ``fit``'s checks).  Unit:
+    a quotient, lower is faster."""
 
     params = ([DATASET], RATIO_FRAMEWORKS, BATCHES)
     param_names = ["dataset", "framework", "batch_size"]
