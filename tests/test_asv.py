@@ -9,7 +9,7 @@ the checkout.  It must end with a graph per benchmark holding this commit's numb
 publishes only commits of the configured branches, and either mistake gives an empty site.
 Benchmarks of frameworks that are not installed must be reported as skipped, never failed.
 
-The regression gate (README: ``asv continuous --factor 1.25 -b RATIO main HEAD``) runs on a throwaway
+The regression gate (docs/benchmarks.md: ``asv continuous --factor 1.25 -b RATIO main HEAD``) runs on a throwaway
 clone with two more commits -- one that changes nothing, one that makes the epoch 1.5x slower --
 each installed by asv in a virtualenv of its own: it must pass on the first and fail on the second.
 """
@@ -119,13 +119,25 @@ def run_epoch(*args, **kwargs):
     _time.sleep(0.5 * (_time.perf_counter() - start))
     return answer
 """
-def readme_gate() -> tuple[str, str]:
-    """The factor and the ``-b`` selection of the README's quick gate, ``asv continuous --factor F
-    -b "REGEX" main HEAD``: the test runs the command as the README gives it."""
-    text = (REPO / "README.md").read_text()
+#: where the regression gate is documented (the Benchmarks page of the docs)
+BENCHMARKS_PAGE = REPO / "docs" / "benchmarks.md"
+
+
+def documented_gate() -> tuple[str, str]:
+    """The factor and the ``-b`` selection of the documented quick gate, ``asv continuous --factor F
+    -b "REGEX" main HEAD`` on docs/benchmarks.md: the test runs the command as the page gives it."""
+    text = BENCHMARKS_PAGE.read_text(encoding="utf-8")
     match = re.search(r'^asv continuous --factor (\S+) -b "([^"]+)" main HEAD', text, re.M)
-    assert match, "the README gives no asv continuous gate with -b"
+    assert match, "docs/benchmarks.md gives no asv continuous gate with -b"
     return match.group(1), match.group(2)
+
+
+def test_documented_gate_parses():
+    """The gate the slow test below runs is on the Benchmarks page, with a factor and a selection
+    that names the Numba epoch's ratio to its GEMM floor at batch 32."""
+    factor, selection = documented_gate()
+    assert float(factor) > 1
+    assert selection.startswith("Ratios.track_epoch_over_gemm_floor") and "numba" in selection and "32" in selection
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -133,7 +145,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def test_regression_gate_fails_on_a_slower_epoch_and_passes_on_no_change(tmp_path):
-    """The README's gate, ``asv continuous --factor 1.25 -b ... BASE HEAD``, on a throwaway clone: BASE, SAME (an empty
+    """The documented gate (docs/benchmarks.md), ``asv continuous --factor 1.25 -b ... BASE HEAD``, on a throwaway clone: BASE, SAME (an empty
     commit: the same code) and SLOWER (the epoch 1.5x slower), each installed by asv in its own
     virtualenv (numba, scipy, threadpoolctl: JAX is not needed for the gate's ratio).  The gate
     must exit 0 for BASE -> SAME and 1 for BASE -> SLOWER, naming the ratio."""
@@ -157,7 +169,7 @@ def test_regression_gate_fails_on_a_slower_epoch_and_passes_on_no_change(tmp_pat
     config = _config_in(tmp_path, repo, matrix={"req": {"numba": [""], "scipy": [""], "threadpoolctl": [""]}})
     assert asv("machine", "--yes", "--machine", "gate", env=env, cwd=repo).returncode == 0
 
-    factor, selection = readme_gate()
+    factor, selection = documented_gate()
 
     def gate(head: str) -> subprocess.CompletedProcess:
         return asv("continuous", "--config", config, "--machine", "gate", "--factor", factor, "-b", selection,

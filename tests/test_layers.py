@@ -1,4 +1,4 @@
-"""The package's folders are its layers (README "Layout"): these tests read every module's
+"""The package's folders are its layers (docs/contributing.md, "Layout"): these tests read every module's
 imports (function-level ones included) and fail on an import that reaches up a layer, on
 modules that import each other, and on a module that takes another's private names."""
 
@@ -49,7 +49,7 @@ def layer_of(path: Path) -> int:
     for index, (_, members) in enumerate(LAYERS):
         if any(rel == m or (m.endswith("/") and rel.startswith(m)) for m in members):
             return index
-    raise AssertionError(f"{rel} is in no layer: add it to LAYERS in tests/test_layers.py and README's Layout")
+    raise AssertionError(f"{rel} is in no layer: add it to LAYERS in tests/test_layers.py and to the Layout of docs/contributing.md")
 
 
 def imports(name: str, path: Path) -> list[tuple[str, list[str], int]]:

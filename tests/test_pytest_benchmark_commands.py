@@ -1,5 +1,5 @@
-"""The README's pytest-benchmark commands, run as a new user runs them: in a fresh clone, in the
-README's order, first use included (no ``.benchmarks/`` and no ``out/`` yet); and the suite's
+"""The pytest-benchmark commands of the Benchmarks page (docs/benchmarks.md), run as a new user
+runs them: in a fresh clone, in the page's order, first use included (no ``.benchmarks/`` and no ``out/`` yet); and the suite's
 checkout guard (``pytest_sessionfinish`` in ``tests/conftest.py``), which must let
 pytest-benchmark's own files through but still fail a test that leaves a file git would commit.
 """
@@ -20,7 +20,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 GUARD_MESSAGE = "the tests left files in the checkout"
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-#: added to every README command in the clone: one quick benchmark, so the five runs take seconds
+#: the page that documents the commands, relative to the repository root
+PAGE = Path("docs") / "benchmarks.md"
+#: added to every documented command in the clone: one quick benchmark, so the five runs take seconds
 SELECTION = ["-k", "fastscratch-numpy and b128"]
 
 
@@ -38,19 +40,19 @@ def _git(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
-def readme_commands(readme: str) -> list[list[str]]:
-    """The commands of the README's pytest-benchmark block (the first ```bash block after the
-    paragraph that starts ``**pytest-benchmark** (`tests/benchmarks/```), as argument lists,
-    comments dropped."""
-    start = readme.index("**pytest-benchmark** (`tests/benchmarks/`")
-    block = re.search(r"```bash\n(.*?)```", readme[start:], re.S)
-    assert block, "no ```bash block after the pytest-benchmark paragraph"
+def documented_commands(page: str) -> list[list[str]]:
+    """The commands of the page's pytest-benchmark block (the first ```bash block after the
+    heading ``## pytest-benchmark``), as argument lists, comments dropped."""
+    heading = re.search(r"^## pytest-benchmark$", page, re.M)
+    assert heading, f"no '## pytest-benchmark' heading in {PAGE}"
+    block = re.search(r"```bash\n(.*?)```", page[heading.end():], re.S)
+    assert block, "no ```bash block after the pytest-benchmark heading"
     commands = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
     return [command for command in commands if command]
 
 
-def test_readme_commands_parse():
-    commands = readme_commands((REPO / "README.md").read_text(encoding="utf-8"))
+def test_documented_commands_parse():
+    commands = documented_commands((REPO / PAGE).read_text(encoding="utf-8"))
     assert commands and all(command[:2] == ["pytest", "tests/benchmarks"] for command in commands), commands
     flags = [" ".join(command) for command in commands]
     # what the clone test below checks: JSON into out/, a saved run, then compared with it
@@ -85,13 +87,13 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @needs_git
-def test_readme_commands_in_a_fresh_clone(tmp_path):
-    """Every command of the README's block exits 0 in a fresh clone, in the README's order."""
+def test_documented_commands_in_a_fresh_clone(tmp_path):
+    """Every command of the page's block exits 0 in a fresh clone, in the page's order."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout: nothing to clone")
     clone = _clone_of_working_tree(tmp_path / "clone")
     head = _git("rev-parse", "HEAD", cwd=clone).strip()
-    commands = readme_commands((clone / "README.md").read_text(encoding="utf-8"))
+    commands = documented_commands((clone / PAGE).read_text(encoding="utf-8"))
     assert not (clone / ".benchmarks").exists() and not (clone / "out").exists()
     untracked_before = _git("ls-files", "--others", "--exclude-standard", cwd=clone)
     saved: list[Path] = []
@@ -123,10 +125,10 @@ def test_readme_commands_in_a_fresh_clone(tmp_path):
             assert len(saved) == 1, (saved, shown)
             assert json.loads(saved[0].read_text())["benchmarks"][0]["name"].startswith("test_epoch[b128-")
         if "--benchmark-compare" in command:
-            assert saved, "the README compares before it saves a run: " + shown
+            assert saved, "the page compares before it saves a run: " + shown
             assert f"Comparing against benchmarks from: {saved[0].parent.name}/{saved[0].name}" in output, shown
             assert "Can't compare" not in output, shown
-    assert saved, "the README's block saves no run"
+    assert saved, "the page's block saves no run"
     # nothing a user could commit by mistake (new files of the working tree were there before)
     assert _git("ls-files", "--others", "--exclude-standard", cwd=clone) == untracked_before
 
@@ -158,7 +160,7 @@ def _guarded_run(tmp_path: Path, names: list[str]) -> subprocess.CompletedProces
 
 @needs_git
 def test_checkout_guard_lets_ignored_files_through(tmp_path):
-    """pytest-benchmark's storage, the README's out/ and caches are in .gitignore: no failure."""
+    """pytest-benchmark's storage, the documented out/ and caches are in .gitignore: no failure."""
     done = _guarded_run(tmp_path, [".benchmarks/Linux-CPython-3.11-64bit/0001_x.json", "out/bench.json",
                                    "tests/__pycache__/x.pyc", "build/x"])
     assert done.returncode == 0 and GUARD_MESSAGE not in done.stdout, done.stdout + done.stderr
