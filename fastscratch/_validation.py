@@ -1,4 +1,5 @@
-"""Input checks with messages that name the argument and what was expected."""
+"""Input checks with messages that name the argument and what was expected, and the wording
+helpers those and the command line's messages share (:func:`did_you_mean`, :func:`plural`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def plural(count: int, word: str, plural_form: str | None = None) -> str:
+    """``"1 epoch"``, ``"3 epochs"``, ``"5,000 samples"``: ``count`` (thousands separated) and
+    ``word``, in the plural (``word + "s"``, or ``plural_form``) unless ``count`` is 1."""
+    return f"{count:,} {word if count == 1 else plural_form or word + 's'}"
 
 
 # Rows per block when a check must look at every value: bounds the temporary

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import plural
+
 VERSION = 1
 FINISHED = (None, "completed", "early_stopping", "diverged")
 # the fit settings a resumed run must share with the run it continues (``epochs``
@@ -140,5 +142,5 @@ class Saved:
                                  "(rows, dtype or values)")
         trained = len(self.net.history)
         if target_epoch < trained:
-            raise ValueError(f"{where}: it already holds {trained} epochs, more than this fit's end at epoch "
+            raise ValueError(f"{where}: it already holds {plural(trained, 'epoch')}, more than this fit's end at epoch "
                              f"{target_epoch} (epochs={target_epoch - self.record['first_epoch']})")

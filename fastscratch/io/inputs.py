@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from .._validation import plural
 from . import datasets
 
 #: the formats ``predict`` reads, for its help text and for the error on anything else
@@ -138,7 +139,7 @@ def check_fits(item: Input, n_features: int, architecture: str) -> None:
         h, w = item.image_shape
         side = _square_side(n_features)
         expected = f"{side}x{side} images" if side else f"images of {n_features} pixels"
-        what = f"a {h}x{w} image" if item.kind == "PNG" else f"{item.n:,} images of {h}x{w} pixels"
+        what = f"a {h}x{w} image" if item.kind == "PNG" else f"{plural(item.n, 'image')} of {h}x{w} pixels"
         raise InputError(f"{item.path}: {what}, but the model expects {expected} ({n_features} features; "
                          f"architecture {architecture}); resize it first")
     raise InputError(f"{item.path} has {item.rows.shape[1]} features per sample but the model expects "
@@ -188,8 +189,8 @@ def apply_inversion(items: list[Input], invert: bool | None) -> list[str]:
         return []
     total = sum(count for _, count in flipped)
     names = ", ".join(f"{item.path}" + (f" ({count:,} of {item.n:,})" if item.n > 1 else "")
-                      for item, count in flipped[:3]) + (f" and {len(flipped) - 3} more files" if len(flipped) > 3
+                      for item, count in flipped[:3]) + (f" and {plural(len(flipped) - 3, 'more file')}" if len(flipped) > 3
                                                          else "")
-    return [f"warning: {total:,} image{'s' if total != 1 else ''} with a light ground (a dark digit on white) "
+    return [f"warning: {plural(total, 'image')} with a light ground (a dark digit on white) "
             f"inverted to light on dark, as MNIST-style models are trained: {names}; --no-invert keeps them as "
             "they are"]

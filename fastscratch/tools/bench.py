@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from .._equivalents import framework_object
+from .._validation import plural
 from ..activations import get_activation
 from ..io import datasets
 
@@ -867,7 +868,7 @@ def thread_summary() -> str:
 
     parts = [blas_summary()]
     if "torch" in sys.modules:
-        parts.append(f"torch {sys.modules['torch'].get_num_threads()} threads")
+        parts.append(f"torch {plural(sys.modules['torch'].get_num_threads(), 'thread')}")
     return "; ".join(parts)
 
 
@@ -1650,9 +1651,10 @@ def format_time_to_accuracy(results: Sequence[Result]) -> list[str]:
         if not r.ok:
             lines.append(f"  {r.workload.label:<24} {r.status}")
         elif r.seconds_to_target is None:
-            lines.append(f"  {r.workload.label:<24} not reached in {len(r.epoch_seconds)} epochs "
+            lines.append(f"  {r.workload.label:<24} not reached in {plural(len(r.epoch_seconds), 'epoch')} "
                          f"(best {max(a for _, a in r.accuracy_curve):.4f})")
         else:
-            lines.append(f"  {r.workload.label:<24} {r.seconds_to_target:7.2f} s ({r.epochs_to_target} epochs, "
+            lines.append(f"  {r.workload.label:<24} {r.seconds_to_target:7.2f} s "
+                         f"({plural(r.epochs_to_target, 'epoch')}, "
                          f"test accuracy {r.test_accuracy:.4f})")
     return lines

@@ -23,6 +23,7 @@ import numpy as np
 
 from .._version import __version__
 from .. import _validation as check
+from .._validation import plural
 from ..activations import ACTIVATION_NAMES
 from ..backends import BACKENDS, available_backends, load_backend
 from ..io import datasets
@@ -349,9 +350,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     print(f"Dataset {data.name}: {len(X_train):,} training / {len(X_test):,} test samples, {X_train.shape[1]} "
-          f"features, {n_classes} classes ({data.source})", file=out)
+          f"features, {plural(n_classes, 'class', 'classes')} ({data.source})", file=out)
     print(f"Network {'-'.join(map(str, architecture))}, {args.activation}, {args.optimizer}, lr {args.lr:g}, "
-          f"batch {args.batch_size or 'full'}, {args.epochs} epochs, backend {net.kernels.NAME}, {args.dtype}",
+          f"batch {args.batch_size or 'full'}, {plural(args.epochs, 'epoch')}, backend {net.kernels.NAME}, "
+          f"{args.dtype}",
           file=out, flush=True)
     bar = tqdm(total=args.epochs, unit="epoch", disable=not progress, file=sys.stderr, dynamic_ncols=True,
                leave=False)
@@ -383,7 +385,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         interrupted = True
         bar.close()
         done = len(net.history)
-        print(f"\nInterrupted after {done} complete epoch{'s' if done != 1 else ''}; the model holds the weights "
+        print(f"\nInterrupted after {plural(done, 'complete epoch')}; the model holds the weights "
               f"of epoch {done}." if done else "\nInterrupted before the first epoch completed: nothing to save, "
               "no model or plots written.", file=sys.stderr)
         if args.checkpoint and os.path.exists(args.checkpoint):
@@ -398,7 +400,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trained = sum(net.history.seconds)
         rate = len(X_train) * len(net.history) / trained if trained > 0 else math.inf
         threads = f"epochs on {net.epoch_threads}"
-        print(f"Summary: test accuracy {test_acc:.4f} on {len(X_test):,} samples | wall time {wall:.1f} s "
+        print(f"Summary: test accuracy {test_acc:.4f} on {plural(len(X_test), 'sample')} | wall time {wall:.1f} s "
               f"| training alone (no evaluation): {rate:,.0f} samples/s | backend {net.kernels.NAME} | {threads} "
               f"| BLAS: {_blas_line()}", file=out, flush=True)
     if args.save and len(net.history):
@@ -500,7 +502,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     text = buffer.getvalue()
     if args.output:
         write_text(args.output, text)
-        print(f"{len(X):,} predictions written to {args.output}", file=sys.stderr)
+        print(f"{plural(len(X), 'prediction')} written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -515,7 +517,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"Model {args.model}")
         print(f"  architecture {'-'.join(map(str, net.architecture))}, activations {', '.join(net.activations)}, "
               f"{net.dtype.name}, dropout {net.dropout}")
-        print(f"  trained {len(h)} epochs" + (f", optimizer {net.optimizer.config()}" if net.optimizer else ""))
+        print(f"  trained {plural(len(h), 'epoch')}" + (f", optimizer {net.optimizer.config()}" if net.optimizer else ""))
         if len(h):
             line = f"  last epoch: cost {h.cost[-1]:.4f}, train accuracy {h.train_accuracy[-1]:.4f}"
             if not math.isnan(h.test_accuracy[-1]):
@@ -532,7 +534,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                      "diverged": "stopped: diverged"}[record["finished"]]
             fit = record["fit"]
             print(f"  training checkpoint: {len(h) - record['first_epoch']} of "
-                  f"{record['target_epoch'] - record['first_epoch']} epochs, {state}; lr {fit['lr']:g}, "
+                  f"{plural(record['target_epoch'] - record['first_epoch'], 'epoch')}, {state}; lr {fit['lr']:g}, "
                   f"batch {fit['batch_size'] or 'full'}, {fit['optimizer']['name']}")
         return 0
     print(f"fastscratch {__version__}")
@@ -616,7 +618,7 @@ def bench_usage_error(args: argparse.Namespace) -> str | None:
 
 def _run_line(args: argparse.Namespace, name: str, n_train: int, sizes: str) -> str:
     return (f"{name} ({n_train:,} training samples), {sizes}, {args.dtype}, {args.optimizer} lr {args.lr:g}, "
-            f"{args.warmup} warm-up + {args.epochs} timed epochs, frameworks in interleaved rounds")
+            f"{args.warmup} warm-up + {plural(args.epochs, 'timed epoch')}, frameworks in interleaved rounds")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -656,7 +658,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for batch in args.batch_sizes:
         print(f"  batch {batch or 'full'}: building and warming up {', '.join(args.frameworks)}, then "
-              f"{args.epochs} interleaved rounds ...", file=sys.stderr, flush=True)
+              f"{plural(args.epochs, 'interleaved round')} ...", file=sys.stderr, flush=True)
         results += bench.run_group(group(batch), epochs=args.epochs, warmup=args.warmup, data=data, sgemm=True)
         if args.json:
             write_json(partial=True)
@@ -675,7 +677,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if target is not None:
         batch = args.batch_sizes[0]
         print(f"\nTime to {target:.0%} test accuracy (batch {batch or 'full'}, {args.optimizer} lr {args.lr:g}, "
-              f"at most {args.max_epochs} epochs, frameworks in interleaved rounds, every one on the batches "
+              f"at most {plural(args.max_epochs, 'epoch')}, frameworks in interleaved rounds, every one on the batches "
               "fastscratch draws):")
 
         def reached(result) -> None:  # a line as each framework gets there
@@ -692,7 +694,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
                 f"{_run_line(args, name, len(data[0]), '-'.join(map(str, sizes)))}.",
                 "", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
-                f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores; SGEMM (128x784)x(784x128) "
+                f"BLAS: {bench.thread_summary()}; {plural(os.cpu_count(), 'core')}; SGEMM (128x784)x(784x128) "
                 f"{sgemm[0]:.1f} GFLOP/s [{sgemm[1]:.1f}-{sgemm[2]:.1f}].", ""]
         text += bench.format_table(results, sgemm, markdown=True)
         text += [""] + [f"- {line}" for line in devices]
@@ -733,7 +735,7 @@ def _bench_sweep(args: argparse.Namespace) -> int:
     widths = ",".join(map(str, args.widths))
     line = (f"{name} ({n_train:,} training samples), 784-W-W-10 for W in {widths}, batch sizes "
             f"{','.join(map(str, args.batch_sizes))}, {args.dtype}, {args.optimizer} lr {args.lr:g}, "
-            f"{args.warmup} warm-up + {args.epochs} timed epochs per point, frameworks in interleaved rounds")
+            f"{args.warmup} warm-up + {plural(args.epochs, 'timed epoch')} per point, frameworks in interleaved rounds")
     rows_note = (f"Rows per timed epoch: all {n_train:,} where an epoch at the SGEMM rate takes at most "
                  f"{args.sweep_seconds:g} s; otherwise a whole number of batches (at least 4) that takes about that "
                  f"long, the first rows of a fixed random order, the same rows for every framework (a fixed "
@@ -742,12 +744,12 @@ def _bench_sweep(args: argparse.Namespace) -> int:
                  f"faster (the t column), measured just before the point.")
     print(f"fastscratch bench --sweep: {line}")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
-    print(f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores")
+    print(f"BLAS: {bench.thread_summary()}; {plural(os.cpu_count(), 'core')}")
     print(rows_note, flush=True)
 
     def progress(point) -> None:
-        print(f"  W={point.width} batch {point.batch_size}: {point.rows:,} rows per epoch, done", file=sys.stderr,
-              flush=True)
+        print(f"  W={point.width} batch {point.batch_size}: {plural(point.rows, 'row')} per epoch, done",
+              file=sys.stderr, flush=True)
 
     points = bench.sweep(args.widths, args.batch_sizes, args.frameworks, dataset=name, dtype=args.dtype,
                          optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, warmup=args.warmup,
@@ -758,7 +760,7 @@ def _bench_sweep(args: argparse.Namespace) -> int:
         command = "fastscratch " + " ".join(sys.argv[1:] if argv_is_bench() else ["bench", "--sweep"])
         text = [f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {line}.", "",
                 "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
-                f"BLAS: {bench.thread_summary()}; {os.cpu_count()} cores.", "", rows_note, ""]
+                f"BLAS: {bench.thread_summary()}; {plural(os.cpu_count(), 'core')}.", "", rows_note, ""]
         text += bench.format_sweep_table(points, markdown=True)
         write_text(args.markdown, "\n".join(text) + "\n")
         print(f"Markdown written to {args.markdown}")
@@ -798,8 +800,9 @@ def _bench_dask(args: argparse.Namespace) -> int:
             what = f"hidden {','.join(map(str, args.hidden))}, batch sizes " + ",".join(
                 str(b or "full") for b in args.batch_sizes)
         line = (f"{name}, {what}, {args.dtype}, {args.optimizer} lr {args.lr:g}, {args.warmup} warm-up + "
-                f"{args.epochs} timed epochs, frameworks in interleaved rounds; {len(groups)} ratio groups on "
-                f"{len(placement.workers)} worker{'s' if len(placement.workers) != 1 else ''} of {args.scheduler}"
+                f"{plural(args.epochs, 'timed epoch')}, frameworks in interleaved rounds; "
+                f"{plural(len(groups), 'ratio group')} on "
+                f"{plural(len(placement.workers), 'worker')} of {args.scheduler}"
                 + (f" offering the '{on_dask.RESOURCE}' resource" if placement.by_resource else "")
                 + ", each group whole on one worker, one group at a time per worker")
         print(f"fastscratch bench --scheduler: {line}")
@@ -862,10 +865,10 @@ def _bench_memory(args: argparse.Namespace) -> int:
                                       dtype=args.dtype, optimizer=args.optimizer, lr=args.lr)
             print(f"  measuring {workload.label} ...", file=sys.stderr, flush=True)
             results.append(bench.peak_rss(workload, epochs=args.epochs))
-    header = (f"Peak RSS, {name}, {args.dtype}, {args.optimizer} lr {args.lr:g}, {args.epochs} epoch(s) + test "
+    header = (f"Peak RSS, {name}, {args.dtype}, {args.optimizer} lr {args.lr:g}, {plural(args.epochs, 'epoch')} + test "
               f"accuracy, each job in a fresh process (MB = 10^6 bytes; bound: the float32 features + "
               f"{bench.MEMORY_HEADROOM_MB:.0f} MB); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-              f"{os.cpu_count()} cores; BLAS: {bench.thread_summary()}")
+              f"{plural(os.cpu_count(), 'core')}; BLAS: {bench.thread_summary()}")
     print(header)
     print("\n".join(bench.format_memory_table(results)))
     if args.markdown:

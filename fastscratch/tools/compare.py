@@ -51,6 +51,7 @@ import numpy as np
 
 from .._version import __version__
 from .. import _validation as check
+from .._validation import plural
 from .. import devices
 from ..activations import ACTIVATION_NAMES, get_activation
 from ..backends import BACKENDS, available_backends, load_backend
@@ -150,7 +151,7 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
         say(keras_note)
     say(f"Comparing on {name}: {len(X_train):,} training / {len(X_test):,} test samples, network "
         f"{'-'.join(map(str, architecture))}, {settings['optimizer_label']}, lr {settings['lr']:g}, "
-        f"{settings['warmup']} warm-up + {settings['epochs']} timed epochs, batch sizes "
+        f"{settings['warmup']} warm-up + {plural(settings['epochs'], 'timed epoch')}, batch sizes "
         f"{', '.join(_batch_label(b) for b in settings['batch_sizes'])}")
 
     def network(backend: str) -> NeuralNetwork:
@@ -158,7 +159,7 @@ def compare(dataset: str | PathLike | Sequence[Any] = "mnist-sample", *, out_dir
                              seed=settings["seed"], backend=backend)
 
     on_gpu = settings["device"] == "gpu"
-    fs_data, fs_device = (X_train, y_train, X_test, y_test), f"cpu ({os.cpu_count()} cores)"
+    fs_data, fs_device = (X_train, y_train, X_test, y_test), f"cpu ({plural(os.cpu_count(), 'core')})"
     if on_gpu and settings["backends"]:
         fs_data, fs_device = _on_cuda(fs_data), "gpu (cuda)"
     total_epochs = settings["warmup"] + settings["epochs"]
@@ -408,7 +409,7 @@ def _markdown(results: dict[str, Any]) -> str:
         f"Dataset **{d['name']}**: {d['n_train']:,} training / {d['n_test']:,} test samples, {d['n_features']} "
         f"features, {d['n_classes']} classes.  Network {'-'.join(map(str, s['architecture']))} ({s['activation']}, "
         f"softmax output), {s['dtype']}, optimizer {s['optimizer']['name']}" + (f" ({opt})" if opt else "")
-        + f", lr {s['lr']:g}, {s['warmup_epochs']} warm-up + {s['epochs']} timed epochs, seed {s['seed']}.",
+        + f", lr {s['lr']:g}, {s['warmup_epochs']} warm-up + {plural(s['epochs'], 'timed epoch')}, seed {s['seed']}.",
         "Every run starts from the same initial weights and sees the same batches in the same order.",
         "",
         "| framework (backend) | device | batch | s/epoch median (min-max) | samples/s | train acc | test acc "
@@ -428,7 +429,8 @@ def _markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Seconds per epoch are the wall time of the training steps (batch gathering included, evaluation "
-        f"excluded) over the {s['epochs']} timed epoch(s); the {s['warmup_epochs']} warm-up epoch(s) before them, "
+        f"excluded) over the {plural(s['epochs'], 'timed epoch')}; the "
+        f"{plural(s['warmup_epochs'], 'warm-up epoch')} before them, "
         "which take Keras' graph tracing, are trained alike but not timed (their seconds are in results.json). "
         "Train accuracy and loss are measured during the epoch, each batch before its update (as Keras does).",
         "",
@@ -441,7 +443,8 @@ def _markdown(results: dict[str, Any]) -> str:
     if env.get("blas"):
         for b in env["blas"]:
             lines.append(f"- BLAS: {b['library']} {b['version']}"
-                         + (f" ({b['architecture']})" if b.get("architecture") else "") + f", {b['threads']} threads")
+                         + (f" ({b['architecture']})" if b.get("architecture") else "")
+                         + f", {plural(b['threads'], 'thread')}")
     else:
         lines.append("- BLAS: unknown (threadpoolctl found none)")
     if "tensorflow_threads" in env:
@@ -510,7 +513,7 @@ def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int
 
     has_test = any(run["final"]["test_accuracy"] is not None for run in runs)
     key, what = ("test_accuracy", "test accuracy") if has_test else ("train_accuracy", "train accuracy")
-    after = f" after {warmup} warm-up epoch{'s' if warmup != 1 else ''}" if warmup else ""
+    after = f" after {plural(warmup, 'warm-up epoch')}" if warmup else ""
     fig, ax = axes(f"{what.capitalize()} against training time", f"cumulative training time{after} (s)", what)
     for run in runs:  # the timed epochs only, as in the table: the warm-up's tracing would shift every curve
         elapsed = np.cumsum(run["history"]["seconds"][warmup:])

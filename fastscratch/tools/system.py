@@ -9,6 +9,8 @@ import socket
 import sys
 from typing import Any
 
+from .._validation import plural
+
 
 def blas_info() -> list[dict[str, Any]]:
     """The BLAS libraries NumPy (and anything else loaded) uses: name, version, threads."""
@@ -24,7 +26,7 @@ def blas_summary() -> str:
     if not found:
         return "BLAS unknown (threadpoolctl found none)"
     return "; ".join(f"{b['library']} {b['version']}" + (f" ({b['architecture']})" if b["architecture"] else "")
-                     + f", {b['threads']} thread{'s' if b['threads'] != 1 else ''}" for b in found)
+                     + f", {plural(b['threads'], 'thread')}" for b in found)
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,7 +81,7 @@ def tensorflow_gpus() -> str:
     except Exception as exc:  # a broken TensorFlow install must not break `info`
         return f"TensorFlow present but failed to load ({type(exc).__name__}: {exc})"
     names = ", ".join(g.name for g in gpus)
-    return f"TensorFlow {tf.__version__} sees {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" + \
+    return f"TensorFlow {tf.__version__} sees {plural(len(gpus), 'GPU')}" + \
         (f": {names}" if gpus else " (runs on the CPU)")
 
 

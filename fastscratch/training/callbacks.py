@@ -36,6 +36,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from .. import devices
+from .._validation import plural
 from ..history import History
 from ..io import checkpoints as ckpt
 from ..io.atomic import ensure_writable_dir
@@ -231,7 +232,7 @@ class EarlyStopping(Callback):
             self.best, self.best_value, self.best_epoch = None, None, 0  # that epoch's result was undone
         if self.stopped_here and loop.say is not None:
             loop.say(f"Early stopping at epoch {loop.epoch}: {self.monitor} has not improved for "
-                     f"{self.patience} epochs (best {self.best_value:.4f} at epoch {self.best_epoch}).")
+                     f"{plural(self.patience, 'epoch')} (best {self.best_value:.4f} at epoch {self.best_epoch}).")
         if self.best is not None and self.best_epoch != net.epochs_trained:
             # the history keeps every epoch run; weights and optimizer state are the best one's
             loop.optimizer.iterations = self.best.put_back(loop.tracked)
@@ -276,7 +277,7 @@ class BackupAndRestore(Callback):
         if saved is not None and loop.say is not None:
             done = loop.network.epochs_trained - loop.settings.first_epoch
             finished = saved.record["finished"]
-            loop.say(f"Resuming from {self.path}: {done} of {loop.settings.epochs} epochs done"
+            loop.say(f"Resuming from {self.path}: {done} of {plural(loop.settings.epochs, 'epoch')} done"
                      + (f" (that run ended: {finished.replace('_', ' ')})"
                         if finished not in (None, "completed") else ""))
 

@@ -122,7 +122,7 @@ def describe_threads(path: str | None, parts: int, epoch_blas_threads: int | Non
     """How an epoch used threads, in words, for reports: ``path`` is ``Workspace.last_path``,
     the rest the workspace's ``parts``, ``epoch_blas_threads`` and ``blas_threads``."""
     def blas(threads: int | None) -> str:
-        return "all BLAS threads" if threads is None else f"{threads} BLAS thread{'s' if threads != 1 else ''}"
+        return "all BLAS threads" if threads is None else check.plural(threads, "BLAS thread")
 
     if path == "fused":
         if parts > 1:
