@@ -13,10 +13,13 @@ class states its update rule's kernel code for a whole-epoch function
 (``state_names``) and, through :meth:`Optimizer.equivalents`, the Keras,
 PyTorch and JAX (optax) optimizers that apply the same rule.  The Keras
 reference, the benchmark's frameworks and the command line read it.
+:data:`PRESETS` adds the names users write for common settings (``"nesterov"``);
+:func:`get_optimizer` and every ``--optimizer`` of the command line accept them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from types import ModuleType
 from typing import Any, Callable
@@ -61,6 +64,9 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+    def __str__(self) -> str:
+        return describe(self.config())
 
     # -- state ---------------------------------------------------------
     def bind(self, params: list[np.ndarray]) -> None:
@@ -181,11 +187,26 @@ class Adam(Optimizer):
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
+#: Every name an optimizer can be asked for by (:func:`get_optimizer`, each ``--optimizer`` of the
+#: command line, the benchmark's workloads): the registry's classes with their defaults, and
+#: ``"nesterov"``, momentum 0.9 with Nesterov's look-ahead.  Kept here, once, so no front end
+#: offers a name another lacks.
+PRESETS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "momentum": Momentum,
+                                              "nesterov": functools.partial(Momentum, nesterov=True), "adam": Adam}
+
 
 def get_optimizer(spec: "str | Optimizer | dict[str, Any]") -> Optimizer:
-    """An optimizer from a name (``"sgd"``, ``"momentum"``, ``"adam"``), an
-    ``Optimizer`` instance (returned as is) or a config dict as ``config()`` makes."""
-    return resolve_named(spec, OPTIMIZERS, Optimizer, "optimizer")
+    """An optimizer from a name of :data:`PRESETS` (``"sgd"``, ``"momentum"``, ``"nesterov"``,
+    ``"adam"``), an ``Optimizer`` instance (returned as is) or a config dict as ``config()`` makes."""
+    return resolve_named(spec, PRESETS, Optimizer, "optimizer")
+
+
+def describe(config: dict[str, Any]) -> str:
+    """An optimizer's config as a person writes it: ``"adam (beta1=0.9, beta2=0.999, eps=1e-07)"``,
+    ``"sgd"`` (the name alone when it has no settings)."""
+    settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in config.items() if k != "name")
+    return f"{config.get('name', '?')} ({settings})" if settings else str(config.get("name", "?"))
 
 
 def kernel_code(optimizer: Optimizer) -> int | None:

@@ -207,7 +207,7 @@ def test_every_train_option_says_what_it_does_and_its_default():
             head, rest = head.split("\n", 1)[0], head.split("\n", 1)[1] + rest
         options[head.strip()] = " ".join(rest.split())
     assert len(options) >= 25, options
-    assert "--epochs N" in options and "--optimizer {sgd,momentum,adam}" in options
+    assert "--epochs N" in options and "--optimizer {sgd,momentum,nesterov,adam}" in options
     for head, description in options.items():
         if head.startswith("-h"):
             continue

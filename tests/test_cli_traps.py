@@ -23,6 +23,20 @@ def no_tensorflow_probe(monkeypatch):
     monkeypatch.setattr(system, "tensorflow_gpus", lambda: "TensorFlow not probed here")
 
 
+# 2 ---------------------------------------------------------------------------------------------
+def test_info_prints_the_optimizer_as_a_person_writes_it(tmp_path, capsys):
+    sample = datasets.load_dataset()
+    X, y = datasets.to_features(sample.X_train[:64]), sample.y_train[:64]
+    net = NeuralNetwork([784, 8, 10], seed=0)
+    net.fit(X, y, epochs=1, batch_size=32, optimizer="adam", lr=0.01, verbose=False)
+    net.save(tmp_path / "m.npz")
+    assert cli.main(["info", str(tmp_path / "m.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer adam (beta1=0.9, beta2=0.999, eps=1e-07)" in out
+    assert "{" not in out and "'name'" not in out
+    assert "trained 1 epoch," in out  # and in the singular (trap 3)
+
+
 # 3 ---------------------------------------------------------------------------------------------
 def test_plural_is_singular_only_for_one():
     from fastscratch._validation import plural
@@ -35,3 +49,21 @@ def test_one_epoch_is_said_in_the_singular(capsys):
     assert cli.main(["train", *QUICK]) == 0
     out = capsys.readouterr().out
     assert ", 1 epoch, backend" in out and "1 epochs" not in out
+
+
+# 6 ---------------------------------------------------------------------------------------------
+def test_every_command_offers_the_registrys_optimizers():
+    from fastscratch.optimizers import PRESETS
+
+    parser = cli.build_parser()
+    for command in ("train", "bench", "compare"):
+        option = next(a for a in parser.subcommands[command]._actions if a.dest == "optimizer")
+        assert list(option.choices) == list(PRESETS), command
+
+
+def test_train_with_nesterov(tmp_path, capsys):
+    assert cli.main(["train", *QUICK, "--optimizer", "nesterov", "--save", str(tmp_path / "m.npz")]) == 0
+    assert "784-16-10, relu, nesterov," in capsys.readouterr().out
+    model = NeuralNetwork.load(tmp_path / "m.npz")
+    assert model.epochs_trained == 1
+    assert model.optimizer.config() == {"name": "momentum", "momentum": 0.9, "nesterov": True}

@@ -66,6 +66,7 @@ from .._equivalents import framework_object
 from .._validation import plural
 from ..activations import get_activation
 from ..io import datasets
+from ..optimizers import PRESETS
 
 #: The frameworks, the one registry the CLI, asv and pytest-benchmark read (see :func:`make_trainer`).
 FRAMEWORKS = ("fastscratch-numba", "fastscratch-numpy", "tf.keras", "torch", "torch-compile", "jax", "keras-jax",
@@ -82,8 +83,9 @@ DEVICE_FRAMEWORKS: dict[str, tuple[str, ...]] = {
 #: Short names the command line accepts for them.
 FRAMEWORK_ALIASES = {"numba": "fastscratch-numba", "numpy": "fastscratch-numpy", "keras": "tf.keras",
                      "pytorch": "torch", "torch.compile": "torch-compile", "inductor": "torch-compile"}
-#: The workload optimizers: names for :func:`workload_optimizer`.
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+#: The workload optimizers: names for :func:`workload_optimizer`, those of the optimizers' one
+#: registry (:data:`fastscratch.optimizers.PRESETS`).
+OPTIMIZERS = tuple(PRESETS)
 DEFAULT_TARGETS = {"fashion-mnist": 0.88, "mnist-sample": 0.92}
 #: PyTorch's CPU build (a plain `pip install torch` on Linux fetches the multi-GB CUDA build)
 TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
@@ -132,10 +134,7 @@ def workload_optimizer(workload: Workload):
     """The fastscratch optimizer ``workload.optimizer`` names, with fastscratch's defaults:
     ``"momentum"`` and ``"nesterov"`` are ``Momentum(0.9)`` (Nesterov for the latter),
     ``"adam"`` is ``Adam(0.9, 0.999, 1e-7)``.  Every framework's optimizer is mapped from it."""
-    from ..optimizers import SGD, Adam, Momentum
-
-    return {"sgd": SGD, "momentum": Momentum, "nesterov": lambda: Momentum(0.9, nesterov=True),
-            "adam": Adam}[workload.optimizer]()
+    return PRESETS[workload.optimizer]()
 
 
 def initial_network(workload: Workload, sizes: Sequence[int]):

@@ -29,9 +29,10 @@ from ..backends import BACKENDS, available_backends, load_backend
 from ..io import datasets
 from ..io.atomic import ensure_writable_dir, write_text
 from ..network import NeuralNetwork
-from ..optimizers import OPTIMIZERS as OPTIMIZER_CLASSES
+from ..optimizers import PRESETS as OPTIMIZER_PRESETS
+from ..optimizers import describe as describe_optimizer
 from . import argtypes as args_
-from .bench import DEVICE_FRAMEWORKS, FRAMEWORK_ALIASES, FRAMEWORKS, OPTIMIZERS, SWEEP_WIDTHS
+from .bench import DEVICE_FRAMEWORKS, FRAMEWORK_ALIASES, FRAMEWORKS, SWEEP_WIDTHS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -102,9 +103,9 @@ def build_parser() -> Parser:
     train.add_argument("--batch-size", type=args_.batch_size, default=None, metavar="N|full",
                        help="mini-batch size, or 'full' for full-batch gradient descent (default)")
     train.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
-    train.add_argument("--optimizer", choices=tuple(OPTIMIZER_CLASSES), default="sgd",
-                       help="plain gradient descent, momentum 0.9, or Adam with Keras' defaults "
-                            "(default: %(default)s)")
+    train.add_argument("--optimizer", choices=tuple(OPTIMIZER_PRESETS), default="sgd",
+                       help="plain gradient descent, momentum 0.9 (nesterov: with Nesterov's look-ahead), or Adam "
+                            "with Keras' defaults (default: %(default)s)")
     train.add_argument("--lr-schedule", choices=("step", "exponential", "cosine"), default=None,
                        help="how the learning rate falls over the epochs (default: constant)")
     train.add_argument("--weight-decay", type=args_.non_negative_float, default=0.0, metavar="L2",
@@ -196,7 +197,7 @@ def build_parser() -> Parser:
                             "32,128,512)")
     bench.add_argument("--hidden", type=args_.hidden_sizes, default=None, metavar="SIZES",
                        help="hidden layer sizes (default: 128,64)")
-    bench.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+    bench.add_argument("--optimizer", choices=tuple(OPTIMIZER_PRESETS), default="sgd",
                        help="momentum and nesterov: momentum 0.9; adam: beta 0.9, 0.999, eps 1e-7 (default: sgd)")
     bench.add_argument("--lr", type=args_.positive_float, default=0.1)
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -517,7 +518,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"Model {args.model}")
         print(f"  architecture {'-'.join(map(str, net.architecture))}, activations {', '.join(net.activations)}, "
               f"{net.dtype.name}, dropout {net.dropout}")
-        print(f"  trained {plural(len(h), 'epoch')}" + (f", optimizer {net.optimizer.config()}" if net.optimizer else ""))
+        print(f"  trained {plural(len(h), 'epoch')}" + (f", optimizer {net.optimizer}" if net.optimizer else ""))
         if len(h):
             line = f"  last epoch: cost {h.cost[-1]:.4f}, train accuracy {h.train_accuracy[-1]:.4f}"
             if not math.isnan(h.test_accuracy[-1]):
@@ -535,7 +536,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             fit = record["fit"]
             print(f"  training checkpoint: {len(h) - record['first_epoch']} of "
                   f"{plural(record['target_epoch'] - record['first_epoch'], 'epoch')}, {state}; lr {fit['lr']:g}, "
-                  f"batch {fit['batch_size'] or 'full'}, {fit['optimizer']['name']}")
+                  f"batch {fit['batch_size'] or 'full'}, {describe_optimizer(fit['optimizer'])}")
         return 0
     print(f"fastscratch {__version__}")
     for name, version in versions().items():

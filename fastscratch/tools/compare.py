@@ -57,7 +57,7 @@ from ..activations import ACTIVATION_NAMES, get_activation
 from ..backends import BACKENDS, available_backends, load_backend
 from ..io.atomic import ensure_writable_dir, write_text
 from ..network import NeuralNetwork
-from ..optimizers import Adam, Momentum, Optimizer, get_optimizer
+from ..optimizers import PRESETS, Adam, Momentum, Optimizer, describe, get_optimizer
 from . import argtypes as args_
 
 __all__ = ["compare", "resolve_dataset", "add_arguments", "run_from_args", "RESULT_KEYS", "RUN_KEYS"]
@@ -223,12 +223,10 @@ def _check_settings(hidden, activation, optimizer, lr, epochs, warmup, batch_siz
         raise TypeError(f"hidden must be a list of layer sizes such as [128, 64], got {hidden!r}")
     hidden = [check.check_positive_int("hidden layer size", h) for h in hidden]
     get_activation(activation)  # ValueError naming the registry's choices
-    label = optimizer if isinstance(optimizer, str) else repr(optimizer)
-    if isinstance(optimizer, str) and optimizer.lower() == "nesterov":
-        optimizer = Momentum(0.9, nesterov=True)
     opt = get_optimizer(optimizer)
+    label = optimizer if isinstance(optimizer, str) else str(opt)
     if not isinstance(opt, (Momentum, Adam)) and opt.name != "sgd":
-        raise ValueError(f"optimizer {opt!r} has no Keras equivalent here; use sgd, momentum, nesterov or adam")
+        raise ValueError(f"optimizer {opt!r} has no Keras equivalent here; use one of {', '.join(PRESETS)}")
     if batch_sizes is None or isinstance(batch_sizes, numbers.Integral):
         batch_sizes = [batch_sizes]
     if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Sequence) or not batch_sizes:
@@ -402,14 +400,13 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def _markdown(results: dict[str, Any]) -> str:
     s, d, env = results["settings"], results["dataset"], results["environment"]
-    opt = ", ".join(f"{k}={v}" for k, v in s["optimizer"].items() if k != "name")
     lines = [
         f"# fastscratch vs {_keras_label(s)}",
         "",
         f"Dataset **{d['name']}**: {d['n_train']:,} training / {d['n_test']:,} test samples, {d['n_features']} "
         f"features, {d['n_classes']} classes.  Network {'-'.join(map(str, s['architecture']))} ({s['activation']}, "
-        f"softmax output), {s['dtype']}, optimizer {s['optimizer']['name']}" + (f" ({opt})" if opt else "")
-        + f", lr {s['lr']:g}, {s['warmup_epochs']} warm-up + {plural(s['epochs'], 'timed epoch')}, seed {s['seed']}.",
+        f"softmax output), {s['dtype']}, optimizer {describe(s['optimizer'])}"
+        f", lr {s['lr']:g}, {s['warmup_epochs']} warm-up + {plural(s['epochs'], 'timed epoch')}, seed {s['seed']}.",
         "Every run starts from the same initial weights and sees the same batches in the same order.",
         "",
         "| framework (backend) | device | batch | s/epoch median (min-max) | samples/s | train acc | test acc "
@@ -549,7 +546,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=args_.hidden_sizes, default=[128, 64], metavar="SIZES",
                         help="hidden layer sizes, comma-separated (default: 128,64)")
     parser.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu")
-    parser.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam"), default="sgd",
+    parser.add_argument("--optimizer", choices=tuple(PRESETS), default="sgd",
                         help="momentum and nesterov use momentum 0.9; adam the Keras defaults (default: sgd)")
     parser.add_argument("--lr", type=args_.positive_float, default=0.1, help="learning rate (default: %(default)s)")
     parser.add_argument("--epochs", type=args_.positive_int, default=5,
