@@ -23,6 +23,19 @@ def no_tensorflow_probe(monkeypatch):
     monkeypatch.setattr(system, "tensorflow_gpus", lambda: "TensorFlow not probed here")
 
 
+# 1 ---------------------------------------------------------------------------------------------
+def test_info_says_scikit_learn_is_missing_not_the_digits(monkeypatch, capsys, no_tensorflow_probe):
+    for name in [m for m in sys.modules if m.startswith("sklearn.")]:  # loaded by other tests
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if not installed: its import fails
+    assert cli.main(["info"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("digits"))
+    assert "not found" not in line
+    assert "scikit-learn is not installed" in line and "fastscratch[sklearn]" in line
+    with pytest.raises(ImportError, match=r"scikit-learn is not installed.*fastscratch\[sklearn\]"):
+        datasets.load_dataset("digits")  # the same words when it is loaded
+
+
 # 2 ---------------------------------------------------------------------------------------------
 def test_info_prints_the_optimizer_as_a_person_writes_it(tmp_path, capsys):
     sample = datasets.load_dataset()

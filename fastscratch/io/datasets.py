@@ -395,12 +395,16 @@ def _load_mnist_sample() -> Dataset:
     return Dataset(_checked(arrays, str(_MNIST_SAMPLE)), "mnist-sample", "embedded in the package")
 
 
+#: what is missing when the 'digits' dataset is: the library, not a file (load_dataset and locate)
+_NO_SKLEARN = ("scikit-learn is not installed: the 'digits' dataset comes with it "
+               "(`pip install 'fastscratch[sklearn]'` adds it)")
+
+
 def _load_digits() -> Dataset:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
-        raise ImportError("the 'digits' dataset comes with scikit-learn: `pip install 'fastscratch[sklearn]'`") \
-            from exc
+        raise ImportError(_NO_SKLEARN) from exc
     digits = load_digits()
     # pixel values are 0-16; scale to the 0-255 of the other datasets
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
@@ -481,13 +485,17 @@ def _find_remote(name: str, data_dir: str | PathLike | None) -> tuple[Path | lis
 
 
 def locate(name: str, data_dir: str | PathLike | None = None) -> str | None:
-    """Where :func:`load_dataset` would read ``name`` from without downloading, or None."""
+    """Where :func:`load_dataset` would read ``name`` from without downloading, or None when its
+    files are not found; ``ImportError`` naming the extra to install when what is missing is a
+    library (``"digits"`` without scikit-learn), not files."""
     if name == "mnist-sample":
         return "embedded in the package"
     if name == "digits":
         import importlib.util
 
-        return "scikit-learn" if importlib.util.find_spec("sklearn") else None
+        if importlib.util.find_spec("sklearn") is None:
+            raise ImportError(_NO_SKLEARN)
+        return "scikit-learn"
     if name in _REMOTE:
         found, _ = _find_remote(name, data_dir)
         return None if found is None else str(found if isinstance(found, Path) else found[0].parent)

@@ -575,8 +575,8 @@ def _gpu_line() -> str:
 def _where(name: str) -> str:
     try:
         return datasets.locate(name) or "not found (see `fastscratch train --dataset NAME` for where it looks)"
-    except ImportError as exc:
-        return f"unavailable ({exc})"
+    except ImportError as exc:  # a library is missing, not files: say which, not "not found"
+        return f"unavailable: {exc}"
 
 
 def argv_is_bench() -> bool:
