@@ -64,6 +64,34 @@ def test_one_epoch_is_said_in_the_singular(capsys):
     assert ", 1 epoch, backend" in out and "1 epochs" not in out
 
 
+# 5 ---------------------------------------------------------------------------------------------
+def test_compare_takes_batch_sizes_as_bench_does(capsys):
+    parser = cli.build_parser()
+    new = parser.parse_args(["compare", "--batch-sizes", "32,128,full"])
+    assert new.batch_sizes == [32, 128, None]
+    assert parser.parse_args(["bench", "--batch-sizes", "32,128,full"]).batch_sizes == new.batch_sizes
+    assert capsys.readouterr().err == ""
+    old = parser.parse_args(["compare", "--batch-size", "32", "128", "full"])  # still works, with a note
+    assert old.batch_sizes == new.batch_sizes
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and "--batch-size" in note[0] and "deprecated" in note[0]
+    assert "--batch-sizes 32,128,full" in note[0]
+    with pytest.raises(SystemExit):  # not both
+        parser.parse_args(["compare", "--batch-sizes", "32", "--batch-size", "64"])
+
+
+def test_compare_takes_backends_comma_separated_as_bench_takes_frameworks(capsys):
+    parser = cli.build_parser()
+    assert parser.parse_args(["compare", "--backends", "numpy,numba"]).backends == ["numpy", "numba"]
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["compare", "--backends", "numpy", "numba"]).backends == ["numpy", "numba"]
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and "deprecated" in note[0] and "--backends numpy,numba" in note[0]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", "--backends", "numbaa"])
+    assert "did you mean 'numba'" in capsys.readouterr().err
+
+
 # 6 ---------------------------------------------------------------------------------------------
 def test_every_command_offers_the_registrys_optimizers():
     from fastscratch.optimizers import PRESETS

@@ -117,7 +117,7 @@ def test_public_name_is_the_function():
 
 def test_cli_compare_without_keras(tmp_path, capsys):
     out = tmp_path / "cli-report"
-    code = cli_main(["compare", "--dataset", "digits", "--hidden", "16", "--epochs", "1", "--batch-size", "full",
+    code = cli_main(["compare", "--dataset", "digits", "--hidden", "16", "--epochs", "1", "--batch-sizes", "full",
                      "--no-keras", "--out", str(out), "--quiet"])
     assert code == 0
     assert capsys.readouterr().out.strip() == str(out / "report.md")
@@ -131,7 +131,7 @@ def test_cli_compare_without_keras(tmp_path, capsys):
 
 def test_cli_reports_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["compare", "--batch-size", "0"])
+        cli_main(["compare", "--batch-sizes", "0"])
     assert exit_info.value.code == 2
     (tmp_path / "file").write_text("x")
     assert cli_main(["compare", "--dataset", "digits", "--out", str(tmp_path / "file"), "--no-keras"]) == 1

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .. import _validation as check
 from ..io import datasets
 
 
@@ -58,6 +61,48 @@ def batch_size(text: str) -> int | None:
 
 def batch_list(text: str) -> list[int | None]:
     return [batch_size(part) for part in text.split(",")]
+
+
+def names(choices: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    """A type for a comma-separated list of ``choices`` (``numba,numpy``), each named once;
+    ``what`` names one item in the error (``"backend"``)."""
+    def convert(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [name for name in chosen if name not in choices]
+        if unknown or not chosen:
+            hint = check.did_you_mean(unknown[0], choices) if unknown else ""
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}{hint}; "
+                                             f"expected a comma-separated list from {', '.join(choices)}")
+        return list(dict.fromkeys(chosen))
+    return convert
+
+
+class CommaList(argparse.Action):
+    """A comma-separated list option (``--batch-sizes 32,128``, the one style of the command
+    line) that still takes an older spelling: another option name (``--batch-size``) or the
+    list as separate words (``--backends numba numpy``, with ``nargs="+"``).  Those are
+    converted alike and stored where the new spelling stores them, with a one-line note on
+    stderr naming the new spelling, so old scripts keep working while their users learn it.
+
+    ``convert``: the new spelling's type (one comma-separated word -> a list);
+    ``new_option``: the new spelling's name."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, convert: Callable[[str], list[Any]],
+                 new_option: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.convert, self.new_option = convert, new_option
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[str] | None, option_string: str | None = None) -> None:
+        words = [values] if isinstance(values, str) else list(values or [])
+        try:
+            value = [item for word in words for item in self.convert(word)]
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        if option_string != self.new_option or len(words) > 1:
+            print(f"{parser.prog}: note: `{option_string} {' '.join(words)}` is deprecated; write "
+                  f"`{self.new_option} {','.join(words)}`", file=sys.stderr)
+        setattr(namespace, self.dest, value)
 
 
 def hidden_sizes(text: str) -> list[int]:

@@ -554,12 +554,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=args_.non_negative_int, default=1,
                         help="epochs trained first by every framework but not timed: they take Keras' graph "
                              "tracing, as in `fastscratch bench` (default: %(default)s)")
-    parser.add_argument("--batch-size", type=args_.batch_size, nargs="+", default=[128], metavar="N|full",
-                        help="one or more batch sizes; several add a seconds-per-epoch plot (default: 128)")
+    batches = parser.add_mutually_exclusive_group()
+    batches.add_argument("--batch-sizes", type=args_.batch_list, default=[128], metavar="LIST",
+                         help="comma-separated, as `fastscratch bench` takes them; 'full' for full batch; several "
+                              "add a seconds-per-epoch plot (default: 128)")
+    batches.add_argument("--batch-size", dest="batch_sizes", nargs="+", metavar="N|full", action=args_.CommaList,
+                         convert=args_.batch_list, new_option="--batch-sizes",
+                         help="deprecated spelling of --batch-sizes (space-separated)")
     parser.add_argument("--seed", type=args_.seed, default=0, help="initialisation and shuffling seed (default: 0)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None, metavar="NAME",
-                        help=f"fastscratch backends to run, of {', '.join(BACKENDS)} (default: all available)")
+    # nargs="+": the older space-separated spelling still works, with a note (CommaList)
+    parser.add_argument("--backends", nargs="+", default=None, metavar="LIST", action=args_.CommaList,
+                        convert=args_.names(BACKENDS, "backend"), new_option="--backends",
+                        help=f"fastscratch backends to run, comma-separated, of {','.join(BACKENDS)} "
+                             "(default: all available)")
     keras = parser.add_mutually_exclusive_group()
     keras.add_argument("--no-keras", dest="keras", action="store_const", const=False, default="auto",
                        help="leave Keras out")
@@ -586,7 +594,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     log = None if args.quiet else (lambda line: print(line, flush=True))
     results = compare(args.dataset, out_dir=args.out, hidden=args.hidden, activation=args.activation,
                       optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, warmup=args.warmup,
-                      batch_sizes=args.batch_size,
+                      batch_sizes=args.batch_sizes,
                       seed=args.seed, dtype=args.dtype, backends=args.backends, keras=args.keras,
                       device=args.device, data_dir=args.data_dir, download=args.download, plots=args.plots, log=log,
                       keras_backend=args.keras_backend)
