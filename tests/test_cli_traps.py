@@ -108,3 +108,21 @@ def test_train_with_nesterov(tmp_path, capsys):
     model = NeuralNetwork.load(tmp_path / "m.npz")
     assert model.epochs_trained == 1
     assert model.optimizer.config() == {"name": "momentum", "momentum": 0.9, "nesterov": True}
+
+
+# 7 ---------------------------------------------------------------------------------------------
+def test_outputs_into_a_missing_folder_are_created_and_said(tmp_path, capsys, monkeypatch):
+    """One rule for every output option: a missing folder is made, and a note names it."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", *QUICK, "--quiet", "--save", "models/new/m.npz"]) == 0
+    assert (tmp_path / "models" / "new" / "m.npz").is_file()
+    assert "--save models/new/m.npz: created the missing folder models/new" in capsys.readouterr().err
+    np.save(tmp_path / "x.npy", datasets.load_dataset().X_test[:3])
+    assert cli.main(["predict", "models/new/m.npz", "x.npy", "-o", "out/missing/dir/preds.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "--output out/missing/dir/preds.csv: created the missing folder out/missing/dir" in err
+    assert (tmp_path / "out" / "missing" / "dir" / "preds.csv").read_text().startswith("index,predicted")
+    assert cli.main(["predict", "models/new/m.npz", "x.npy", "-o", "out/missing/dir/again.csv"]) == 0
+    assert "created" not in capsys.readouterr().err  # only when it was missing
+    assert cli.main(["predict", "models/new/m.npz", "nothing.npy", "-o", "other/p.csv"]) == 1
+    assert not (tmp_path / "other").exists()  # a bad input leaves no new folder behind

@@ -266,11 +266,17 @@ def _load_data(args: argparse.Namespace, features: str | None = None) -> dataset
 
 
 def _probe_directory(directory: str, flag: str, given: str) -> None:
-    """Create ``directory`` if needed and prove a file can be written there, before any work."""
+    """Create ``directory`` (parents too) if needed and prove a file can be written there, before
+    any work.  The one rule of every output option (``--save``, ``--plots``, ``--output``, ...):
+    a missing folder is created, and a note on stderr names it, so a typo in a path is seen at
+    once instead of leaving the output somewhere unexpected."""
+    missing = not os.path.isdir(directory)
     try:
         ensure_writable_dir(directory)
     except OSError as exc:
         raise CommandError(f"{flag} {given}: cannot write there ({exc.strerror or exc})") from None
+    if missing:
+        print(f"note: {flag} {given}: created the missing folder {directory}", file=sys.stderr)
 
 
 def _check_plotting(directory: str | None, flag: str = "--plots") -> None:
@@ -292,7 +298,7 @@ def _prepare_output(path: str | None, flag: str) -> None:
         return
     if os.path.isdir(path):
         raise CommandError(f"{flag} {path}: is a directory")
-    _probe_directory(os.path.dirname(os.path.abspath(path)), flag, path)
+    _probe_directory(os.path.dirname(os.path.normpath(path)) or os.curdir, flag, path)
 
 
 def _write_result_plots(net: NeuralNetwork, data: datasets.Dataset, directory: str, say) -> list[str]:
@@ -470,7 +476,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..io import inputs
 
     net = _load_model(args.model)
-    _prepare_output(args.output, "--output")
     architecture = "-".join(map(str, net.architecture))
     try:
         items = [inputs.read_input(path) for path in args.inputs]
@@ -478,6 +483,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             inputs.check_fits(item, net.n_features, architecture)
     except inputs.InputError as exc:
         raise CommandError(str(exc)) from None
+    _prepare_output(args.output, "--output")  # after the inputs: a bad input leaves no new folder behind
     for line in inputs.apply_inversion(items, args.invert):
         print(line, file=sys.stderr)
     X = items[0].rows if len(items) == 1 else np.concatenate([item.rows for item in items])
