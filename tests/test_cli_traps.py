@@ -64,6 +64,27 @@ def test_one_epoch_is_said_in_the_singular(capsys):
     assert ", 1 epoch, backend" in out and "1 epochs" not in out
 
 
+# 4 and 3 ---------------------------------------------------------------------------------------
+def test_light_ground_warning_fits_a_clothing_model(tmp_path, capsys):
+    """A Fashion-MNIST model's warning speaks of its own training images, not of digits; five
+    files name three and "1 more file"."""
+    from matplotlib import image
+
+    net = NeuralNetwork([784, 8, 10], seed=0)
+    net.data_info = {"dataset": "fashion-mnist", "class_names": [f"c{k}" for k in range(10)]}
+    net.save(tmp_path / "clothes.npz")
+    light = np.full((28, 28), 255, dtype=np.uint8)
+    light[8:20, 10:18] = 30  # a dark garment on white, as a photograph shows it
+    pngs = [tmp_path / f"shirt{k}.png" for k in range(4)]
+    for png in pngs:
+        image.imsave(png, light, cmap="gray", vmin=0, vmax=255)
+    assert cli.main(["predict", str(tmp_path / "clothes.npz"), *map(str, pngs)]) == 0
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: 4 images with a light ground")
+    assert "digit" not in warning[0] and "(fashion-mnist)" in warning[0]
+    assert warning[0].count("shirt") == 3 and "and 1 more file;" in warning[0]
+
+
 # 5 ---------------------------------------------------------------------------------------------
 def test_compare_takes_batch_sizes_as_bench_does(capsys):
     parser = cli.build_parser()

@@ -4,8 +4,8 @@
 into ``(n, n_features)`` rows and remembers whether they are images and of what size, so
 that :func:`check_fits` can say "a 112x112 image, but the model expects 28x28 images"
 instead of counting features.  :func:`light_ground` finds images drawn the other way
-round from MNIST (a dark digit on a light ground, as people draw and as the sample grid
-shows them); :func:`apply_inversion` turns them into light-on-dark, as the model was
+round from MNIST and Fashion-MNIST (a dark object on a light ground, as people draw and
+photograph and as the sample grid shows them); :func:`apply_inversion` turns them into light-on-dark, as the model was
 trained, or leaves them, as the user asked.
 
 Errors are :class:`InputError` (a ``ValueError``) naming the file and what was expected.
@@ -150,8 +150,8 @@ def light_ground(images: np.ndarray) -> np.ndarray:
     """Which of ``images: (n, h, w)`` (pixels in [0, 1]) have a light ground: ``(n,)`` bool.
 
     The ground is judged by the median of the image's border (the outer ``max(1, min(h, w)
-    // 14)`` pixels: 2 for 28x28), where MNIST-style images are dark around the digit; a
-    median above 0.5 means a dark digit on a light ground."""
+    // 14)`` pixels: 2 for 28x28), where MNIST-style images are dark around the digit or garment;
+    a median above 0.5 means a dark object on a light ground."""
     if images.ndim != 3:
         raise ValueError(f"images must be (n, height, width), got shape {images.shape}")
     n, h, w = images.shape
@@ -161,13 +161,14 @@ def light_ground(images: np.ndarray) -> np.ndarray:
     return np.median(ring, axis=1) > 0.5
 
 
-def apply_inversion(items: list[Input], invert: bool | None) -> list[str]:
+def apply_inversion(items: list[Input], invert: bool | None, trained_on: str | None = None) -> list[str]:
     """Turn images into light-on-dark (``1 - x``) in place, as asked; return warning lines.
 
     ``invert=None`` (the default of ``predict``): images whose pixels predict scaled itself
     (PNG, uint8) and whose ground is light (:func:`light_ground`) are inverted, and a
     warning says which.  ``True``: every input is inverted (features taken to be in [0, 1]);
-    ``False``: nothing is."""
+    ``False``: nothing is.  ``trained_on``: the dataset the model records (``data_info``),
+    named in the warning; the warning's words fit digits and clothing alike."""
     if invert is False:
         return []
     if invert is True:
@@ -189,8 +190,10 @@ def apply_inversion(items: list[Input], invert: bool | None) -> list[str]:
         return []
     total = sum(count for _, count in flipped)
     names = ", ".join(f"{item.path}" + (f" ({count:,} of {item.n:,})" if item.n > 1 else "")
-                      for item, count in flipped[:3]) + (f" and {plural(len(flipped) - 3, 'more file')}" if len(flipped) > 3
-                                                         else "")
-    return [f"warning: {plural(total, 'image')} with a light ground (a dark digit on white) "
-            f"inverted to light on dark, as MNIST-style models are trained: {names}; --no-invert keeps them as "
-            "they are"]
+                      for item, count in flipped[:3]) + (f" and {plural(len(flipped) - 3, 'more file')}"
+                                                         if len(flipped) > 3 else "")
+    # a custom dataset is recorded as its directory's absolute path: its last part names it
+    like = (f"the model's training images ({os.path.basename(os.path.normpath(trained_on))}) are" if trained_on
+            else "MNIST-style models are trained")
+    return [f"warning: {plural(total, 'image')} with a light ground (a dark object on white) inverted to "
+            f"light on dark, as {like}: {names}; --no-invert keeps them as they are"]

@@ -154,12 +154,12 @@ def build_parser() -> Parser:
         description="Predict classes. Each INPUT is a PNG image (grey or colour, averaged to grey), an IDX file "
                     "(.gz or not) or a .npy file (read without pickle) of images (n, h, w) or feature rows (n, d): "
                     "uint8 pixels are scaled to [0, 1] as training did, other numbers taken as they are. Images "
-                    "must have the training images' size (28x28 for MNIST). MNIST-style models see a light digit "
-                    "on a dark ground: images with a light ground (a dark digit on white, as people draw) are "
-                    "inverted, with a warning, unless --no-invert. Writes CSV: `index,predicted` (the predicted "
-                    "label; `predicted_class` too when the model knows its class names), with several inputs a "
-                    "`source` column first, the file each row comes from (index: the row in that file), with "
-                    "--proba one probability column per class.")
+                    "must have the training images' size (28x28 for MNIST). MNIST-style models (MNIST, "
+                    "Fashion-MNIST) see a light digit or garment on a dark ground: images with a light ground (a dark "
+                    "object on white, as people draw and photograph) are inverted, with a warning, unless "
+                    "--no-invert. Writes CSV: `index,predicted` (the predicted label; `predicted_class` too when "
+                    "the model knows its class names), with several inputs a `source` column first, the file each "
+                    "row comes from (index: the row in that file), with --proba one probability column per class.")
     predict.add_argument("model", metavar="MODEL.npz", help="a model saved by `train --save` or NeuralNetwork.save")
     predict.add_argument("inputs", metavar="INPUT", nargs="+", help="PNG, IDX (.gz or not) or .npy files")
     predict.add_argument("--output", "-o", metavar="FILE", type=args_.path,
@@ -484,7 +484,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except inputs.InputError as exc:
         raise CommandError(str(exc)) from None
     _prepare_output(args.output, "--output")  # after the inputs: a bad input leaves no new folder behind
-    for line in inputs.apply_inversion(items, args.invert):
+    for line in inputs.apply_inversion(items, args.invert, (net.data_info or {}).get("dataset")):
         print(line, file=sys.stderr)
     X = items[0].rows if len(items) == 1 else np.concatenate([item.rows for item in items])
     names = (net.data_info or {}).get("class_names")
