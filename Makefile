@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test fuzz figures notebooks notebook-figures clean
+.PHONY: run test fuzz figures notebooks notebook-figures docs docs-serve clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/fastscratch train --save out/model.npz --plots out
@@ -41,6 +41,19 @@ notebook-figures: $(VENV)/.installed
 		$(BIN)/python -m pytest -q tests/test_notebooks.py -k runs_top_to_bottom && \
 	cp $$dir/forward-pass.png docs/notebook-forward-pass.png && \
 	cp $$dir/agreement.png docs/notebook-agreement.png && rm -rf $$dir
+
+# the documentation site (mkdocs.yml): a strict build into site/ (any broken link, anchor or
+# docstring fails it), and a live preview at http://127.0.0.1:8000 that rebuilds on edits
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+$(VENV)/.installed-docs: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
 
 $(VENV)/.installed-notebooks: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
