@@ -121,13 +121,15 @@ def plot_class_distribution(y_true: np.ndarray, y_pred: np.ndarray, class_names:
     x = np.arange(n)
     ax.bar(x - 0.2, counts.sum(axis=1), width=0.4, label="true")
     ax.bar(x + 0.2, counts.sum(axis=0), width=0.4, label="predicted")
-    ax.set_xticks(x, [str(c) for c in class_names], rotation=45 if n > 10 or max(map(len, map(str, class_names))) > 3
-                  else 0, ha="right" if n > 10 else "center")
+    slanted = n > 10 or max(map(len, map(str, class_names))) > 3  # long names would overlap level
+    ax.set_xticks(x, [str(c) for c in class_names], rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_xlabel("class")
     ax.set_ylabel("samples")
     ax.set_title("Predicted vs true class distribution (test set)")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend()
+    # beside the axes, not in them: with about equal counts every class's bars reach the top,
+    # and a legend inside hides some of them whatever corner it takes
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return finish_figure(fig, path)
 
 

@@ -147,3 +147,24 @@ def test_outputs_into_a_missing_folder_are_created_and_said(tmp_path, capsys, mo
     assert "created" not in capsys.readouterr().err  # only when it was missing
     assert cli.main(["predict", "models/new/m.npz", "nothing.npy", "-o", "other/p.csv"]) == 1
     assert not (tmp_path / "other").exists()  # a bad input leaves no new folder behind
+
+
+# 9 ---------------------------------------------------------------------------------------------
+def test_class_distribution_legend_covers_no_bar(tmp_path):
+    from matplotlib.patches import Rectangle
+
+    from fastscratch import plots
+
+    data = datasets.load_dataset("fashion-mnist") if datasets.locate("fashion-mnist") else datasets.load_dataset()
+    rng = np.random.default_rng(0)
+    y = data.y_test
+    predicted = np.where(rng.random(len(y)) < 0.8, y, rng.integers(0, 10, len(y)))  # about equal counts
+    fig = plots.plot_class_distribution(y, predicted, data.class_names, tmp_path / "class_distribution.png")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) == 2 * len(data.class_names)
+    assert not any(legend.overlaps(bar) for bar in bars)
+    assert fig.get_window_extent(renderer).contains(legend.x1 - 1, legend.y1 - 1)  # and it is in the picture
