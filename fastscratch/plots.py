@@ -46,6 +46,23 @@ def finish_figure(fig, path: str | PathLike | None):
     return fig
 
 
+#: the least y-range of an accuracy axis: autoscaling would stretch a 1e-9 difference between
+#: (nearly) equal accuracies over the whole axis and make equal runs look far apart
+ACCURACY_SPAN = 0.01
+
+
+def widen_to_span(ax, span: float = ACCURACY_SPAN, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+    """Widen ``ax``'s y-limits to at least ``span`` around their middle, kept inside ``bounds``
+    where the span fits there (accuracies stay in [0, 1]).  Call it after drawing."""
+    low, high = ax.get_ylim()
+    if high - low >= span:
+        return
+    middle = (low + high) / 2
+    low, high = middle - span / 2, middle + span / 2
+    shift = max(bounds[0] - low, 0.0) - max(high - bounds[1], 0.0)  # slide back inside the bounds
+    ax.set_ylim(low + shift, high + shift)
+
+
 def _require_history(history: History) -> None:
     if len(history) == 0:
         raise ValueError("nothing to plot: the model has not been trained yet (call fit first)")
@@ -69,6 +86,7 @@ def plot_accuracies(history: History, path: str | PathLike | None = None):
     ax.plot(history.epoch, history.train_accuracy, label="train")
     if any(a == a for a in history.test_accuracy):
         ax.plot(history.epoch, history.test_accuracy, label="test")
+    widen_to_span(ax)
     ax.legend(loc="lower right")
     return finish_figure(fig, path)
 
@@ -208,6 +226,7 @@ def plot_accuracy_vs_time(results, path: str | PathLike | None = None, order: Se
                 color=framework_colour(r.workload.framework, order or [d.workload.framework for d in drawn]))
     if drawn[0].target_accuracy is not None:
         ax.axhline(drawn[0].target_accuracy, linestyle="--", color="gray", label="target")
+    widen_to_span(ax)
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("test accuracy")
     versions = _peer_versions(drawn)

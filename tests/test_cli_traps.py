@@ -149,6 +149,41 @@ def test_outputs_into_a_missing_folder_are_created_and_said(tmp_path, capsys, mo
     assert not (tmp_path / "other").exists()  # a bad input leaves no new folder behind
 
 
+# 8 ---------------------------------------------------------------------------------------------
+def test_equal_accuracies_are_not_stretched_over_the_axis(digits, tmp_path):
+    from fastscratch import plots
+    from fastscratch.tools import bench
+    from fastscratch.tools.compare import compare, plot_report_accuracy
+
+    small = digits[0][:300], digits[1][:300], digits[2][:100], digits[3][:100]
+    results = compare(small, out_dir=tmp_path, hidden=[8], epochs=2, warmup=0, backends=["numpy"], keras=False,
+                      plots=False, log=None)
+    twin = {**results["runs"][0], "name": "twin"}  # the same curve but for a rounding difference
+    twin["history"] = {**twin["history"],
+                       "test_accuracy": [a + 1e-9 for a in twin["history"]["test_accuracy"]]}
+    results["runs"].append(twin)
+    low, high = plot_report_accuracy(results, tmp_path / "accuracy_vs_time.png").axes[0].get_ylim()
+    assert high - low >= plots.ACCURACY_SPAN - 1e-12 and 0 <= low and high <= 1
+
+    result = bench.Result(workload=bench.Workload(framework="fastscratch-numpy"), dataset="digits",
+                          accuracy_curve=[(0.1, 0.9), (0.2, 0.9)])
+    twin = bench.Result(workload=bench.Workload(framework="fastscratch-numba"), dataset="digits",
+                        accuracy_curve=[(0.1, 0.9 + 1e-9), (0.2, 0.9 + 1e-9)])
+    low, high = plots.plot_accuracy_vs_time([result, twin]).axes[0].get_ylim()
+    assert high - low >= plots.ACCURACY_SPAN - 1e-12
+
+
+def test_an_accuracy_at_the_top_stays_inside_zero_to_one():
+    from fastscratch import plots
+
+    fig = plots.blank_figure(3, 2)
+    ax = fig.add_subplot()
+    ax.plot([1, 2], [1.0, 1.0 - 1e-9])  # (exactly equal values matplotlib widens itself)
+    plots.widen_to_span(ax)
+    low, high = ax.get_ylim()
+    assert high == pytest.approx(1.0) and low == pytest.approx(1.0 - plots.ACCURACY_SPAN)
+
+
 # 9 ---------------------------------------------------------------------------------------------
 def test_class_distribution_legend_covers_no_bar(tmp_path):
     from matplotlib.patches import Rectangle

@@ -60,7 +60,8 @@ from ..network import NeuralNetwork
 from ..optimizers import PRESETS, Adam, Momentum, Optimizer, describe, get_optimizer
 from . import argtypes as args_
 
-__all__ = ["compare", "resolve_dataset", "add_arguments", "run_from_args", "RESULT_KEYS", "RUN_KEYS"]
+__all__ = ["compare", "resolve_dataset", "plot_report_accuracy", "add_arguments", "run_from_args", "RESULT_KEYS",
+           "RUN_KEYS"]
 
 RESULT_KEYS = ("fastscratch_version", "created", "dataset", "settings", "environment", "runs", "notes", "files")
 RUN_KEYS = ("name", "framework", "backend", "device", "batch_size", "seconds_per_epoch", "warmup_seconds",
@@ -383,8 +384,7 @@ def _write_report(out_dir: str, results: dict[str, Any], plots: bool, notes: lis
     files = []
     if plots:
         try:
-            files += _write_plots(out_dir, results["runs"], results["settings"]["batch_sizes"],
-                                  results["settings"]["warmup_epochs"])
+            files += _write_plots(out_dir, results)
         except ImportError as exc:
             notes.append(f"Plots skipped: {exc}")
     files = ["report.md", "results.json"] + files
@@ -483,45 +483,63 @@ def _ratios(runs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _write_plots(out_dir: str, runs: list[dict[str, Any]], batch_sizes: list[int | None], warmup: int) -> list[str]:
-    from ..plots import blank_figure, finish_figure
+def _axes(title: str, xlabel: str, ylabel: str):
+    from ..plots import blank_figure
 
-    several = len(batch_sizes) > 1
+    fig = blank_figure(7, 4.5)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
 
-    def label(run: dict[str, Any]) -> str:
-        return run["name"] + (f", batch {run['batch_size']}" if several else "")
 
-    def axes(title: str, xlabel: str, ylabel: str):
-        fig = blank_figure(7, 4.5)
-        ax = fig.add_subplot()
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-        return fig, ax
+def _run_label(run: dict[str, Any], several: bool) -> str:
+    return run["name"] + (f", batch {run['batch_size']}" if several else "")
 
+
+def plot_report_accuracy(results: dict[str, Any], path: str | PathLike | None = None):
+    """Test accuracy (train accuracy where no run has a test set) against cumulative training
+    time, one line per run of ``results`` (as :func:`compare` returns them or ``results.json``
+    holds them), the warm-up epochs left out; 700x450 PNG at ``path`` if given.  The y-axis
+    spans at least :data:`fastscratch.plots.ACCURACY_SPAN`, so equal accuracies look equal."""
+    from ..plots import finish_figure, widen_to_span
+
+    runs, warmup = results["runs"], results["settings"]["warmup_epochs"]
+    several = len(results["settings"]["batch_sizes"]) > 1
+    has_test = any(run["final"]["test_accuracy"] is not None for run in runs)
+    key, what = ("test_accuracy", "test accuracy") if has_test else ("train_accuracy", "train accuracy")
+    after = f" after {plural(warmup, 'warm-up epoch')}" if warmup else ""
+    fig, ax = _axes(f"{what.capitalize()} against training time", f"cumulative training time{after} (s)", what)
+    for run in runs:  # the timed epochs only, as in the table: the warm-up's tracing would shift every curve
+        elapsed = np.cumsum(run["history"]["seconds"][warmup:])
+        values = [math.nan if v is None else v for v in run["history"][key][warmup:]]
+        ax.plot(elapsed, values, marker="o", markersize=3, label=_run_label(run, several))
+    widen_to_span(ax)
+    ax.legend(fontsize="small", loc="lower right")
+    return finish_figure(fig, path)
+
+
+def _write_plots(out_dir: str, results: dict[str, Any]) -> list[str]:
+    from ..plots import finish_figure
+
+    runs = results["runs"]
+    several = len(results["settings"]["batch_sizes"]) > 1
     files = []
-    fig, ax = axes("Training loss per epoch", "epoch", "cross-entropy loss (mean over the epoch's batches)")
+    fig, ax = _axes("Training loss per epoch", "epoch", "cross-entropy loss (mean over the epoch's batches)")
     for run in runs:
-        ax.plot(run["history"]["epoch"], run["history"]["cost"], marker="o", markersize=3, label=label(run))
+        ax.plot(run["history"]["epoch"], run["history"]["cost"], marker="o", markersize=3,
+                label=_run_label(run, several))
     ax.legend(fontsize="small")
     finish_figure(fig, os.path.join(out_dir, "loss.png"))
     files.append("loss.png")
 
-    has_test = any(run["final"]["test_accuracy"] is not None for run in runs)
-    key, what = ("test_accuracy", "test accuracy") if has_test else ("train_accuracy", "train accuracy")
-    after = f" after {plural(warmup, 'warm-up epoch')}" if warmup else ""
-    fig, ax = axes(f"{what.capitalize()} against training time", f"cumulative training time{after} (s)", what)
-    for run in runs:  # the timed epochs only, as in the table: the warm-up's tracing would shift every curve
-        elapsed = np.cumsum(run["history"]["seconds"][warmup:])
-        values = [math.nan if v is None else v for v in run["history"][key][warmup:]]
-        ax.plot(elapsed, values, marker="o", markersize=3, label=label(run))
-    ax.legend(fontsize="small", loc="lower right")
-    finish_figure(fig, os.path.join(out_dir, "accuracy_vs_time.png"))
+    plot_report_accuracy(results, os.path.join(out_dir, "accuracy_vs_time.png"))
     files.append("accuracy_vs_time.png")
 
     if several:
-        fig, ax = axes("Seconds per epoch by batch size (median; bars: min-max)", "batch size", "seconds per epoch")
+        fig, ax = _axes("Seconds per epoch by batch size (median; bars: min-max)", "batch size", "seconds per epoch")
         for name in dict.fromkeys(run["name"] for run in runs):
             mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["batch_size"])
             x = [r["batch_size"] for r in mine]
