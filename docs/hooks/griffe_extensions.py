@@ -98,7 +98,7 @@ def _tables(lines: list[str]) -> list[str]:
             # alone, which is how these docstrings wrap a long first column
             continues = not cells[0] or not any(cells[1:])
             if rows and continues and borders_seen == 2 and len(rows) > 1:
-                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells)]
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
             else:
                 rows.append(cells)
         header, body = rows[0], rows[1:]
