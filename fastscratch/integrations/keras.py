@@ -142,7 +142,7 @@ def _import_tensorflow_once():
     _startup_messages[:] = captured + python_warnings
     serious = _worth_telling(captured) + python_warnings
     if serious:
-        warnings.warn(f"TensorFlow {tf.__version__} printed {len(serious)} message(s) while loading, "
+        warnings.warn(f"TensorFlow {tf.__version__} printed {check.plural(len(serious), 'message')} while loading, "
                       f"the first: {serious[0][:300]} (all: fastscratch.integrations.keras.startup_messages())",
                       TensorFlowStartupWarning, stacklevel=3)  # the caller of import_tensorflow
     _tf = tf
@@ -237,7 +237,7 @@ def _jax_device(device: str):
     else:
         chosen = jax.devices()[0]
     if chosen.platform == "cpu":
-        return chosen, f"cpu ({os.cpu_count()} cores)"
+        return chosen, f"cpu ({check.plural(os.cpu_count() or 1, 'core')})"
     return chosen, f"{'gpu' if chosen.platform in ('gpu', 'cuda', 'rocm') else chosen.platform} ({chosen.device_kind})"
 
 
@@ -260,7 +260,7 @@ def resolve_device(device: str = "auto", keras_backend: str = "tensorflow") -> t
         except Exception:  # details are best-effort; the device itself is what matters
             name = "GPU"
         return "/GPU:0", f"gpu ({name})"
-    return "/CPU:0", f"cpu ({os.cpu_count()} cores)"
+    return "/CPU:0", f"cpu ({check.plural(os.cpu_count() or 1, 'core')})"
 
 
 def keras_optimizer(optimizer: str | Optimizer | dict, lr: float, keras_backend: str = "tensorflow"):
