@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 from mkdocs.exceptions import PluginError
@@ -34,8 +35,11 @@ def on_page_markdown(markdown: str, *, page: Any, config: Any, files: Any) -> st
 
 
 def on_serve(server: Any, *, config: Any, builder: Any) -> Any:
-    """``mkdocs serve``: rebuild when the parser's modules change, as for a page."""
-    server.watch("fastscratch/tools")
+    """``mkdocs serve``: rebuild when the package changes (the parser here, the docstrings for the
+    API pages), as for a page."""
+    root = Path(config.config_file_path).parent
+    for folder in ("fastscratch", "kernels"):
+        server.watch(str(root / folder))
     return server
 
 
