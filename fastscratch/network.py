@@ -46,29 +46,23 @@ class NeuralNetwork:
     architecture
         layer sizes ``[n_features, hidden..., n_classes]``, e.g. ``[784, 128, 64, 10]``.
     activation
-        hidden-layer activation, a name of ``fastscratch.activations.ACTIVATION_NAMES``
-        (``"relu"``, ``"tanh"``, ...), or a list with one name per hidden layer.
+        hidden-layer activation: a name of ``fastscratch.activations.ACTIVATION_NAMES``, or one per hidden layer.
     dtype
         ``"float32"`` (default) or ``"float64"``.
     seed
-        seed of the generator used for initialisation, shuffling and dropout;
-        the same seed gives bit-identical training.  ``None``: fresh entropy.
+        generator seed (initialisation, shuffling, dropout): same seed, bit-identical training; ``None``: fresh.
     backend
-        ``"auto"`` (Numba if available, else NumPy; the array-API backend for GPU arrays),
-        ``"numpy"``, ``"numba"`` or ``"array_api"`` (any array-API library's arrays: CuPy, PyTorch,
-        NumPy; the weights move to the data's device on the first ``fit``, see :meth:`to_device`).
+        ``"auto"`` (Numba, else NumPy; array-API for GPU arrays), ``"numpy"``, ``"numba"`` or ``"array_api"`` (any
+        array-API library's arrays; the weights move to the data's device on the first ``fit``, see :meth:`to_device`).
     init
         ``"he"`` (normal, std ``sqrt(2 / n_in)``) or ``"xavier"`` (Glorot uniform).
     dropout
-        fraction of each hidden layer's units dropped during training
-        (a number, or one per hidden layer); 0 disables it.
+        fraction of each hidden layer's units dropped in training (one number or one per hidden layer); 0: none.
 
     Attributes
     ----------
-    weights
-        list of ``W[l]: (n_in, n_out)`` arrays.
-    biases
-        list of ``b[l]: (n_out,)`` arrays.
+    weights, biases
+        lists of ``W[l]: (n_in, n_out)`` and ``b[l]: (n_out,)`` arrays.
     history
         :class:`History` of every epoch trained so far.
     """

@@ -119,55 +119,49 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     hidden_layer_sizes
-        sizes of the hidden layers, e.g. ``(128, 64)``; ``()`` gives
-        softmax regression.
+        sizes of the hidden layers, e.g. ``(128, 64)``; ``()`` gives softmax regression.
     activation
-        a name of the activation registry, ``fastscratch.activations.ACTIVATION_NAMES``
-        (``"relu"``, ``"tanh"``, ...), or one per hidden layer.
+        a name of the activation registry, ``fastscratch.activations.ACTIVATION_NAMES`` (``"relu"``,
+        ``"tanh"``, ...), or one per hidden layer.
     optimizer
-        ``"adam"``, ``"sgd"``, ``"momentum"``, a config dict such as
-        ``{"name": "momentum", "momentum": 0.9, "nesterov": True}``, or an
-        :class:`~fastscratch.Optimizer` (copied; the object you pass is never modified).
+        ``"adam"``, ``"sgd"``, ``"momentum"``, a config dict such as ``{"name": "momentum", "momentum": 0.9,
+        "nesterov": True}``, or an :class:`~fastscratch.Optimizer` (copied; the object you pass is never
+        modified).
     learning_rate
         step size (``lr`` of :meth:`NeuralNetwork.fit`).
     lr_schedule
-        ``None`` (constant), ``"step"``, ``"exponential"``, ``"cosine"`` or a
-        :class:`~fastscratch.Schedule`.
+        ``None`` (constant), ``"step"``, ``"exponential"``, ``"cosine"`` or a :class:`~fastscratch.Schedule`.
     batch_size
-        samples per mini-batch; ``"auto"``: ``min(200, n_samples)``;
-        ``None``: full-batch gradient descent.
+        samples per mini-batch; ``"auto"``: ``min(200, n_samples)``; ``None``: full-batch gradient descent.
     epochs
-        passes over the training data per :meth:`fit` (``max_iter`` in MLPClassifier);
-        all of them run unless ``early_stopping`` stops sooner (there is no convergence test
-        on the training loss).
+        passes over the training data per :meth:`fit` (``max_iter`` in MLPClassifier); all of them run unless
+        ``early_stopping`` stops sooner (there is no convergence test on the training loss).
     weight_decay
-        L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not biases),
-        added to the mean batch loss; 0 disables it.
+        L2 penalty ``weight_decay / 2 * sum(W**2)`` on the weights (not biases), added to the mean batch loss;
+        0 disables it.
     dropout
         fraction of hidden units dropped while training (one number or one per hidden layer).
     shuffle
         reshuffle the samples every epoch.
     early_stopping
-        hold out ``validation_fraction`` of the training data (stratified),
-        stop when its accuracy has not improved by more than ``tol`` for
-        ``n_iter_no_change`` epochs, and keep the best epoch's weights (as MLPClassifier
-        does).  Ignored by :meth:`partial_fit`.
+        hold out ``validation_fraction`` of the training data (stratified), stop when its accuracy has not
+        improved by more than ``tol`` for ``n_iter_no_change`` epochs, and keep the best epoch's weights (as
+        MLPClassifier does).  Ignored by :meth:`partial_fit`.
     validation_fraction, n_iter_no_change, tol
         see ``early_stopping``.
     warm_start
-        when fitted already, :meth:`fit` continues training the current network
-        (weights and optimizer state) instead of starting afresh.
+        when fitted already, :meth:`fit` continues training the current network (weights and optimizer state)
+        instead of starting afresh.
     backend
         ``"auto"``, ``"numpy"`` or ``"numba"`` (see :func:`fastscratch.load_backend`).
     dtype
         ``"float32"`` or ``"float64"``: the network's precision; inputs are converted to it.
     random_state
-        ``None``, an int or a ``numpy.random.RandomState``: drives the initial
-        weights, shuffling, dropout and the validation split.  An int gives identical
-        results on every fit.
+        ``None``, an int or a ``numpy.random.RandomState``: drives the initial weights, shuffling, dropout and
+        the validation split.  An int gives identical results on every fit.
     verbose
-        ``False``/0: silent; ``True`` or an int ``k``: print the epoch line every
-        ``k`` epochs (``True``: every epoch) and a summary.
+        ``False``/0: silent; ``True`` or an int ``k``: print the epoch line every ``k`` epochs (``True``:
+        every epoch) and a summary.
 
     Attributes
     ----------
@@ -178,8 +172,7 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_
         (n_features_in_,) column names, when ``X`` had string column names.
     loss_curve_
-        mean training loss of every epoch trained (across ``partial_fit`` and
-        warm-started ``fit`` calls).
+        mean training loss of every epoch trained (across ``partial_fit`` and warm-started ``fit`` calls).
     n_iter_
         number of epochs trained so far.
     validation_scores_
@@ -187,11 +180,11 @@ class ScratchMLPClassifier(ClassifierMixin, BaseEstimator):
     best_validation_score_
         best of ``validation_scores_``, or ``None``.
     network_
-        the trained :class:`~fastscratch.NeuralNetwork` (its ``history`` has every
-        column; ``save`` writes it to a model file).
+        the trained :class:`~fastscratch.NeuralNetwork` (its ``history`` has every column; ``save`` writes it
+        to a model file).
     coefs_, intercepts_
-        the network's weights ``W[l]: (n_in, n_out)`` and biases
-        ``b[l]: (n_out,)``, laid out as MLPClassifier's attributes of the same names.
+        the network's weights ``W[l]: (n_in, n_out)`` and biases ``b[l]: (n_out,)``, laid out as
+        MLPClassifier's attributes of the same names.
     """
 
     def __init__(self, hidden_layer_sizes: Sequence[int] = (100,), activation: str | Sequence[str] = "relu",
